@@ -1,0 +1,47 @@
+# pg_taskevents: PGXS build of the extension; the relay lives in relay/.
+
+EXTENSION = pg_taskevents
+EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
+
+MODULE_big = pg_taskevents
+OBJS = \
+	extension/pg_taskevents.o \
+	extension/config.o \
+	extension/cloudevent.o \
+	extension/outbox.o \
+	extension/trigger.o \
+	extension/schedule.o
+
+# The install script is concatenated from extension/sql/*.sql in name order,
+# so each concern keeps its own file (as pg_partman does).
+SQL_PARTS = $(sort $(wildcard extension/sql/*.sql))
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*--*.sql))
+
+TESTS = $(sort $(wildcard sql/*.sql))
+REGRESS = $(patsubst sql/%.sql,%,$(TESTS))
+REGRESS_OPTS = --load-extension=$(EXTENSION) --timezone=UTC
+ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --load-extension=$(EXTENSION)
+
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(DATA_built): $(SQL_PARTS) $(EXTENSION).control
+	cat $(SQL_PARTS) > $@
+
+ifneq ($(wildcard relay/Makefile),)
+all: relay
+install: install-relay
+endif
+
+.PHONY: relay install-relay
+relay:
+	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG)
+
+install-relay:
+	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) DESTDIR=$(DESTDIR)

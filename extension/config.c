@@ -1,0 +1,314 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.c
+ *	  Per-table configuration cache for attached task tables.
+ *
+ * The registry taskevents.attached_tables says, for each attached table,
+ * which columns play which role and where its events go.  Reading it with
+ * SPI on every row would double the cost of a write, so the row trigger
+ * keeps a backend-local copy keyed by relation OID in a memory context under
+ * CacheMemoryContext.  A relcache invalidation callback only marks entries
+ * stale (attach() and detach() always create or drop a trigger, which sends
+ * the invalidation); the next use reloads them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/catcache.h"
+#include "utils/syscache.h"
+
+#include "taskevents.h"
+
+static HTAB *ConfigCache = NULL;
+static MemoryContext ConfigContext = NULL;
+static Oid	CachedOwner = InvalidOid;
+static SPIPlanPtr RegistryPlan = NULL;
+
+/*
+ * Relcache invalidation callback: mark the entry of the invalidated
+ * relation (or every entry, for a full reset) as stale.  No catalog access
+ * is allowed here.
+ */
+static void
+InvalidateConfig(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	TableConfig *entry;
+
+	if (ConfigCache == NULL)
+		return;
+
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(ConfigCache, &relid, HASH_FIND, NULL);
+		if (entry != NULL)
+			entry->valid = false;
+		return;
+	}
+
+	hash_seq_init(&status, ConfigCache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+	CachedOwner = InvalidOid;
+}
+
+/*
+ * Set up the cache's memory context, hash table and invalidation callback.
+ * Called once from _PG_init.
+ */
+void
+InitConfigCache(void)
+{
+	HASHCTL		ctl;
+
+	if (ConfigCache != NULL)
+		return;
+
+	if (!CacheMemoryContext)
+		CreateCacheMemoryContext();
+
+	ConfigContext = AllocSetContextCreate(CacheMemoryContext,
+										  "taskevents table config",
+										  ALLOCSET_SMALL_SIZES);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(TableConfig);
+	ctl.hcxt = ConfigContext;
+	ConfigCache = hash_create("taskevents table config", 16, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(InvalidateConfig, (Datum) 0);
+}
+
+/*
+ * Return the role that owns the outbox (normally the extension owner).
+ * Event inserts and registry reads run as this role, so application roles
+ * need no privilege on the extension's tables.
+ */
+Oid
+TaskeventsOwner(void)
+{
+	Oid			nsp;
+	Oid			outbox;
+	HeapTuple	tup;
+
+	if (OidIsValid(CachedOwner))
+		return CachedOwner;
+
+	nsp = get_namespace_oid(TASKEVENTS_SCHEMA, true);
+	outbox = OidIsValid(nsp) ? get_relname_relid("outbox", nsp) : InvalidOid;
+	if (!OidIsValid(outbox))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"pg_taskevents\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION pg_taskevents, or drop the taskevents triggers.")));
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", outbox);
+	CachedOwner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	return CachedOwner;
+}
+
+/*
+ * Resolve a configured column name of the attached table to its attribute
+ * number, failing with a clear error when it has gone away since attach().
+ * A NULL name (column not configured) gives InvalidAttrNumber.
+ */
+static AttrNumber
+ResolveColumn(Relation rel, HeapTuple regtup, TupleDesc regdesc, int col,
+			  const char *role)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(regtup, regdesc, col, &isnull);
+	const char *name;
+	AttrNumber	attnum;
+
+	if (isnull)
+		return InvalidAttrNumber;
+	name = NameStr(*DatumGetName(d));
+	attnum = get_attnum(RelationGetRelid(rel), name);
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" configured as the %s column of \"%s\" does not exist",
+						name, role, RelationGetRelationName(rel)),
+				 errhint("Run taskevents.attach() again with the current column names.")));
+	return attnum;
+}
+
+/*
+ * Copy a text column of the registry row into the cache context.
+ */
+static char *
+CopyTextColumn(HeapTuple regtup, TupleDesc regdesc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(regtup, regdesc, col, &isnull);
+
+	if (isnull)
+		return NULL;
+	return MemoryContextStrdup(ConfigContext, TextDatumGetCString(d));
+}
+
+/*
+ * Read the registry row of rel (as the extension owner) and fill entry.
+ */
+static void
+LoadTableConfig(Relation rel, TableConfig *entry)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		arg = ObjectIdGetDatum(RelationGetRelid(rel));
+	HeapTuple	regtup;
+	TupleDesc	regdesc;
+	MemoryContext oldcxt;
+	Oid			typoutput;
+	bool		typisvarlena;
+	int			ret;
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(TaskeventsOwner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	if (RegistryPlan == NULL)
+	{
+		Oid			argtypes[1] = {REGCLASSOID};
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("SELECT topic, source, pubsubname, id_column, user_id_column,"
+						   " completed_column, due_date_column, is_recurring_column,"
+						   " recurring_interval_column, reminder_sent_at_column, reminder_lead"
+						   " FROM taskevents.attached_tables"
+						   " WHERE task_table OPERATOR(pg_catalog.=) $1",
+						   1, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		RegistryPlan = plan;
+	}
+
+	ret = SPI_execute_plan(RegistryPlan, &arg, NULL, true, 1);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading taskevents.attached_tables failed: %s",
+			 SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not attached to pg_taskevents",
+						RelationGetRelationName(rel)),
+				 errhint("Use taskevents.attach() to install the triggers; do not create them by hand.")));
+
+	regtup = SPI_tuptable->vals[0];
+	regdesc = SPI_tuptable->tupdesc;
+
+	if (entry->topic)
+		pfree(entry->topic);
+	if (entry->source)
+		pfree(entry->source);
+	if (entry->pubsubname)
+		pfree(entry->pubsubname);
+	entry->topic = CopyTextColumn(regtup, regdesc, 1);
+	entry->source = CopyTextColumn(regtup, regdesc, 2);
+	entry->pubsubname = CopyTextColumn(regtup, regdesc, 3);
+	entry->id_attnum = ResolveColumn(rel, regtup, regdesc, 4, "id");
+	entry->user_id_attnum = ResolveColumn(rel, regtup, regdesc, 5, "user id");
+	entry->completed_attnum = ResolveColumn(rel, regtup, regdesc, 6, "completed");
+	entry->due_date_attnum = ResolveColumn(rel, regtup, regdesc, 7, "due date");
+	entry->is_recurring_attnum = ResolveColumn(rel, regtup, regdesc, 8, "is_recurring");
+	entry->recurring_interval_attnum = ResolveColumn(rel, regtup, regdesc, 9, "recurring interval");
+	entry->reminder_sent_at_attnum = ResolveColumn(rel, regtup, regdesc, 10, "reminder_sent_at");
+	d = SPI_getbinval(regtup, regdesc, 11, &isnull);
+	entry->has_reminder_lead = !isnull;
+	if (!isnull)
+		entry->reminder_lead = *DatumGetIntervalP(d);
+
+	/* output functions for the subject and the partition key */
+	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), entry->id_attnum - 1)->atttypid,
+					  &typoutput, &typisvarlena);
+	fmgr_info_cxt(typoutput, &entry->id_out, ConfigContext);
+	getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), entry->user_id_attnum - 1)->atttypid,
+					  &typoutput, &typisvarlena);
+	fmgr_info_cxt(typoutput, &entry->user_id_out, ConfigContext);
+
+	/*
+	 * to_jsonb(anyelement) learns its argument type from the call
+	 * expression, so give it one that says "this table's row type".
+	 */
+	fmgr_info_cxt(F_TO_JSONB, &entry->to_jsonb, ConfigContext);
+	oldcxt = MemoryContextSwitchTo(ConfigContext);
+	fmgr_info_set_expr((Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
+											 list_make1(makeNullConst(RelationGetForm(rel)->reltype, -1, InvalidOid)),
+											 InvalidOid, InvalidOid,
+											 COERCE_EXPLICIT_CALL),
+					   &entry->to_jsonb);
+	MemoryContextSwitchTo(oldcxt);
+
+	if (entry->id_attnum == InvalidAttrNumber ||
+		entry->user_id_attnum == InvalidAttrNumber ||
+		entry->completed_attnum == InvalidAttrNumber)
+		elog(ERROR, "registry row of \"%s\" lacks a required column",
+			 RelationGetRelationName(rel));
+
+	SPI_finish();
+}
+
+/*
+ * Return the (valid) cached configuration of an attached table, loading it
+ * on first use and after invalidation.
+ */
+TableConfig *
+GetTableConfig(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	TableConfig *entry;
+	bool		found;
+
+	entry = hash_search(ConfigCache, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(((char *) entry) + sizeof(Oid), 0, sizeof(TableConfig) - sizeof(Oid));
+		entry->valid = false;
+	}
+	if (!entry->valid)
+	{
+		/*
+		 * Mark valid before loading: an invalidation that arrives while we
+		 * read the registry clears the flag again, and is not lost.
+		 */
+		entry->valid = true;
+		PG_TRY();
+		{
+			LoadTableConfig(rel, entry);
+		}
+		PG_CATCH();
+		{
+			entry->valid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	return entry;
+}

@@ -1,0 +1,117 @@
+-- pg_taskevents install script.  Built by concatenating extension/sql/*.sql;
+-- each part keeps one concern.  See "Architecture" in README.md.
+
+\echo Use "CREATE EXTENSION pg_taskevents" to load this file. \quit
+
+-------------------------------------------------------------------------------
+-- The outbox: one row per event, written once, never updated or deleted.
+-- Partitions take turns by time and are truncated once fully delivered.
+-------------------------------------------------------------------------------
+
+CREATE SEQUENCE @extschema@.outbox_id_seq AS bigint CACHE 1;
+
+CREATE TABLE @extschema@.outbox (
+    -- txid comes first: its default assigns the transaction id before the
+    -- default of id draws from the sequence (the batching relies on it).
+    txid          pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    id            bigint NOT NULL DEFAULT pg_catalog.nextval('@extschema@.outbox_id_seq'::pg_catalog.regclass),
+    slot          smallint NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    topic         text NOT NULL,
+    partition_key text,
+    event         jsonb NOT NULL
+) PARTITION BY LIST (slot);
+
+ALTER SEQUENCE @extschema@.outbox_id_seq OWNED BY @extschema@.outbox.id;
+
+CREATE TABLE @extschema@.outbox_0 PARTITION OF @extschema@.outbox FOR VALUES IN (0);
+CREATE TABLE @extschema@.outbox_1 PARTITION OF @extschema@.outbox FOR VALUES IN (1);
+CREATE TABLE @extschema@.outbox_2 PARTITION OF @extschema@.outbox FOR VALUES IN (2);
+
+CREATE INDEX outbox_id_idx ON @extschema@.outbox (id);
+CREATE INDEX outbox_txid_idx ON @extschema@.outbox (txid);
+
+COMMENT ON TABLE @extschema@.outbox IS
+    'Transactional outbox: one CloudEvent per row, delivered by taskevents-relay in batches cut by snapshots.';
+
+-------------------------------------------------------------------------------
+-- The registry of attached tables.
+-------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.attached_tables (
+    task_table                regclass PRIMARY KEY,
+    topic                     text NOT NULL,
+    source                    text NOT NULL,
+    pubsubname                text NOT NULL,
+    id_column                 name NOT NULL,
+    user_id_column            name NOT NULL,
+    completed_column          name NOT NULL,
+    due_date_column           name,
+    is_recurring_column       name,
+    recurring_interval_column name,
+    reminder_sent_at_column   name,
+    reminder_lead             interval,
+    attached_at               timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+COMMENT ON TABLE @extschema@.attached_tables IS
+    'Tables attached with taskevents.attach(): which column plays which role, and where their events go.';
+
+-------------------------------------------------------------------------------
+-- Relay state: leases, ticks (batch boundaries) and acks (progress).
+-- Ticks and acks are insert-only and read newest-first through their
+-- primary keys, so a long transaction elsewhere cannot make them slow.
+-------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.relay_consumers (
+    consumer    text PRIMARY KEY,
+    epoch       bigint NOT NULL DEFAULT 0,
+    holder      text,
+    lease_until timestamptz,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE @extschema@.relay_ticks (
+    consumer   text NOT NULL REFERENCES @extschema@.relay_consumers ON DELETE CASCADE,
+    tick_id    bigint NOT NULL,
+    snapshot   pg_catalog.pg_snapshot NOT NULL,
+    last_id    bigint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    PRIMARY KEY (consumer, tick_id)
+);
+
+CREATE TABLE @extschema@.relay_acks (
+    consumer   text NOT NULL REFERENCES @extschema@.relay_consumers ON DELETE CASCADE,
+    ack_id     bigint GENERATED ALWAYS AS IDENTITY,
+    epoch      bigint NOT NULL,
+    tick_id    bigint NOT NULL,
+    cursor_id  bigint NOT NULL,
+    batch_done boolean NOT NULL,
+    acked_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    PRIMARY KEY (consumer, ack_id)
+);
+
+COMMENT ON TABLE @extschema@.relay_acks IS
+    'Relay progress: batches up to tick_id-1 are resolved, and in batch tick_id every event with id <= cursor_id (all of it when batch_done).';
+
+-------------------------------------------------------------------------------
+-- Dead letters: events the relay gave up on, kept for review and replay.
+-------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.dead_letters (
+    dead_letter_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    consumer         text NOT NULL,
+    outbox_id        bigint NOT NULL,
+    event_id         text,
+    topic            text NOT NULL,
+    dlq_topic        text NOT NULL,
+    partition_key    text,
+    event            jsonb NOT NULL,
+    reason           text NOT NULL,
+    attempts         integer NOT NULL,
+    first_failed_at  timestamptz,
+    dead_lettered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    replayed_at      timestamptz
+);
+
+CREATE INDEX dead_letters_event_id_idx ON @extschema@.dead_letters (event_id);

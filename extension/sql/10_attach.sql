@@ -1,0 +1,219 @@
+
+-------------------------------------------------------------------------------
+-- C functions
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.task_trigger()
+RETURNS trigger
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'task_trigger';
+
+COMMENT ON FUNCTION @extschema@.task_trigger() IS
+    'Row trigger installed by attach(): writes task.* CloudEvents into the outbox.';
+
+CREATE FUNCTION @extschema@.publish(topic text, type text, data jsonb,
+                                    partition_key text, subject text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'publish';
+
+COMMENT ON FUNCTION @extschema@.publish(text, text, jsonb, text, text) IS
+    'Write one custom CloudEvent into the outbox in the caller''s transaction; returns its id.';
+
+CREATE FUNCTION @extschema@.enqueue_event(topic text, partition_key text, event jsonb)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'enqueue_event';
+
+COMMENT ON FUNCTION @extschema@.enqueue_event(text, text, jsonb) IS
+    'Insert an already built CloudEvent into the outbox (dead-letter replay).';
+
+-------------------------------------------------------------------------------
+-- attach() / detach()
+-------------------------------------------------------------------------------
+
+-- Check that column colname of table tbl exists and has an acceptable type;
+-- return false when it is absent and absent_ok.
+CREATE FUNCTION @extschema@.check_column(tbl regclass, role text, colname name,
+                                         accepted regtype[], absent_ok boolean)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    typ regtype;
+BEGIN
+    SELECT a.atttypid::regtype INTO typ
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = tbl AND a.attname = colname
+       AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        IF absent_ok THEN
+            RETURN false;
+        END IF;
+        RAISE EXCEPTION 'table % has no column "%" (the % column)', tbl, colname, role
+            USING ERRCODE = 'undefined_column',
+                  HINT = format('Name the %s column with %s_column => ''...''%s.', role,
+                                replace(role, ' ', '_'),
+                                CASE WHEN role IN ('due_date', 'is_recurring', 'recurring_interval')
+                                     THEN ', or pass NULL to attach without reminders and recurrence'
+                                     ELSE '' END);
+    END IF;
+    IF accepted IS NOT NULL AND NOT typ = ANY (accepted) THEN
+        RAISE EXCEPTION 'column "%" of table % has type %, which cannot be the % column', colname, tbl, typ, role
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = format('The %s column must be of type %s.', role, array_to_string(accepted, ' or '));
+    END IF;
+    IF accepted IS NULL AND (SELECT t.typcategory IN ('A', 'C', 'P') FROM pg_catalog.pg_type t WHERE t.oid = typ) THEN
+        RAISE EXCEPTION 'column "%" of table % has type %, which cannot be the % column', colname, tbl, typ, role
+            USING ERRCODE = 'datatype_mismatch',
+                  HINT = format('The %s column must be a scalar (text, uuid, bigint, ...), not an array or a row.', role);
+    END IF;
+    RETURN true;
+END;
+$$;
+
+CREATE FUNCTION @extschema@.attach(
+    task_table regclass,
+    topic text DEFAULT 'tasks',
+    source text DEFAULT NULL,
+    pubsubname text DEFAULT NULL,
+    id_column name DEFAULT 'id',
+    user_id_column name DEFAULT 'user_id',
+    completed_column name DEFAULT 'completed',
+    due_date_column name DEFAULT 'due_date',
+    is_recurring_column name DEFAULT 'is_recurring',
+    recurring_interval_column name DEFAULT 'recurring_interval',
+    reminder_sent_at_column name DEFAULT 'reminder_sent_at',
+    reminder_lead interval DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind "char";
+    nsp name;
+    rel name;
+BEGIN
+    IF task_table IS NULL THEN
+        RAISE EXCEPTION 'task_table must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, n.nspname, c.relname INTO kind, nsp, rel
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = task_table;
+    IF kind IS DISTINCT FROM 'r' THEN
+        RAISE EXCEPTION '% is not an ordinary table', task_table
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'attach() works on ordinary tables; attach each partition of a partitioned table.';
+    END IF;
+    IF nsp = '@extschema@' OR nsp LIKE 'pg\_%' OR nsp = 'information_schema' THEN
+        RAISE EXCEPTION 'cannot attach system or extension table %', task_table
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF topic IS NULL OR topic !~ '^[A-Za-z0-9._-]{1,245}$' OR topic IN ('.', '..') THEN
+        RAISE EXCEPTION 'invalid topic name "%"', topic
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Kafka topic names have 1 to 245 characters (room for "-dlq") of ASCII letters, digits, ".", "_" and "-".';
+    END IF;
+    source := coalesce(source, format('/pg_taskevents/%s/%s/%s', current_database(), nsp, rel));
+    IF source = '' THEN
+        RAISE EXCEPTION 'source must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    pubsubname := coalesce(pubsubname, nullif(current_setting('taskevents.pubsubname', true), ''), 'pubsub');
+    IF reminder_lead IS NOT NULL AND reminder_lead <= interval '0' THEN
+        RAISE EXCEPTION 'reminder_lead must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF id_column IS NULL OR user_id_column IS NULL OR completed_column IS NULL THEN
+        RAISE EXCEPTION 'id_column, user_id_column and completed_column must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF (is_recurring_column IS NULL) <> (recurring_interval_column IS NULL) THEN
+        RAISE EXCEPTION 'is_recurring_column and recurring_interval_column must both be set or both be null'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    PERFORM @extschema@.check_column(task_table, 'id', id_column, NULL, false);
+    PERFORM @extschema@.check_column(task_table, 'user id', user_id_column, NULL, false);
+    PERFORM @extschema@.check_column(task_table, 'completed', completed_column, ARRAY['boolean']::regtype[], false);
+    IF due_date_column IS NOT NULL THEN
+        PERFORM @extschema@.check_column(task_table, 'due_date', due_date_column, ARRAY['timestamptz']::regtype[], false);
+    END IF;
+    IF is_recurring_column IS NOT NULL THEN
+        PERFORM @extschema@.check_column(task_table, 'is_recurring', is_recurring_column, ARRAY['boolean']::regtype[], false);
+        PERFORM @extschema@.check_column(task_table, 'recurring_interval', recurring_interval_column,
+                                         ARRAY['text', 'character varying']::regtype[], false);
+    END IF;
+    IF reminder_sent_at_column IS NOT NULL
+       AND NOT @extschema@.check_column(task_table, 'reminder_sent_at', reminder_sent_at_column,
+                                        ARRAY['timestamptz']::regtype[], reminder_sent_at_column = 'reminder_sent_at') THEN
+        reminder_sent_at_column := NULL;    -- the optional default column is absent
+    END IF;
+
+    INSERT INTO @extschema@.attached_tables AS a
+           (task_table, topic, source, pubsubname, id_column, user_id_column, completed_column,
+            due_date_column, is_recurring_column, recurring_interval_column,
+            reminder_sent_at_column, reminder_lead)
+    VALUES (attach.task_table, attach.topic, attach.source, attach.pubsubname, attach.id_column,
+            attach.user_id_column, attach.completed_column, attach.due_date_column,
+            attach.is_recurring_column, attach.recurring_interval_column,
+            attach.reminder_sent_at_column, attach.reminder_lead)
+    ON CONFLICT ON CONSTRAINT attached_tables_pkey DO UPDATE
+       SET topic = excluded.topic, source = excluded.source, pubsubname = excluded.pubsubname,
+           id_column = excluded.id_column, user_id_column = excluded.user_id_column,
+           completed_column = excluded.completed_column, due_date_column = excluded.due_date_column,
+           is_recurring_column = excluded.is_recurring_column,
+           recurring_interval_column = excluded.recurring_interval_column,
+           reminder_sent_at_column = excluded.reminder_sent_at_column,
+           reminder_lead = excluded.reminder_lead;
+
+    -- CREATE OR REPLACE keeps one trigger however often attach() runs, and
+    -- its relcache invalidation makes every backend reload the registry row.
+    EXECUTE format('CREATE OR REPLACE TRIGGER taskevents_emit'
+                   ' AFTER INSERT OR UPDATE OR DELETE ON %s'
+                   ' FOR EACH ROW EXECUTE FUNCTION @extschema@.task_trigger()', task_table);
+    EXECUTE format('CREATE OR REPLACE TRIGGER taskevents_truncate'
+                   ' BEFORE TRUNCATE ON %s'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.task_trigger()', task_table);
+END;
+$$;
+
+COMMENT ON FUNCTION @extschema@.attach(regclass, text, text, text, name, name, name, name, name, name, name, interval) IS
+    'Validate a task table, install the event triggers and record it in taskevents.attached_tables.';
+
+CREATE FUNCTION @extschema@.detach(task_table regclass)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.attached_tables a WHERE a.task_table = detach.task_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not attached', task_table
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS taskevents_emit ON %s', task_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS taskevents_truncate ON %s', task_table);
+END;
+$$;
+
+COMMENT ON FUNCTION @extschema@.detach(regclass) IS
+    'Remove the event triggers of a table and forget it; events already in the outbox stay.';
+
+-- Forget registry entries of dropped tables (they would otherwise dangle as
+-- bare OIDs).  SECURITY DEFINER: the role dropping its table has no
+-- privilege on the registry.
+CREATE FUNCTION @extschema@.forget_dropped_tables()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.attached_tables a
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = a.task_table::oid;
+END;
+$$;
+
+CREATE EVENT TRIGGER taskevents_forget_dropped ON sql_drop
+    EXECUTE FUNCTION @extschema@.forget_dropped_tables();

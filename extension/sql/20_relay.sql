@@ -1,0 +1,420 @@
+
+-------------------------------------------------------------------------------
+-- Relay protocol (see "Relay protocol" in README.md).  Every function the
+-- relay calls is SECURITY DEFINER with a pinned search_path, so the relay's
+-- role needs EXECUTE on them and nothing else (grant_relay()).
+-------------------------------------------------------------------------------
+
+-- The events of batch (prev, cur] with id > after_id, in id order, at most
+-- lim of them.  Two index scans: transactions in progress at prev (by
+-- txid), and transactions that started after prev (by id); see README.md.
+CREATE FUNCTION @extschema@.batch_events(prev pg_catalog.pg_snapshot, prev_last_id bigint,
+                                         cur pg_catalog.pg_snapshot, after_id bigint, lim integer)
+RETURNS SETOF @extschema@.outbox
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- EXECUTE: plan with the actual values each time, never a generic plan.
+    RETURN QUERY EXECUTE
+        'SELECT * FROM (
+             SELECT o.* FROM @extschema@.outbox o
+              WHERE o.txid = ANY ($1) AND o.id > $4
+                AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+             UNION ALL
+             SELECT o.* FROM @extschema@.outbox o
+              WHERE o.id > GREATEST($2, $4) AND o.txid >= $5
+                AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+         ) b ORDER BY b.id LIMIT $6'
+        USING ARRAY(SELECT pg_catalog.pg_snapshot_xip(prev)), prev_last_id, cur, after_id,
+              pg_catalog.pg_snapshot_xmax(prev), lim;
+END;
+$$;
+
+-- Create a consumer: its tick 0 sees no transaction, so its first batch is
+-- every row in the outbox.  Rows whose txid lies in the future (restored
+-- from a dump of another cluster) get the current transaction's id, so they
+-- become visible when this transaction commits.
+CREATE FUNCTION @extschema@.init_consumer(consumer text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO @extschema@.relay_consumers (consumer) VALUES (init_consumer.consumer)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE @extschema@.outbox o SET txid = pg_catalog.pg_current_xact_id()
+     WHERE o.txid >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot());
+    INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id)
+    VALUES (init_consumer.consumer, 0, '1:1:', 0);
+END;
+$$;
+
+CREATE FUNCTION @extschema@.check_epoch(consumer text, epoch bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- FOR SHARE: a takeover (UPDATE of this row) waits for us, or we see it.
+    PERFORM 1 FROM @extschema@.relay_consumers c
+      WHERE c.consumer = check_epoch.consumer AND c.epoch = check_epoch.epoch
+      FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relay lease of consumer "%" is no longer held at epoch %', consumer, epoch
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Another relay took over; this one must stop claiming and acquire the lease again.';
+    END IF;
+END;
+$$;
+
+-- Take or renew the lease of consumer for holder.  Returns the fencing
+-- epoch, or NULL while another holder's lease is live.
+CREATE FUNCTION @extschema@.relay_lease(consumer text, holder text, epoch bigint,
+                                        ttl interval DEFAULT '5 seconds')
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c @extschema@.relay_consumers;
+BEGIN
+    IF coalesce(consumer, '') = '' OR coalesce(holder, '') = '' THEN
+        RAISE EXCEPTION 'consumer and holder must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ttl IS NULL OR ttl <= interval '0' THEN
+        RAISE EXCEPTION 'lease ttl must be positive' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM @extschema@.init_consumer(consumer);
+    SELECT * INTO c FROM @extschema@.relay_consumers r WHERE r.consumer = relay_lease.consumer FOR UPDATE;
+    IF c.holder = relay_lease.holder AND c.epoch = relay_lease.epoch THEN
+        UPDATE @extschema@.relay_consumers r SET lease_until = clock_timestamp() + ttl
+         WHERE r.consumer = relay_lease.consumer;
+        RETURN c.epoch;
+    ELSIF c.lease_until IS NULL OR c.lease_until < clock_timestamp() THEN
+        UPDATE @extschema@.relay_consumers r
+           SET holder = relay_lease.holder, epoch = c.epoch + 1, lease_until = clock_timestamp() + ttl
+         WHERE r.consumer = relay_lease.consumer;
+        RETURN c.epoch + 1;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- Give up the lease (graceful shutdown), so a standby need not wait for it
+-- to expire.
+CREATE FUNCTION @extschema@.relay_release(consumer text, epoch bigint)
+RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE @extschema@.relay_consumers r SET lease_until = NULL
+     WHERE r.consumer = relay_release.consumer AND r.epoch = relay_release.epoch
+    RETURNING true;
+$$;
+
+-- Cut a new batch after the newest tick if there is anything in it.
+-- Returns the new tick id, or NULL when nothing new committed (then it
+-- writes nothing).
+CREATE FUNCTION @extschema@.relay_tick(consumer text, epoch bigint)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    last @extschema@.relay_ticks;
+    seq_last bigint;
+    snap pg_snapshot;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'relay_tick() must run in a READ COMMITTED transaction'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    PERFORM @extschema@.check_epoch(consumer, epoch);
+    SELECT * INTO last FROM @extschema@.relay_ticks t
+     WHERE t.consumer = relay_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
+    -- The sequence first, then (in a later statement, so a later snapshot)
+    -- the snapshot: every transaction invisible in snap with an xid past
+    -- its xmax drew its ids after seq_last.
+    SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO seq_last
+      FROM @extschema@.outbox_id_seq s;
+    SELECT pg_current_snapshot() INTO snap;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.batch_events(last.snapshot, last.last_id, snap, 0, 1)) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id)
+    VALUES (relay_tick.consumer, last.tick_id + 1, snap, seq_last);
+    RETURN last.tick_id + 1;
+END;
+$$;
+
+-- The newest tick of consumer (the relay resumes reading up to it).
+CREATE FUNCTION @extschema@.relay_last_tick(consumer text)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.tick_id FROM @extschema@.relay_ticks t
+     WHERE t.consumer = relay_last_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
+$$;
+
+-- The next page of batch tick_id: events with id > after_id, in id order.
+CREATE FUNCTION @extschema@.relay_fetch(consumer text, tick_id bigint, after_id bigint,
+                                        lim integer DEFAULT 1000)
+RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p @extschema@.relay_ticks;
+    c @extschema@.relay_ticks;
+BEGIN
+    SELECT * INTO p FROM @extschema@.relay_ticks t
+     WHERE t.consumer = relay_fetch.consumer AND t.tick_id = relay_fetch.tick_id - 1;
+    SELECT * INTO c FROM @extschema@.relay_ticks t
+     WHERE t.consumer = relay_fetch.consumer AND t.tick_id = relay_fetch.tick_id;
+    IF p.tick_id IS NULL OR c.tick_id IS NULL THEN
+        RAISE EXCEPTION 'batch % of consumer "%" does not exist', tick_id, consumer
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+        SELECT b.id, b.topic, b.partition_key, b.event::text, b.created_at
+          FROM @extschema@.batch_events(p.snapshot, p.last_id, c.snapshot,
+                                        coalesce(after_id, 0), coalesce(lim, 1000)) b;
+END;
+$$;
+
+-- Where the consumer stands: batches before tick_id are resolved, and in
+-- batch tick_id every event with id <= cursor_id (the whole batch when
+-- batch_done).
+CREATE FUNCTION @extschema@.relay_position(consumer text,
+                                           OUT tick_id bigint, OUT cursor_id bigint, OUT batch_done boolean)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(a.tick_id, 0), coalesce(a.cursor_id, 0), coalesce(a.batch_done, true)
+      FROM (SELECT 1) one
+      LEFT JOIN LATERAL (SELECT * FROM @extschema@.relay_acks x
+                          WHERE x.consumer = relay_position.consumer
+                          ORDER BY x.ack_id DESC LIMIT 1) a ON true;
+$$;
+
+-- Record progress, fenced by the lease epoch.  Positions never go back.
+CREATE FUNCTION @extschema@.relay_ack(consumer text, epoch bigint, tick_id bigint,
+                                      cursor_id bigint, batch_done boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    pos record;
+BEGIN
+    PERFORM @extschema@.check_epoch(consumer, epoch);
+    SELECT * INTO pos FROM @extschema@.relay_position(consumer);
+    IF (relay_ack.tick_id, CASE WHEN relay_ack.batch_done THEN 9223372036854775807 ELSE relay_ack.cursor_id END)
+       < (pos.tick_id, CASE WHEN pos.batch_done THEN 9223372036854775807 ELSE pos.cursor_id END) THEN
+        RAISE EXCEPTION 'relay position of consumer "%" cannot go back from (%, %, %) to (%, %, %)',
+            consumer, pos.tick_id, pos.cursor_id, pos.batch_done, tick_id, cursor_id, batch_done
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done)
+    VALUES (relay_ack.consumer, relay_ack.epoch, relay_ack.tick_id, relay_ack.cursor_id, relay_ack.batch_done);
+END;
+$$;
+
+-- Keep an event the relay gave up on.  Returns the dead letter's id.
+CREATE FUNCTION @extschema@.relay_dead_letter(consumer text, epoch bigint, outbox_id bigint,
+                                              topic text, dlq_topic text, partition_key text,
+                                              event text, reason text, attempts integer,
+                                              first_failed_at timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ev jsonb;
+    dl bigint;
+BEGIN
+    PERFORM @extschema@.check_epoch(consumer, epoch);
+    BEGIN
+        ev := event::jsonb;
+    EXCEPTION WHEN others THEN
+        ev := pg_catalog.jsonb_build_object('unparsable', event);
+    END;
+    INSERT INTO @extschema@.dead_letters AS d
+           (consumer, outbox_id, event_id, topic, dlq_topic, partition_key, event, reason,
+            attempts, first_failed_at)
+    VALUES (relay_dead_letter.consumer, relay_dead_letter.outbox_id,
+            CASE WHEN pg_catalog.jsonb_typeof(ev) = 'object' THEN ev ->> 'id' END,
+            relay_dead_letter.topic, relay_dead_letter.dlq_topic, relay_dead_letter.partition_key,
+            ev, relay_dead_letter.reason, relay_dead_letter.attempts, relay_dead_letter.first_failed_at)
+    RETURNING d.dead_letter_id INTO dl;
+    RETURN dl;
+END;
+$$;
+
+-- Publish a dead letter again, with its original CloudEvent id.
+CREATE FUNCTION @extschema@.replay_dead_letter(dead_letter_id bigint)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d @extschema@.dead_letters;
+BEGIN
+    SELECT * INTO d FROM @extschema@.dead_letters x
+     WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter % does not exist', dead_letter_id USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM @extschema@.enqueue_event(d.topic, d.partition_key, d.event);
+    UPDATE @extschema@.dead_letters x SET replayed_at = now()
+     WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id;
+    RETURN d.event_id;
+END;
+$$;
+
+-------------------------------------------------------------------------------
+-- Delivery state, the backlog view and maintenance.
+-------------------------------------------------------------------------------
+
+-- Per consumer: done_snapshot (every transaction visible in it is
+-- delivered), and the batch in progress (batch_snapshot, cursor_id).
+CREATE FUNCTION @extschema@.consumer_positions()
+RETURNS TABLE (consumer text, done_snapshot pg_catalog.pg_snapshot,
+               batch_snapshot pg_catalog.pg_snapshot, cursor_id bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.consumer,
+           (SELECT t.snapshot FROM @extschema@.relay_ticks t
+             WHERE t.consumer = c.consumer
+               AND t.tick_id = CASE WHEN p.batch_done THEN p.tick_id ELSE p.tick_id - 1 END),
+           CASE WHEN NOT p.batch_done THEN
+               (SELECT t.snapshot FROM @extschema@.relay_ticks t
+                 WHERE t.consumer = c.consumer AND t.tick_id = p.tick_id) END,
+           CASE WHEN NOT p.batch_done THEN p.cursor_id END
+      FROM @extschema@.relay_consumers c
+      CROSS JOIN LATERAL @extschema@.relay_position(c.consumer) p;
+$$;
+
+CREATE VIEW @extschema@.pending_events AS
+WITH pos AS (SELECT * FROM @extschema@.consumer_positions())
+SELECT o.id, o.created_at, o.topic, o.partition_key, o.event
+  FROM @extschema@.outbox o
+ WHERE NOT EXISTS (SELECT 1 FROM pos)
+    OR EXISTS (SELECT 1 FROM pos
+                WHERE NOT pg_catalog.pg_visible_in_snapshot(o.txid, pos.done_snapshot)
+                  AND NOT (pos.batch_snapshot IS NOT NULL
+                           AND pg_catalog.pg_visible_in_snapshot(o.txid, pos.batch_snapshot)
+                           AND o.id <= pos.cursor_id))
+ ORDER BY o.id;
+
+COMMENT ON VIEW @extschema@.pending_events IS
+    'Committed events not yet delivered to every relay consumer, in delivery order.';
+
+-- Backlog of one consumer, for the relay's metrics.
+CREATE FUNCTION @extschema@.relay_backlog(consumer text,
+                                          OUT pending bigint, OUT oldest_pending timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*), min(o.created_at)
+      FROM @extschema@.outbox o
+      LEFT JOIN @extschema@.consumer_positions() pos ON pos.consumer = relay_backlog.consumer
+     WHERE pos.consumer IS NULL
+        OR (NOT pg_catalog.pg_visible_in_snapshot(o.txid, pos.done_snapshot)
+            AND NOT (pos.batch_snapshot IS NOT NULL
+                     AND pg_catalog.pg_visible_in_snapshot(o.txid, pos.batch_snapshot)
+                     AND o.id <= pos.cursor_id));
+$$;
+
+-- The partition the triggers write to now (same rule as the C code).
+CREATE FUNCTION @extschema@.current_slot()
+RETURNS smallint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ((floor(extract(epoch FROM statement_timestamp()))::bigint
+             / current_setting('taskevents.rotation_period')::integer) % 3)::smallint;
+$$;
+
+-- Truncate every outbox partition other than the current one whose rows
+-- are all delivered to every consumer, and prune old ticks and acks.
+-- Safe at any time: the partition is locked (NOWAIT) before the check, so a
+-- writer still inserting into it makes us skip it, never lose its rows.
+-- Returns the number of partitions truncated.
+CREATE FUNCTION @extschema@.maintain()
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s integer;
+    part text;
+    truncated integer := 0;
+    pending boolean;
+    nonempty boolean;
+BEGIN
+    IF EXISTS (SELECT 1 FROM @extschema@.relay_consumers) THEN
+        FOR s IN 0..2 LOOP
+            CONTINUE WHEN s = @extschema@.current_slot();
+            part := format('@extschema@.outbox_%s', s);
+            BEGIN
+                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s o, @extschema@.consumer_positions() p
+                                 WHERE o.txid >= pg_catalog.pg_snapshot_xmin(p.done_snapshot)
+                                   AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, p.done_snapshot))', part)
+                   INTO pending;
+                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
+                IF NOT pending AND nonempty THEN
+                    EXECUTE format('TRUNCATE %s', part);
+                    truncated := truncated + 1;
+                END IF;
+            EXCEPTION WHEN lock_not_available THEN
+                NULL;   -- a writer or reader holds it; try again next time
+            END;
+        END LOOP;
+    END IF;
+
+    -- Ticks before the oldest one still needed, and all but the newest acks.
+    DELETE FROM @extschema@.relay_ticks t
+     USING (SELECT c.consumer, p.tick_id FROM @extschema@.relay_consumers c
+             CROSS JOIN LATERAL @extschema@.relay_position(c.consumer) p) pos
+     WHERE t.consumer = pos.consumer AND t.tick_id < pos.tick_id - 1;
+    DELETE FROM @extschema@.relay_acks a
+     USING (SELECT x.consumer, max(x.ack_id) AS newest FROM @extschema@.relay_acks x GROUP BY x.consumer) n
+     WHERE a.consumer = n.consumer AND a.ack_id < n.newest - 100;
+    RETURN truncated;
+END;
+$$;
+
+-- Grant a role exactly what taskevents-relay needs.
+CREATE FUNCTION @extschema@.grant_relay(relay_role regrole)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f text;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', relay_role);
+    FOREACH f IN ARRAY ARRAY[
+        '@extschema@.relay_lease(text, text, bigint, interval)',
+        '@extschema@.relay_release(text, bigint)',
+        '@extschema@.relay_tick(text, bigint)',
+        '@extschema@.relay_last_tick(text)',
+        '@extschema@.relay_fetch(text, bigint, bigint, integer)',
+        '@extschema@.relay_position(text)',
+        '@extschema@.relay_ack(text, bigint, bigint, bigint, boolean)',
+        '@extschema@.relay_dead_letter(text, bigint, bigint, text, text, text, text, text, integer, timestamptz)',
+        '@extschema@.relay_backlog(text)',
+        '@extschema@.maintain()']
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, relay_role);
+    END LOOP;
+END;
+$$;

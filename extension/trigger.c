@@ -1,0 +1,205 @@
+/*-------------------------------------------------------------------------
+ *
+ * trigger.c
+ *	  The row trigger that turns task writes into CloudEvents.
+ *
+ * taskevents.attach() installs task_trigger() as an AFTER INSERT OR UPDATE
+ * OR DELETE FOR EACH ROW trigger and as a BEFORE TRUNCATE statement
+ * trigger.  Per row it decides the event type (task.created, task.updated,
+ * task.completed, task.deleted, or nothing for an UPDATE that changes no
+ * column), builds the CloudEvent with the row as data and inserts it into
+ * the outbox in the writing transaction, then lets the recurrence and
+ * reminder code react (schedule.c).  Modelled on contrib/tcn.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/datum.h"
+#include "utils/rel.h"
+
+#include "taskevents.h"
+
+/*
+ * Are two non-null values of attribute att the same?  Binary equality,
+ * after detoasting varlena values so that a value stored compressed or
+ * out of line compares equal to the same value stored inline.
+ */
+static bool
+ValuesEqual(Form_pg_attribute att, Datum a, Datum b)
+{
+	struct varlena *va;
+	struct varlena *vb;
+	bool		eq;
+
+	if (datumIsEqual(a, b, att->attbyval, att->attlen))
+		return true;
+	if (att->attlen != -1)
+		return false;
+
+	va = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a));
+	vb = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b));
+	eq = VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
+		memcmp(VARDATA_ANY(va), VARDATA_ANY(vb), VARSIZE_ANY_EXHDR(va)) == 0;
+	if ((Pointer) va != DatumGetPointer(a))
+		pfree(va);
+	if ((Pointer) vb != DatumGetPointer(b))
+		pfree(vb);
+	return eq;
+}
+
+/*
+ * Did an UPDATE change any column?  The reminder bookkeeping column is not
+ * a change of the task: fire_due_reminders() sets it and must not make a
+ * task.updated event.
+ */
+static bool
+RowChanged(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup,
+		   TableConfig *cfg)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		bool		oldnull,
+					newnull;
+		Datum		oldval,
+					newval;
+
+		if (att->attisdropped || att->attnum == cfg->reminder_sent_at_attnum)
+			continue;
+		oldval = heap_getattr(oldtup, i + 1, desc, &oldnull);
+		newval = heap_getattr(newtup, i + 1, desc, &newnull);
+		if (oldnull != newnull)
+			return true;
+		if (!oldnull && !ValuesEqual(att, oldval, newval))
+			return true;
+	}
+	return false;
+}
+
+static bool
+IsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
+
+static const char *
+EventTypeName(TaskEventKind kind)
+{
+	switch (kind)
+	{
+		case TASK_EVENT_CREATED:
+			return "task.created";
+		case TASK_EVENT_UPDATED:
+			return "task.updated";
+		case TASK_EVENT_COMPLETED:
+			return "task.completed";
+		case TASK_EVENT_DELETED:
+			return "task.deleted";
+		default:
+			elog(ERROR, "unexpected task event kind %d", (int) kind);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * taskevents.task_trigger(): see the file header.
+ */
+PG_FUNCTION_INFO_V1(task_trigger);
+Datum
+task_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	TableConfig *cfg;
+	TaskEventKind kind;
+	HeapTuple	row;
+	CloudEventParts parts;
+	bool		isnull;
+	Datum		d;
+	char	   *user_id;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("taskevents.task_trigger() was not called by the trigger manager")));
+
+	rel = trigdata->tg_relation;
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot truncate \"%s\": it is attached to pg_taskevents",
+						RelationGetRelationName(rel)),
+				 errdetail("TRUNCATE removes tasks without task.deleted events, so consumers would silently diverge."),
+				 errhint("Use DELETE, or run taskevents.detach() first.")));
+
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("taskevents.task_trigger() must be fired AFTER ... FOR EACH ROW")));
+
+	desc = RelationGetDescr(rel);
+	cfg = GetTableConfig(rel);
+
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		kind = TASK_EVENT_CREATED;
+		row = trigdata->tg_trigtuple;
+	}
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		kind = TASK_EVENT_DELETED;
+		row = trigdata->tg_trigtuple;
+	}
+	else
+	{
+		row = trigdata->tg_newtuple;
+		if (!RowChanged(desc, trigdata->tg_trigtuple, row, cfg))
+			return PointerGetDatum(NULL);
+		if (!IsTrue(trigdata->tg_trigtuple, desc, cfg->completed_attnum) &&
+			IsTrue(row, desc, cfg->completed_attnum))
+			kind = TASK_EVENT_COMPLETED;
+		else
+			kind = TASK_EVENT_UPDATED;
+	}
+
+	d = heap_getattr(row, cfg->user_id_attnum, desc, &isnull);
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("user id of a task in \"%s\" must not be null",
+						RelationGetRelationName(rel)),
+				 errdetail("The user id is the partition key of every event of the task."),
+				 errhint("Set column \"%s\", or detach the table.",
+						 NameStr(TupleDescAttr(desc, cfg->user_id_attnum - 1)->attname))));
+	user_id = OutputFunctionCall(&cfg->user_id_out, d);
+
+	memset(&parts, 0, sizeof(parts));
+	parts.type = EventTypeName(kind);
+	parts.source = cfg->source;
+	parts.topic = cfg->topic;
+	parts.pubsubname = cfg->pubsubname;
+	parts.partitionkey = user_id;
+	d = heap_getattr(row, cfg->id_attnum, desc, &isnull);
+	parts.subject = isnull ? NULL : OutputFunctionCall(&cfg->id_out, d);
+	parts.data = DatumGetJsonbP(FunctionCall1(&cfg->to_jsonb,
+											  heap_copy_tuple_as_datum(row, desc)));
+
+	EnqueueEvent(cfg->topic, user_id, BuildCloudEvent(&parts, NULL));
+
+	ScheduleAfterRowEvent(cfg, trigdata, kind);
+
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,81 @@
+# Shared helpers for scripts/ and test/: dependency installation and a
+# throwaway PostgreSQL 15 server run as an unprivileged user on a private
+# port and socket directory.  Source it; it defines functions only.
+
+PGTE_ROOT=${PGTE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+PGTE_PGPORT=${PGTE_PGPORT:-54329}
+PGTE_PGSTATE=${PGTE_PGSTATE:-${TMPDIR:-/tmp}/pgte-pg-$PGTE_PGPORT}
+
+# Debian packages the build, tests and demo need.
+PGTE_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-client-15 build-essential
+  librdkafka-dev libjansson-dev libmicrohttpd-dev libpq-dev kcat jq"
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Install whatever Debian package is missing (needs root, or sudo).
+ensure_packages() {
+  local missing=() p
+  for p in $PGTE_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# Build and install the extension (and the relay when it exists).
+build_install() {
+  local SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  make -C "$PGTE_ROOT" -s -j2 >/dev/null || die "make failed"
+  $SUDO make -C "$PGTE_ROOT" -s install >/dev/null || die "make install failed"
+}
+
+# The server refuses to run as root: use the postgres system user then.
+pg_user() {
+  if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+as_pg_user() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Start a fresh cluster; extra postgresql.conf lines come from $PGTE_PGCONF.
+pg_start() {
+  pg_stop quiet
+  rm -rf "$PGTE_PGSTATE"
+  mkdir -p "$PGTE_PGSTATE"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$PGTE_PGSTATE"
+  as_pg_user "$PG_BINDIR/initdb" -D "$PGTE_PGSTATE/data" -U postgres -A trust -E UTF8 \
+    --locale=C.UTF-8 >"$PGTE_PGSTATE/initdb.log" 2>&1 || { cat "$PGTE_PGSTATE/initdb.log"; die "initdb failed"; }
+  cat >>"$PGTE_PGSTATE/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGTE_PGPORT
+unix_socket_directories = '$PGTE_PGSTATE'
+max_connections = 100
+max_prepared_transactions = 10
+log_min_messages = warning
+${PGTE_PGCONF:-}
+CONF
+  as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGTE_PGSTATE/data" -l "$PGTE_PGSTATE/server.log" -w -t 60 start >/dev/null \
+    || { tail -20 "$PGTE_PGSTATE/server.log"; die "PostgreSQL did not start"; }
+  export PGHOST="$PGTE_PGSTATE" PGPORT="$PGTE_PGPORT" PGUSER=postgres
+}
+
+pg_stop() {
+  if [ -f "$PGTE_PGSTATE/data/postmaster.pid" ]; then
+    as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGTE_PGSTATE/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+  elif [ "${1:-}" != quiet ]; then
+    :
+  fi
+}
+
+pg_env() {
+  export PGHOST="$PGTE_PGSTATE" PGPORT="$PGTE_PGPORT" PGUSER=postgres
+}
