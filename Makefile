@@ -20,7 +20,7 @@ DATA = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*--*.sql))
 
 TESTS = $(sort $(wildcard sql/*.sql))
 REGRESS = $(patsubst sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --load-extension=$(EXTENSION) --timezone=UTC
+REGRESS_OPTS = --load-extension=$(EXTENSION)
 ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --load-extension=$(EXTENSION)
 

@@ -201,3 +201,15 @@ enqueue_event(PG_FUNCTION_ARGS)
 				 PG_GETARG_JSONB_P(2));
 	PG_RETURN_VOID();
 }
+
+/*
+ * taskevents.current_slot() RETURNS smallint
+ *
+ * The outbox partition the triggers write to in this statement.
+ */
+PG_FUNCTION_INFO_V1(current_slot);
+Datum
+current_slot(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT16(CurrentSlot());
+}

@@ -211,7 +211,8 @@ AS $$
 BEGIN
     DELETE FROM @extschema@.attached_tables a
      USING pg_catalog.pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = a.task_table::oid;
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+       AND d.objid = a.task_table::oid;
 END;
 $$;
 

@@ -332,15 +332,11 @@ AS $$
                      AND o.id <= pos.cursor_id));
 $$;
 
--- The partition the triggers write to now (same rule as the C code).
+-- The partition the triggers write to now.
 CREATE FUNCTION @extschema@.current_slot()
 RETURNS smallint
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ((floor(extract(epoch FROM statement_timestamp()))::bigint
-             / current_setting('taskevents.rotation_period')::integer) % 3)::smallint;
-$$;
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'current_slot';
 
 -- Truncate every outbox partition other than the current one whose rows
 -- are all delivered to every consumer, and prune old ticks and acks.

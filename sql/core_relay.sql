@@ -1,0 +1,96 @@
+-- The relay protocol in one session: leases and fencing, ticks, pages in
+-- id order, acks, the backlog view, and truncation of delivered partitions.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+SET TimeZone = 'UTC';
+SET taskevents.rotation_period = 86400;     -- one slot for the whole test
+SELECT make_tasks('rp_tasks');
+SELECT taskevents.attach('rp_tasks');
+INSERT INTO rp_tasks (id, user_id, title) SELECT g, 'early', 'before the consumer' FROM generate_series(101, 105) g;
+
+-- leases: first holder gets epoch 1, a second holder nothing, renewal keeps it
+SELECT taskevents.relay_lease('rp', 'relay-a', 0) AS epoch_a;
+SELECT taskevents.relay_lease('rp', 'relay-b', 0) AS epoch_b;
+SELECT taskevents.relay_lease('rp', 'relay-a', 1) AS renewed;
+SELECT try($$SELECT taskevents.relay_lease('', 'x', 0)$$);
+SELECT try($$SELECT taskevents.relay_lease('rp', 'x', 0, '0 seconds')$$);
+
+-- a new consumer starts before everything in the outbox
+SELECT * FROM taskevents.relay_position('rp');
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox) AS all_pending FROM taskevents.pending_events;
+
+-- batch 1 is everything committed so far, read in pages in id order
+SELECT taskevents.relay_tick('rp', 1) AS tick;
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox) AS batch_is_everything
+  FROM taskevents.relay_fetch('rp', 1, 0, 1000000);
+SELECT bool_and(id > 0) AND count(*) = 2 AS first_page_of_two
+  FROM taskevents.relay_fetch('rp', 1, 0, 2);
+SELECT max(id) AS last FROM taskevents.outbox \gset
+SELECT count(*) AS after_last FROM taskevents.relay_fetch('rp', 1, :last, 100);
+SELECT try($$SELECT * FROM taskevents.relay_fetch('rp', 99, 0, 10)$$);
+
+-- ack half way: pending shrinks by exactly the acked prefix
+SELECT id AS mid FROM taskevents.outbox ORDER BY id OFFSET 2 LIMIT 1 \gset
+SELECT taskevents.relay_ack('rp', 1, 1, :mid, false);
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox WHERE id > :mid) AS pending_after_partial_ack
+  FROM taskevents.pending_events;
+SELECT taskevents.relay_ack('rp', 1, 1, :last, true);
+SELECT count(*) AS pending FROM taskevents.pending_events;
+SELECT tick_id, cursor_id = :last AS cursor_at_last, batch_done FROM taskevents.relay_position('rp');
+
+-- nothing new: no tick, nothing written
+SELECT taskevents.relay_tick('rp', 1) AS tick_when_idle;
+SELECT count(*) AS ticks FROM taskevents.relay_ticks WHERE consumer = 'rp';
+
+-- new writes: batch 2 holds exactly them, in commit order
+INSERT INTO rp_tasks (id, user_id, title) VALUES (1, 'alice', 'one'), (2, 'bob', 'two');
+UPDATE rp_tasks SET completed = true WHERE id = 1;
+SELECT taskevents.relay_tick('rp', 1) AS tick;
+SELECT partition_key, (event::jsonb)->>'type' AS type, (event::jsonb)->>'subject' AS subject
+  FROM taskevents.relay_fetch('rp', 2, 0, 100);
+SELECT partition_key, event->>'type' AS type FROM taskevents.pending_events;
+
+-- positions never go back; a stale epoch is fenced off
+SELECT regexp_replace(try($$SELECT taskevents.relay_ack('rp', 1, 1, 0, false)$$), '\(1, \d+, t\)', '(1, <last>, t)');
+UPDATE taskevents.relay_consumers SET lease_until = now() - interval '1 second' WHERE consumer = 'rp';
+SELECT taskevents.relay_lease('rp', 'relay-b', 0) AS epoch_b_after_expiry;
+SELECT try($$SELECT taskevents.relay_ack('rp', 1, 2, 0, true)$$);
+SELECT try($$SELECT taskevents.relay_tick('rp', 1)$$);
+SELECT taskevents.relay_lease('rp', 'relay-a', 1) AS old_leader_gets_nothing;
+SELECT taskevents.relay_ack('rp', 2, 2, 0, true);
+SELECT taskevents.relay_release('rp', 2) AS released;
+SELECT taskevents.relay_lease('rp', 'relay-a', 1) AS taken_after_release;
+
+-- dead letters are kept and can be replayed with the same id
+SELECT id AS dl_outbox_id, event->>'id' AS dl_event_id FROM taskevents.outbox ORDER BY id DESC LIMIT 1 \gset
+SELECT taskevents.relay_dead_letter('rp', 3, :dl_outbox_id, 'tasks', 'tasks-dlq', 'alice',
+           (SELECT event::text FROM taskevents.outbox WHERE id = :dl_outbox_id),
+           'Broker: Message size too large', 4, now()) AS dead_letter_id \gset
+SELECT topic, dlq_topic, partition_key, reason, attempts, event_id = :'dl_event_id' AS same_id
+  FROM taskevents.dead_letters WHERE dead_letter_id = :dead_letter_id;
+SELECT ev_mark() AS mark \gset
+SELECT taskevents.replay_dead_letter(:dead_letter_id) = :'dl_event_id' AS replayed_same_id;
+SELECT topic, event->>'type' AS type FROM ev_since(:mark);
+SELECT replayed_at IS NOT NULL AS marked_replayed FROM taskevents.dead_letters WHERE dead_letter_id = :dead_letter_id;
+SELECT try($$SELECT taskevents.replay_dead_letter(-1)$$);
+
+-- maintain(): a delivered partition other than the current one is
+-- truncated; the current one and undelivered rows are kept
+SELECT taskevents.relay_tick('rp', 3) AS tick;
+SELECT taskevents.relay_ack('rp', 3, 3, 0, true);
+INSERT INTO taskevents.outbox (slot, topic, partition_key, event)
+VALUES ((taskevents.current_slot() + 1) % 3, 'tasks', 'x', '{"specversion": "1.0"}');
+SELECT count(*) AS pending FROM taskevents.pending_events;
+SELECT taskevents.maintain() >= 0 AS maintained;
+SELECT count(*) AS test_rows_in_next_slot FROM taskevents.outbox WHERE slot = (taskevents.current_slot() + 1) % 3 AND partition_key = 'x';
+SELECT taskevents.relay_tick('rp', 3) AS tick \gset
+SELECT taskevents.relay_ack('rp', 3, :tick, 0, true);
+SELECT taskevents.maintain() > 0 AS truncated_when_delivered;
+SELECT count(*) AS test_rows_in_next_slot FROM taskevents.outbox WHERE slot = (taskevents.current_slot() + 1) % 3 AND partition_key = 'x';
+SELECT count(*) > 0 AS current_slot_kept FROM taskevents.outbox WHERE slot = taskevents.current_slot();
+SELECT * FROM taskevents.relay_backlog('rp');
+
+-- relay_tick() refuses a transaction snapshot that would break batching
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT try($$SELECT taskevents.relay_tick('rp', 3)$$);
+COMMIT;
