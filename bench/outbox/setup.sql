@@ -1,0 +1,72 @@
+-- Three identical task tables for the write-cost benchmark:
+--   bench_plain     no trigger
+--   bench_attached  taskevents.attach() (the C trigger)
+--   bench_plpgsql   a hand-written PL/pgSQL trigger writing an equivalent
+--                   CloudEvent into its own outbox table
+CREATE EXTENSION IF NOT EXISTS pg_taskevents;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['bench_plain', 'bench_attached', 'bench_plpgsql'] LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %I', t);
+        EXECUTE format($q$CREATE TABLE %I (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            user_id text NOT NULL,
+            title text NOT NULL,
+            description text,
+            priority text DEFAULT 'medium',
+            tags text[] DEFAULT '{}',
+            due_date timestamptz,
+            is_recurring boolean NOT NULL DEFAULT false,
+            recurring_interval text,
+            completed boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL DEFAULT now())$q$, t);
+    END LOOP;
+END $$;
+
+-- what an application team would write by hand: same envelope, same data
+DROP TABLE IF EXISTS bench_outbox;
+CREATE TABLE bench_outbox (
+    id bigserial PRIMARY KEY,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    created_at timestamptz NOT NULL DEFAULT statement_timestamp(),
+    topic text NOT NULL,
+    partition_key text,
+    event jsonb NOT NULL);
+CREATE INDEX ON bench_outbox (txid);
+
+CREATE OR REPLACE FUNCTION bench_plpgsql_outbox() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    typ text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        r := OLD; typ := 'task.deleted';
+    ELSIF TG_OP = 'INSERT' THEN
+        r := NEW; typ := 'task.created';
+    ELSE
+        IF NEW IS NOT DISTINCT FROM OLD THEN RETURN NULL; END IF;
+        r := NEW;
+        typ := CASE WHEN NEW.completed AND NOT OLD.completed THEN 'task.completed' ELSE 'task.updated' END;
+    END IF;
+    INSERT INTO bench_outbox (topic, partition_key, event)
+    VALUES ('tasks', r.user_id, jsonb_build_object(
+        'specversion', '1.0',
+        'id', gen_random_uuid(),
+        'source', '/pg_taskevents/' || current_database() || '/public/' || TG_TABLE_NAME,
+        'type', typ,
+        'time', statement_timestamp(),
+        'datacontenttype', 'application/json',
+        'subject', r.id::text,
+        'partitionkey', r.user_id,
+        'topic', 'tasks',
+        'pubsubname', 'pubsub',
+        'data', to_jsonb(r)));
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER bench_outbox AFTER INSERT OR UPDATE OR DELETE ON bench_plpgsql
+    FOR EACH ROW EXECUTE FUNCTION bench_plpgsql_outbox();
+SELECT taskevents.attach('bench_attached', due_date_column => 'due_date');

@@ -1,0 +1,54 @@
+# Sourceable helpers for integration tests that need PostgreSQL.
+# scripts/test starts one server and exports PGHOST/PGPORT/PGUSER; a test
+# run on its own starts (and, on exit, stops) its own.
+
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/common.sh"
+
+# Make sure a server answers; start a throwaway one if none does.
+ensure_pg() {
+  if [ -n "${PGHOST:-}" ] && "$PG_BINDIR/pg_isready" -q 2>/dev/null; then
+    return 0
+  fi
+  pg_start
+  PGTE_STARTED_PG=1
+}
+
+# Stop the server only if this test started it.
+release_pg() {
+  [ "${PGTE_STARTED_PG:-0}" = 1 ] && pg_stop
+  return 0
+}
+
+# psql with the settings tests want: no psqlrc, stop on error, bare output.
+q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+# A fresh database with the extension, named $1.
+fresh_db() {
+  dropdb --if-exists "$1" >/dev/null 2>&1 || true
+  createdb "$1"
+  q -d "$1" -c "CREATE EXTENSION pg_taskevents"
+}
+
+# The brief's tasks table, attached, in database $1.
+make_tasks_table() {
+  q -d "$1" <<'SQL'
+CREATE TABLE public.tasks (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  user_id text NOT NULL,
+  title text NOT NULL,
+  description text,
+  priority text DEFAULT 'medium',
+  tags text[] DEFAULT '{}',
+  due_date timestamptz,
+  is_recurring boolean NOT NULL DEFAULT false,
+  recurring_interval text,
+  completed boolean NOT NULL DEFAULT false,
+  reminder_sent_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+SELECT taskevents.attach('public.tasks');
+SQL
+}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
