@@ -17,7 +17,7 @@ export PGTE_PGCONF="shared_buffers = '512MB'
 max_wal_size = '4GB'
 synchronous_commit = ${SYNC:-on}"
 ensure_packages
-build_install
+[ -n "${SKIP_BUILD:-}" ] || build_install
 trap pg_stop EXIT
 pg_start
 q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
