@@ -10,7 +10,9 @@ OBJS = \
 	extension/cloudevent.o \
 	extension/outbox.o \
 	extension/trigger.o \
-	extension/schedule.o
+	extension/schedule.o \
+	extension/recurrence.o \
+	extension/reminders.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,
 # so each concern keeps its own file (as pg_partman does).

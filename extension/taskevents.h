@@ -101,4 +101,44 @@ extern void DefineScheduleSettings(void);
 extern void ScheduleAfterRowEvent(TableConfig *cfg, TriggerData *trigdata,
 								  TaskEventKind kind);
 
+/* ---- schedule.c, recurrence.c, reminders.c ---- */
+#include "pgtime.h"
+
+/* The reminders topic (fixed: the brief names it). */
+#define TASKEVENTS_REMINDERS_TOPIC	"reminders"
+
+extern char *taskevents_timezone;
+extern int	taskevents_reminder_lead;
+
+typedef enum RecurrenceKind
+{
+	RECURRENCE_DAILY,
+	RECURRENCE_WEEKLY,
+	RECURRENCE_MONTHLY
+} RecurrenceKind;
+
+extern char *ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
+extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
+extern void EmitScheduleEvent(TableConfig *cfg, const char *type,
+							  const char *subject, const char *partition_key,
+							  Jsonb *data);
+extern bool IsReminderBookkeepingUpdate(Oid relid);
+
+/* recurrence.c */
+extern RecurrenceKind ParseRecurringInterval(const char *value);
+extern pg_tz *ScheduleTimeZone(const char *name);
+extern bool NextOccurrence(RecurrenceKind kind, pg_tz *tz,
+						   TimestampTz due, bool due_null,
+						   TimestampTz after, bool after_null,
+						   TimestampTz anchor, bool anchor_null,
+						   TimestampTz *result);
+extern void CheckRecurrence(TableConfig *cfg, Relation rel, HeapTuple row);
+extern void SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata);
+extern void InitRecurrenceCache(void);
+
+/* reminders.c */
+extern void UpdateReminder(TableConfig *cfg, TriggerData *trigdata,
+						   TaskEventKind kind);
+/* ---- end of schedule.c, recurrence.c, reminders.c ---- */
+
 #endif							/* TASKEVENTS_H */

@@ -166,7 +166,13 @@ task_trigger(PG_FUNCTION_ARGS)
 	else
 	{
 		row = trigdata->tg_newtuple;
-		if (!RowChanged(desc, trigdata->tg_trigtuple, row, cfg))
+		/*
+		 * fire_due_reminders() setting reminder_sent_at is bookkeeping, not
+		 * a change of the task, even when a BEFORE trigger of the app also
+		 * touched another column (say updated_at).
+		 */
+		if (IsReminderBookkeepingUpdate(RelationGetRelid(rel)) ||
+			!RowChanged(desc, trigdata->tg_trigtuple, row, cfg))
 			return PointerGetDatum(NULL);
 		if (!IsTrue(trigdata->tg_trigtuple, desc, cfg->completed_attnum) &&
 			IsTrue(row, desc, cfg->completed_attnum))

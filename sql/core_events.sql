@@ -10,7 +10,7 @@ SELECT taskevents.attach('ev_tasks');
 SELECT ev_mark() AS mark \gset
 
 INSERT INTO ev_tasks (id, user_id, title, tags, due_date)
-VALUES (1, 'alice', 'write report', '{work,q4}', '2026-12-01 09:00+00');
+VALUES (1, 'alice', 'write report', '{work,q4}', '2025-12-01 09:00+00');
 SELECT jsonb_pretty(event) FROM ev_since(:mark);
 
 -- id is a UUIDv7, time is RFC 3339 and equals the statement time
