@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Cost of process_once(): pgbench, 8 clients, one new event per transaction,
+# against the floor (a plain one-table inbox, INSERT ... ON CONFLICT DO
+# NOTHING, with no retention at all), interleaved in rounds.
+# Usage: bench/analytics/inbox.sh [seconds-per-run] [rounds]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+secs=${1:-15}
+rounds=${2:-3}
+export PGTE_PGPORT=${BENCH_PGPORT:-54332}
+export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-pg-$PGTE_PGPORT
+source "$here/../../scripts/lib/common.sh"
+export PGTE_PGCONF="shared_buffers = '512MB'
+max_wal_size = '4GB'
+synchronous_commit = ${SYNC:-on}"
+ensure_packages
+[ -n "${SKIP_BUILD:-}" ] || build_install
+trap pg_stop EXIT
+pg_start
+export PGOPTIONS="-c client_min_messages=warning"
+q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+createdb bench
+q -d bench -c "CREATE EXTENSION pg_taskevents" \
+  -c "CREATE TABLE plain_inbox (source text, id text, PRIMARY KEY (source, id))"
+
+declare -A tps
+for v in process_once plain_insert; do tps[$v]=0; done
+for r in $(seq 1 "$rounds"); do
+  for v in process_once plain_insert; do
+    t=$(pgbench -n -c 8 -j 2 -T "$secs" -f "$here/$v.sql" bench 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    echo "round $r  $v: tps $t"
+    tps[$v]=$(awk -v a="${tps[$v]}" -v b="$t" 'BEGIN { print a + b }')
+  done
+done
+echo
+echo "mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:"
+for v in process_once plain_insert; do
+  awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" 'BEGIN { printf "  %-13s %8.0f tps\n", v, t / r }'
+done
+awk -v a="${tps[process_once]}" -v b="${tps[plain_insert]}" 'BEGIN { printf "  process_once / plain = %.2f\n", a / b }'
