@@ -16,15 +16,21 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- EXECUTE: plan with the actual values each time, never a generic plan.
+    -- Each branch has its own ORDER BY id LIMIT, so it is an index scan in
+    -- id order (Merge Append over the partitions) that stops after lim
+    -- rows; with the LIMIT only outside, the planner reads and sorts every
+    -- remaining row of the batch for each page.
     RETURN QUERY EXECUTE
         'SELECT * FROM (
-             SELECT o.* FROM @extschema@.outbox o
-              WHERE o.txid = ANY ($1) AND o.id > $4
-                AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+             (SELECT o.* FROM @extschema@.outbox o
+               WHERE o.txid = ANY ($1) AND o.id > $4
+                 AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+               ORDER BY o.id LIMIT $6)
              UNION ALL
-             SELECT o.* FROM @extschema@.outbox o
-              WHERE o.id > GREATEST($2, $4) AND o.txid >= $5
-                AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+             (SELECT o.* FROM @extschema@.outbox o
+               WHERE o.id > GREATEST($2, $4) AND o.txid >= $5
+                 AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+               ORDER BY o.id LIMIT $6)
          ) b ORDER BY b.id LIMIT $6'
         USING ARRAY(SELECT pg_catalog.pg_snapshot_xip(prev)), prev_last_id, cur, after_id,
               pg_catalog.pg_snapshot_xmax(prev), lim;
@@ -118,7 +124,7 @@ $$;
 
 -- Cut a new batch after the newest tick if there is anything in it.
 -- Returns the new tick id, or NULL when nothing new committed (then it
--- writes nothing).
+-- writes nothing and, taking no row lock, uses no transaction id).
 CREATE FUNCTION @extschema@.relay_tick(consumer text, epoch bigint)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
@@ -128,22 +134,47 @@ DECLARE
     last @extschema@.relay_ticks;
     seq_last bigint;
     snap pg_snapshot;
+    own_xid xid8;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'relay_tick() must run in a READ COMMITTED transaction'
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
-    PERFORM @extschema@.check_epoch(consumer, epoch);
+    -- A plain read first: an idle poll (every few ms) must not take a row
+    -- lock, which would assign it a transaction id each time.
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.relay_consumers c
+                    WHERE c.consumer = relay_tick.consumer AND c.epoch = relay_tick.epoch) THEN
+        PERFORM @extschema@.check_epoch(consumer, epoch);
+    END IF;
     SELECT * INTO last FROM @extschema@.relay_ticks t
      WHERE t.consumer = relay_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
     -- The sequence first, then (in a later statement, so a later snapshot)
-    -- the snapshot: every transaction invisible in snap with an xid past
-    -- its xmax drew its ids after seq_last.
+    -- the snapshot.
     SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO seq_last
       FROM @extschema@.outbox_id_seq s;
     SELECT pg_current_snapshot() INTO snap;
     IF NOT EXISTS (SELECT 1 FROM @extschema@.batch_events(last.snapshot, last.last_id, snap, 0, 1)) THEN
         RETURN NULL;
+    END IF;
+    -- The fence (FOR SHARE) assigns this transaction its id, after snap.
+    PERFORM @extschema@.check_epoch(consumer, epoch);
+    own_xid := pg_current_xact_id();
+    -- pg_current_snapshot()'s xmax is the latest *completed* xid + 1, not
+    -- the next xid to be assigned: a transaction with an xid in
+    -- [xmax, own_xid) may have been running at snap, absent from its xip,
+    -- and have drawn ids <= seq_last, so "txid >= xmax AND id > last_id"
+    -- would skip it forever.  List those xids as in progress (no visibility
+    -- changes: they are invisible in snap either way) and move xmax to
+    -- own_xid: every xid >= own_xid was assigned after seq_last was read,
+    -- so its ids are above seq_last.
+    IF own_xid > pg_catalog.pg_snapshot_xmax(snap) THEN
+        snap := (pg_catalog.pg_snapshot_xmin(snap)::text || ':' || own_xid::text || ':' ||
+                 pg_catalog.array_to_string(ARRAY(
+                     SELECT x FROM (SELECT pg_catalog.pg_snapshot_xip(snap)::text::bigint AS x
+                                    UNION ALL
+                                    SELECT pg_catalog.generate_series(pg_catalog.pg_snapshot_xmax(snap)::text::bigint,
+                                                                      own_xid::text::bigint - 1)) s
+                     ORDER BY x), ','))::pg_catalog.pg_snapshot;
     END IF;
     INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id)
     VALUES (relay_tick.consumer, last.tick_id + 1, snap, seq_last);
@@ -316,20 +347,31 @@ SELECT o.id, o.created_at, o.topic, o.partition_key, o.event
 COMMENT ON VIEW @extschema@.pending_events IS
     'Committed events not yet delivered to every relay consumer, in delivery order.';
 
--- Backlog of one consumer, for the relay's metrics.
+-- Backlog of one consumer, for the relay's metrics.  Only rows with a txid
+-- at or above the done snapshot's xmin can be pending, so the txid index
+-- bounds the scan by the backlog, not by the size of the outbox.
 CREATE FUNCTION @extschema@.relay_backlog(consumer text,
                                           OUT pending bigint, OUT oldest_pending timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT count(*), min(o.created_at)
-      FROM @extschema@.outbox o
-      LEFT JOIN @extschema@.consumer_positions() pos ON pos.consumer = relay_backlog.consumer
-     WHERE pos.consumer IS NULL
-        OR (NOT pg_catalog.pg_visible_in_snapshot(o.txid, pos.done_snapshot)
-            AND NOT (pos.batch_snapshot IS NOT NULL
-                     AND pg_catalog.pg_visible_in_snapshot(o.txid, pos.batch_snapshot)
-                     AND o.id <= pos.cursor_id));
+DECLARE
+    pos record;
+BEGIN
+    SELECT * INTO pos FROM @extschema@.consumer_positions() p WHERE p.consumer = relay_backlog.consumer;
+    IF NOT FOUND THEN
+        SELECT count(*), min(o.created_at) INTO pending, oldest_pending FROM @extschema@.outbox o;
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT count(*), min(o.created_at) FROM @extschema@.outbox o
+              WHERE o.txid >= $1
+                AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, $2)
+                AND NOT ($3::pg_catalog.pg_snapshot IS NOT NULL
+                         AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+                         AND o.id <= $4)'
+       INTO pending, oldest_pending
+      USING pg_catalog.pg_snapshot_xmin(pos.done_snapshot), pos.done_snapshot, pos.batch_snapshot, pos.cursor_id;
+END;
 $$;
 
 -- The partition the triggers write to now.
@@ -355,6 +397,9 @@ DECLARE
     pending boolean;
     nonempty boolean;
 BEGIN
+    -- Analytics day partitions (extension/sql/60_analytics.sql); a no-op
+    -- while analytics is off.
+    PERFORM @extschema@.analytics_maintain();
     IF EXISTS (SELECT 1 FROM @extschema@.relay_consumers) THEN
         FOR s IN 0..2 LOOP
             CONTINUE WHEN s = @extschema@.current_slot();
@@ -367,6 +412,9 @@ BEGIN
                    INTO pending;
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
                 IF NOT pending AND nonempty THEN
+                    -- Record the partition's events for analytics in the
+                    -- same transaction as the TRUNCATE: exactly once.
+                    PERFORM @extschema@.analytics_capture(part::regclass);
                     EXECUTE format('TRUNCATE %s', part);
                     truncated := truncated + 1;
                 END IF;
@@ -375,6 +423,9 @@ BEGIN
             END;
         END LOOP;
     END IF;
+
+    -- Process-once inbox entries past their retention (50_inbox.sql).
+    PERFORM @extschema@.inbox_prune();
 
     -- Ticks before the oldest one still needed, and all but the newest acks.
     DELETE FROM @extschema@.relay_ticks t
@@ -408,7 +459,9 @@ BEGIN
         '@extschema@.relay_ack(text, bigint, bigint, bigint, boolean)',
         '@extschema@.relay_dead_letter(text, bigint, bigint, text, text, text, text, text, integer, timestamptz)',
         '@extschema@.relay_backlog(text)',
-        '@extschema@.maintain()']
+        '@extschema@.maintain()',
+        -- the relay's reminders hook (extension/sql/40_reminders.sql)
+        '@extschema@.fire_due_reminders(timestamptz, integer)']
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, relay_role);
     END LOOP;

@@ -1,0 +1,453 @@
+/*
+ * main.c
+ *		taskevents-relay: startup in a visible order (options → config →
+ *		subsystems → "process up" → main loop) and the main loop, which is a
+ *		small state machine: disconnected → standby → leader.
+ *
+ * Signals only set flags; the loop acts on them.  The first SIGTERM (or
+ * SIGINT) stops claiming, lets in-flight deliveries finish (at most
+ * --shutdown-timeout-ms), acknowledges, releases the lease and exits 0; a
+ * second one exits at once.  SIGHUP reloads the reloadable options and keeps
+ * the running configuration when the new one is bad.
+ */
+#include "relay.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t term_signals = 0;
+static volatile sig_atomic_t hup_signal = 0;
+
+static relay_config cfg;
+static int	saved_argc;
+static char **saved_argv;
+static char holder[300];
+
+typedef enum
+{
+	ROLE_DISCONNECTED,
+	ROLE_STANDBY,
+	ROLE_LEADER
+} relay_role;
+
+static relay_role role = ROLE_DISCONNECTED;
+static int64_t epoch;
+static int64_t last_epoch;		/* kept across a reconnect: renew if still ours */
+static int64_t lease_ok_at;		/* start of the last successful lease call */
+static int64_t next_renew;
+static int64_t next_lease_try;
+static int64_t reconnect_at;
+static int	reconnect_backoff = 100;
+static int64_t next_maintain, next_reminders, next_backlog;
+static bool draining;
+static int64_t drain_deadline;
+
+static void
+on_term(int sig)
+{
+	(void) sig;
+	term_signals++;
+}
+
+static void
+on_hup(int sig)
+{
+	(void) sig;
+	hup_signal = 1;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* hostname:pid:random, unique per process run. */
+static void
+make_holder(void)
+{
+	char		host[256] = "unknown";
+	uint32_t	rnd = 0;
+
+	gethostname(host, sizeof(host) - 1);
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t) mono_ms() ^ (uint32_t) getpid();
+	snprintf(holder, sizeof(holder), "%s:%d:%08x", host, (int) getpid(), rnd);
+}
+
+static void
+reload(void)
+{
+	relay_config fresh;
+	char		err[512];
+
+	if (config_load(&fresh, saved_argc, saved_argv, err, sizeof(err)) != 0)
+	{
+		log_error("reload failed, keeping the running configuration", "{s:s}", "error", err);
+		config_free(&fresh);
+		return;
+	}
+	config_apply_reload(&cfg, &fresh);
+	config_free(&fresh);
+	log_set_level(cfg.log_level);
+	log_info("configuration reloaded", "{s:s, s:i}", "log_level", log_level_name(cfg.log_level),
+			 "poll_interval_ms", cfg.poll_interval_ms);
+}
+
+static void
+become_standby(const char *why)
+{
+	if (role == ROLE_LEADER)
+		log_warn("leadership lost", "{s:s, s:I}", "reason", why, "epoch", (json_int_t) epoch);
+	pipeline_drop();
+	role = db_connected() ? ROLE_STANDBY : ROLE_DISCONNECTED;
+	epoch = 0;
+	next_lease_try = mono_ms();
+	atomic_store(&metrics.leader, 0);
+}
+
+static void
+connection_lost(void)
+{
+	log_error("database connection lost", "{s:s}", "error", db_last_error());
+	db_disconnect();
+	become_standby("database connection lost");
+	role = ROLE_DISCONNECTED;
+	reconnect_at = mono_ms() + reconnect_backoff;
+}
+
+/* Act on a DB call's result; returns true when the caller may go on. */
+static bool
+db_check(db_result r, const char *what)
+{
+	switch (r)
+	{
+		case DB_OK:
+			return true;
+		case DB_FENCED:
+			last_epoch = 0;
+			become_standby("lease epoch fenced (another relay took over)");
+			return false;
+		case DB_CONN:
+			connection_lost();
+			return false;
+		case DB_FAILED:
+			log_error("database call failed", "{s:s, s:s}", "call", what, "error", db_last_error());
+			become_standby("database call failed");
+			next_lease_try = mono_ms() + 1000;
+			return false;
+	}
+	return false;
+}
+
+static void
+try_connect(int64_t now)
+{
+	if (now < reconnect_at)
+		return;
+	if (db_connect(cfg.db))
+	{
+		role = ROLE_STANDBY;
+		reconnect_backoff = 100;
+		next_lease_try = now;
+		log_info("database connected", NULL);
+		return;
+	}
+	log_warn("database connection failed, will retry", "{s:s, s:i}", "error", db_last_error(),
+			 "retry_in_ms", reconnect_backoff);
+	reconnect_at = now + reconnect_backoff;
+	reconnect_backoff = reconnect_backoff * 2 > 5000 ? 5000 : reconnect_backoff * 2;
+}
+
+static void
+try_lease(int64_t now)
+{
+	int64_t		got = 0;
+	int64_t		tick,
+				cursor,
+				last;
+	bool		done;
+
+	next_lease_try = now + cfg.standby_poll_ms;
+	if (!db_check(db_lease(cfg.consumer, holder, last_epoch, cfg.lease_ttl_ms, &got), "relay_lease"))
+		return;
+	atomic_store(&metrics.standby_ok, 1);
+	if (got == 0)
+		return;
+	epoch = last_epoch = got;
+	if (!db_check(db_position(cfg.consumer, &tick, &cursor, &done), "relay_position") ||
+		!db_check(db_last_tick(cfg.consumer, &last), "relay_last_tick"))
+		return;
+	role = ROLE_LEADER;
+	lease_ok_at = now;
+	next_renew = now + cfg.lease_ttl_ms / 3;
+	next_maintain = next_backlog = now;
+	next_reminders = now;
+	pipeline_start(epoch, tick, cursor, done, last);
+	atomic_store(&metrics.leader, 1);
+	log_info("became leader", "{s:I, s:I, s:I, s:b}", "epoch", (json_int_t) epoch,
+			 "tick", (json_int_t) tick, "cursor", (json_int_t) cursor, "batch_done", done);
+}
+
+/* The periodic work of the leader other than moving events. */
+static bool
+leader_housekeeping(int64_t now)
+{
+	if (now - lease_ok_at >= cfg.lease_ttl_ms)
+	{
+		/* paused or starved past the lease: another relay may own it now */
+		become_standby("lease expired before it could be renewed");
+		return false;
+	}
+	if (now >= next_renew)
+	{
+		int64_t		got = 0;
+		int64_t		started = mono_ms();
+
+		if (!db_check(db_lease(cfg.consumer, holder, epoch, cfg.lease_ttl_ms, &got), "relay_lease"))
+			return false;
+		if (got != epoch)
+		{
+			last_epoch = 0;
+			become_standby("lease taken by another relay");
+			return false;
+		}
+		lease_ok_at = started;
+		next_renew = started + cfg.lease_ttl_ms / 3;
+	}
+	if (now >= next_maintain)
+	{
+		int			truncated = 0;
+		db_result	r = db_maintain(&truncated);
+
+		next_maintain = now + cfg.maintain_interval_ms;
+		if (r == DB_CONN)
+		{
+			connection_lost();
+			return false;
+		}
+		if (r == DB_FAILED)
+			log_warn("maintain() failed", "{s:s}", "error", db_last_error());
+		else if (truncated > 0)
+			log_info("outbox partitions truncated", "{s:i}", "count", truncated);
+	}
+	/* the side connection: reminders, then the backlog sample */
+	db_side_poll();
+	if (!db_side_busy())
+	{
+		if (now >= next_reminders)
+		{
+			next_reminders = now + cfg.reminders_interval_ms;
+			db_side_begin(cfg.db, DB_SIDE_REMINDERS, cfg.consumer);
+		}
+		if (!db_side_busy() && now >= next_backlog && cfg.backlog_interval_ms > 0)
+		{
+			next_backlog = now + cfg.backlog_interval_ms;
+			db_side_begin(cfg.db, DB_SIDE_BACKLOG, cfg.consumer);
+		}
+	}
+	return true;
+}
+
+/*
+ * One turn of the leader: housekeeping, circuit, retries, fetching, acks.
+ * Returns true when it did work (poll again at once), false when idle.
+ * Sets *finished when --once or a drain is complete.
+ */
+static bool
+leader_turn(int64_t now, bool *finished)
+{
+	db_result	r;
+	bool		idle = false;
+	int			n = 0;
+
+	if (!leader_housekeeping(now))
+		return false;
+	pipeline_circuit_step(now);
+	if (!db_check(pipeline_step(now), "relay_dead_letter"))
+		return false;
+	if (!draining)
+	{
+		n = pipeline_fetch(&r, &idle);
+		if (n < 0)
+		{
+			db_check(r, "relay_tick/relay_fetch");
+			return false;
+		}
+	}
+	if (!db_check(pipeline_ack(now, draining || cfg.once), "relay_ack"))
+		return false;
+	if (draining && pipeline_empty())
+		*finished = true;
+	if (cfg.once && idle && pipeline_empty())
+		*finished = true;
+	return n > 0;
+}
+
+static int
+run(void)
+{
+	for (;;)
+	{
+		int64_t		now = mono_ms();
+		bool		busy = false;
+		bool		finished = false;
+		char		errbuf[512];
+
+		if (term_signals >= 2)
+		{
+			log_warn("second shutdown signal: exiting at once", "{s:i}", "inflight", pipeline_unresolved());
+			return 1;
+		}
+		if (term_signals > 0 && !draining)
+		{
+			draining = true;
+			drain_deadline = now + cfg.shutdown_timeout_ms;
+			log_info("shutdown requested: no new events claimed, finishing in-flight deliveries",
+					 "{s:i, s:i}", "inflight", pipeline_unresolved(), "timeout_ms", cfg.shutdown_timeout_ms);
+		}
+		if (hup_signal)
+		{
+			hup_signal = 0;
+			reload();
+		}
+		if (producer_take_fatal(errbuf, sizeof(errbuf)))
+		{
+			log_error("kafka producer failed fatally, starting a new one", "{s:s}", "error", errbuf);
+			if (role == ROLE_LEADER)
+				become_standby("kafka producer fatal error");
+			if (producer_restart(&cfg, errbuf, sizeof(errbuf)) != 0)
+			{
+				log_error("cannot create a new kafka producer", "{s:s}", "error", errbuf);
+				return 1;
+			}
+		}
+		producer_poll(0);
+
+		switch (role)
+		{
+			case ROLE_DISCONNECTED:
+				if (draining)
+					return 0;
+				try_connect(now);
+				break;
+			case ROLE_STANDBY:
+				if (draining)
+					return 0;
+				if (now >= next_lease_try)
+					try_lease(now);
+				break;
+			case ROLE_LEADER:
+				busy = leader_turn(now, &finished);
+				break;
+		}
+		if (draining && role == ROLE_LEADER && (finished || now >= drain_deadline))
+		{
+			if (!finished)
+				log_warn("shutdown timeout: leaving unacknowledged events to the next leader",
+						 "{s:i}", "inflight", pipeline_unresolved());
+			break;
+		}
+		if (cfg.once && finished)
+		{
+			log_info("--once: everything pending is delivered", NULL);
+			break;
+		}
+		if (!busy)
+		{
+			int			wait = role == ROLE_LEADER ? cfg.poll_interval_ms : 50;
+
+			producer_poll(wait);
+		}
+	}
+	if (role == ROLE_LEADER)
+	{
+		pipeline_ack(mono_ms(), true);
+		if (db_release(cfg.consumer, epoch) == DB_OK)
+			log_info("lease released", "{s:I}", "epoch", (json_int_t) epoch);
+		pipeline_drop();
+		atomic_store(&metrics.leader, 0);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char		err[512];
+	char	   *masked;
+	int			rc;
+
+	/* 1. options and configuration */
+	saved_argc = argc;
+	saved_argv = argv;
+	if (config_load(&cfg, argc, argv, err, sizeof(err)) != 0)
+	{
+		log_error("invalid configuration", "{s:s}", "error", err);
+		config_free(&cfg);
+		return 2;
+	}
+	if (cfg.show_help)
+	{
+		config_print_help();
+		config_free(&cfg);
+		return 0;
+	}
+	if (cfg.show_version)
+	{
+		printf("taskevents-relay %s\n", RELAY_VERSION);
+		config_free(&cfg);
+		return 0;
+	}
+	log_set_level(cfg.log_level);
+	install_signals();
+	make_holder();
+
+	/* 2. subsystems */
+	pipeline_init(&cfg, holder);
+	if (producer_init(&cfg, err, sizeof(err)) != 0 || metrics_start(cfg.metrics_addr, err, sizeof(err)) != 0)
+	{
+		log_error("invalid configuration", "{s:s}", "error", err);
+		producer_destroy();
+		config_free(&cfg);
+		return 2;
+	}
+
+	/* 3. up */
+	masked = conninfo_masked(cfg.db);
+	log_info("process up", "{s:s, s:s, s:s, s:s, s:s, s:s, s:b}",
+			 "version", RELAY_VERSION, "consumer", cfg.consumer, "holder", holder,
+			 "db", masked, "brokers", cfg.dev_mock_kafka ? "(mock cluster)" : cfg.brokers,
+			 "mode", cfg.binary ? "binary" : "structured", "once", cfg.once);
+	free(masked);
+
+	/* 4. main loop */
+	rc = run();
+
+	producer_destroy();
+	metrics_stop();
+	db_disconnect();
+	db_side_close();
+	pipeline_shutdown();
+	log_info("process down", "{s:i, s:I, s:I, s:I}", "exit_code", rc,
+			 "published", (json_int_t) atomic_load(&metrics.published),
+			 "retries", (json_int_t) atomic_load(&metrics.retries),
+			 "dead_letters", (json_int_t) atomic_load(&metrics.dead_letters));
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,189 @@
+/*
+ * metrics.c
+ *		HTTP /metrics (Prometheus text format) and /healthz, served by
+ *		libmicrohttpd on its own thread.  The main loop only updates atomic
+ *		counters and gauges; the handler reads them.
+ */
+#include "relay.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+relay_metrics metrics;
+
+static struct MHD_Daemon *daemon_handle;
+
+/* Upper bounds (seconds) of the delivery latency histogram buckets. */
+static const double latency_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define N_BOUNDS ((int) (sizeof(latency_bounds) / sizeof(latency_bounds[0])))
+
+void
+metrics_observe_latency(double seconds)
+{
+	if (seconds < 0)
+		seconds = 0;
+	for (int i = 0; i < N_BOUNDS; i++)
+		if (seconds <= latency_bounds[i])
+		{
+			atomic_fetch_add(&metrics.latency_buckets[i], 1);
+			break;
+		}
+	atomic_fetch_add(&metrics.latency_count, 1);
+	atomic_fetch_add(&metrics.latency_sum_us, (long) (seconds * 1e6));
+}
+
+static size_t
+render_metrics(char *buf, size_t cap)
+{
+	size_t		n = 0;
+	long		cumulative = 0;
+	long		oldest = atomic_load(&metrics.oldest_pending_ms);
+
+#define OUT(...) do { if (n < cap) n += snprintf(buf + n, cap - n, __VA_ARGS__); } while (0)
+	OUT("# HELP taskevents_relay_events_published_total Events delivered to Kafka (per delivery report).\n"
+		"# TYPE taskevents_relay_events_published_total counter\n"
+		"taskevents_relay_events_published_total %ld\n", atomic_load(&metrics.published));
+	OUT("# HELP taskevents_relay_retries_total Failed deliveries scheduled for a retry.\n"
+		"# TYPE taskevents_relay_retries_total counter\n"
+		"taskevents_relay_retries_total %ld\n", atomic_load(&metrics.retries));
+	OUT("# HELP taskevents_relay_dead_letters_total Events produced to a dead-letter topic and recorded.\n"
+		"# TYPE taskevents_relay_dead_letters_total counter\n"
+		"taskevents_relay_dead_letters_total %ld\n", atomic_load(&metrics.dead_letters));
+	OUT("# HELP taskevents_relay_backlog_events Committed events not yet acknowledged (sampled every 5 s by the leader).\n"
+		"# TYPE taskevents_relay_backlog_events gauge\n"
+		"taskevents_relay_backlog_events %ld\n", atomic_load(&metrics.backlog));
+	OUT("# HELP taskevents_relay_oldest_pending_age_seconds Age of the oldest pending event (0 when none).\n"
+		"# TYPE taskevents_relay_oldest_pending_age_seconds gauge\n"
+		"taskevents_relay_oldest_pending_age_seconds %.3f\n", oldest > 0 ? oldest / 1000.0 : 0.0);
+	OUT("# HELP taskevents_relay_circuit_state Kafka circuit breaker: 0 closed, 1 open, 2 half-open.\n"
+		"# TYPE taskevents_relay_circuit_state gauge\n"
+		"taskevents_relay_circuit_state %d\n", atomic_load(&metrics.circuit));
+	OUT("# HELP taskevents_relay_leader 1 when this relay holds the lease, 0 on standby.\n"
+		"# TYPE taskevents_relay_leader gauge\n"
+		"taskevents_relay_leader %d\n", atomic_load(&metrics.leader));
+	OUT("# HELP taskevents_relay_inflight_events Events fetched and not yet resolved.\n"
+		"# TYPE taskevents_relay_inflight_events gauge\n"
+		"taskevents_relay_inflight_events %ld\n", atomic_load(&metrics.inflight));
+	OUT("# HELP taskevents_relay_db_up 1 when the PostgreSQL connection is up.\n"
+		"# TYPE taskevents_relay_db_up gauge\n"
+		"taskevents_relay_db_up %d\n", atomic_load(&metrics.db_up));
+	OUT("# HELP taskevents_relay_delivery_latency_seconds Outbox write (statement time) to delivery report.\n"
+		"# TYPE taskevents_relay_delivery_latency_seconds histogram\n");
+	for (int i = 0; i < N_BOUNDS; i++)
+	{
+		cumulative += atomic_load(&metrics.latency_buckets[i]);
+		OUT("taskevents_relay_delivery_latency_seconds_bucket{le=\"%g\"} %ld\n", latency_bounds[i], cumulative);
+	}
+	OUT("taskevents_relay_delivery_latency_seconds_bucket{le=\"+Inf\"} %ld\n", atomic_load(&metrics.latency_count));
+	OUT("taskevents_relay_delivery_latency_seconds_sum %.6f\n", atomic_load(&metrics.latency_sum_us) / 1e6);
+	OUT("taskevents_relay_delivery_latency_seconds_count %ld\n", atomic_load(&metrics.latency_count));
+#undef OUT
+	return n < cap ? n : cap - 1;
+}
+
+static enum MHD_Result
+handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+	   const char *version, const char *upload, size_t *upload_size, void **state)
+{
+	char		buf[8192];
+	size_t		len;
+	unsigned	status = MHD_HTTP_OK;
+	const char *ctype = "text/plain; version=0.0.4; charset=utf-8";
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	(void) cls;
+	(void) version;
+	(void) upload;
+	(void) upload_size;
+	(void) state;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+	{
+		len = snprintf(buf, sizeof(buf), "method not allowed\n");
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+	}
+	else if (strcmp(url, "/metrics") == 0)
+		len = render_metrics(buf, sizeof(buf));
+	else if (strcmp(url, "/healthz") == 0)
+	{
+		int			db = atomic_load(&metrics.db_up);
+		int			leader = atomic_load(&metrics.leader);
+		int			ok = db && (leader || atomic_load(&metrics.standby_ok));
+
+		ctype = "application/json";
+		status = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+		len = snprintf(buf, sizeof(buf), "{\"status\":\"%s\",\"db\":%s,\"role\":\"%s\",\"circuit\":%d}\n",
+					   ok ? "ok" : "unavailable", db ? "true" : "false",
+					   leader ? "leader" : "standby", atomic_load(&metrics.circuit));
+	}
+	else
+	{
+		len = snprintf(buf, sizeof(buf), "not found: try /metrics or /healthz\n");
+		status = MHD_HTTP_NOT_FOUND;
+	}
+	resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_COPY);
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Start serving on HOST:PORT (IPv4); "0" or "" turns HTTP off. */
+int
+metrics_start(const char *addr, char *errbuf, size_t errlen)
+{
+	struct sockaddr_in sa;
+	char		host[256];
+	const char *colon;
+	long		port;
+
+	atomic_store(&metrics.oldest_pending_ms, -1);
+	if (addr == NULL || addr[0] == '\0' || strcmp(addr, "0") == 0)
+		return 0;
+	colon = strrchr(addr, ':');
+	if (colon == NULL || (size_t) (colon - addr) >= sizeof(host) ||
+		(port = strtol(colon + 1, NULL, 10)) <= 0 || port > 65535)
+	{
+		snprintf(errbuf, errlen, "invalid --metrics-addr \"%s\": expected HOST:PORT or 0", addr);
+		return -1;
+	}
+	memcpy(host, addr, colon - addr);
+	host[colon - addr] = '\0';
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t) port);
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		sa.sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (strcmp(host, "localhost") == 0)
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+	{
+		snprintf(errbuf, errlen, "invalid --metrics-addr \"%s\": host must be an IPv4 address", addr);
+		return -1;
+	}
+	daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t) port, NULL, NULL,
+									 &handle, NULL,
+									 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
+									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 10,
+									 MHD_OPTION_END);
+	if (daemon_handle == NULL)
+	{
+		snprintf(errbuf, errlen, "cannot listen on --metrics-addr %s (address in use?)", addr);
+		return -1;
+	}
+	log_info("http endpoints up", "{s:s}", "metrics_addr", addr);
+	return 0;
+}
+
+void
+metrics_stop(void)
+{
+	if (daemon_handle)
+		MHD_stop_daemon(daemon_handle);
+	daemon_handle = NULL;
+}

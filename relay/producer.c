@@ -1,0 +1,421 @@
+/*
+ * producer.c
+ *		The librdkafka producer: configuration (defaults, then -X properties
+ *		passed straight through with rd_kafka_conf_set and its errstr), the
+ *		Kafka record of an event (structured or binary CloudEvents mode, dead
+ *		letters with their headers), delivery reports, and the development
+ *		mock cluster.
+ *
+ * A row counts as delivered only when its delivery report says so: the
+ * report callback hands (opaque, error) to pipeline.c, where that decision
+ * is taken.  Callbacks only record; nothing here exits or blocks.
+ */
+#include "relay.h"
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static rd_kafka_t *rk;
+static rd_kafka_t *mock_rk;		/* owns the mock cluster in --dev-mock-kafka */
+static rd_kafka_mock_cluster_t *mcluster;
+static atomic_int fatal_seen;
+static atomic_int outage_seen;
+
+static void
+dr_msg_cb(rd_kafka_t *k, const rd_kafka_message_t *m, void *opaque)
+{
+	(void) k;
+	(void) opaque;
+	pipeline_on_delivery((uint64_t) (uintptr_t) m->_private, m->err);
+}
+
+/* Runs on librdkafka threads: only flags and log lines. */
+static void
+error_cb(rd_kafka_t *k, int err, const char *reason, void *opaque)
+{
+	(void) k;
+	(void) opaque;
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+	{
+		atomic_store(&fatal_seen, 1);
+		log_error("kafka fatal error", "{s:s}", "error", reason);
+		return;
+	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		atomic_store(&outage_seen, 1);
+	log_warn("kafka error", "{s:s, s:s}", "error", rd_kafka_err2name(err), "reason", reason);
+}
+
+static void
+log_cb(const rd_kafka_t *k, int level, const char *fac, const char *buf)
+{
+	int			l = level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+
+	(void) k;
+	log_msg(l, "librdkafka", "{s:s, s:s}", "facility", fac, "detail", buf);
+}
+
+bool
+producer_is_outage_error(int err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+		case RD_KAFKA_RESP_ERR__TIMED_OUT:
+		case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
+		case RD_KAFKA_RESP_ERR__TRANSPORT:
+		case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+		case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+		case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+		case RD_KAFKA_RESP_ERR__DESTROY:
+		case RD_KAFKA_RESP_ERR__FATAL:
+		case RD_KAFKA_RESP_ERR__RESOLVE:
+		case RD_KAFKA_RESP_ERR__FENCED:
+		case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+		case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+		case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+		case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+		case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+		case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+			return true;
+		default:
+			return false;
+	}
+}
+
+bool
+producer_is_purge_error(int err)
+{
+	return err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+		err == RD_KAFKA_RESP_ERR__DESTROY;
+}
+
+const char *
+producer_err2str(int err)
+{
+	return rd_kafka_err2name(err);
+}
+
+static int
+conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, k, v, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+	{
+		snprintf(errbuf, errlen, "kafka property %s: %s", k, errstr);
+		return -1;
+	}
+	return 0;
+}
+
+/* --mock-produce-errors TOPIC:COUNT:ERR (TOPIC is informational: the mock
+ * cluster fails whole Produce requests). */
+static int
+mock_push_errors(const char *spec, char *errbuf, size_t errlen)
+{
+	const char *c1 = strchr(spec, ':');
+	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	int			count,
+				err;
+	rd_kafka_resp_err_t *errs;
+
+	if (c2 == NULL || (count = atoi(c1 + 1)) <= 0 || (err = atoi(c2 + 1)) <= 0)
+	{
+		snprintf(errbuf, errlen, "invalid --mock-produce-errors \"%s\": expected TOPIC:COUNT:ERR", spec);
+		return -1;
+	}
+	errs = calloc(count, sizeof(*errs));
+	for (int i = 0; i < count; i++)
+		errs[i] = (rd_kafka_resp_err_t) err;
+	rd_kafka_mock_push_request_errors_array(mcluster, 0 /* Produce */, count, errs);
+	free(errs);
+	log_warn("mock cluster will fail produce requests", "{s:i, s:s}", "count", count,
+			 "error", rd_kafka_err2name(err));
+	return 0;
+}
+
+static int
+start_mock(const relay_config *cfg, const char **bootstraps, char *errbuf, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	const char *topics[] = {"tasks", "reminders"};
+
+	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+	mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (mock_rk == NULL)
+	{
+		snprintf(errbuf, errlen, "cannot start the mock cluster: %s", errstr);
+		return -1;
+	}
+	mcluster = rd_kafka_mock_cluster_new(mock_rk, 1);
+	if (mcluster == NULL)
+	{
+		snprintf(errbuf, errlen, "cannot start the mock cluster");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+	{
+		char		dlq[256];
+
+		snprintf(dlq, sizeof(dlq), "%s%s", topics[i], cfg->dlq_suffix);
+		rd_kafka_mock_topic_create(mcluster, topics[i], 4, 1);
+		rd_kafka_mock_topic_create(mcluster, dlq, 1, 1);
+	}
+	*bootstraps = rd_kafka_mock_cluster_bootstraps(mcluster);
+	log_warn("DEVELOPMENT MODE: using librdkafka's in-process mock Kafka cluster, NOT FOR PRODUCTION; events are lost when the relay exits",
+			 "{s:s}", "bootstrap_servers", *bootstraps);
+	if (cfg->mock_produce_errors)
+		return mock_push_errors(cfg->mock_produce_errors, errbuf, errlen);
+	return 0;
+}
+
+static int
+create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, size_t errlen)
+{
+	rd_kafka_conf_t *conf;
+	char		errstr[512];
+	char		qmax[32];
+
+	conf = rd_kafka_conf_new();
+	snprintf(qmax, sizeof(qmax), "%d", cfg->max_inflight * 2 + 1000 > 100000 ? cfg->max_inflight * 2 + 1000 : 100000);
+	if (conf_set(conf, "bootstrap.servers", bootstraps, errbuf, errlen) ||
+		conf_set(conf, "client.id", "taskevents-relay", errbuf, errlen) ||
+		conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
+		conf_set(conf, "partitioner", "murmur2_random", errbuf, errlen) ||
+		conf_set(conf, "message.timeout.ms", "300000", errbuf, errlen) ||
+		conf_set(conf, "linger.ms", "5", errbuf, errlen) ||
+		conf_set(conf, "queue.buffering.max.messages", qmax, errbuf, errlen) ||
+		conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errlen))
+	{
+		rd_kafka_conf_destroy(conf);
+		return -1;
+	}
+	for (int i = 0; i < cfg->n_kafka_props; i++)
+	{
+		char	   *kv = strdup(cfg->kafka_props[i]);
+		char	   *eq = strchr(kv, '=');
+		int			r;
+
+		*eq = '\0';
+		r = conf_set(conf, kv, eq + 1, errbuf, errlen);
+		free(kv);
+		if (r != 0)
+		{
+			rd_kafka_conf_destroy(conf);
+			return -1;
+		}
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
+	{
+		snprintf(errbuf, errlen, "cannot create the Kafka producer: %s", errstr);
+		return -1;
+	}
+	return 0;
+}
+
+int
+producer_init(const relay_config *cfg, char *errbuf, size_t errlen)
+{
+	const char *bootstraps = cfg->brokers;
+
+	if (cfg->dev_mock_kafka && start_mock(cfg, &bootstraps, errbuf, errlen) != 0)
+		return -1;
+	return create_producer(cfg, bootstraps, errbuf, errlen);
+}
+
+/*
+ * After a fatal producer error (the idempotent producer cannot go on), a
+ * new producer instance; the caller resumes from the acknowledged position.
+ */
+int
+producer_restart(const relay_config *cfg, char *errbuf, size_t errlen)
+{
+	const char *bootstraps = mcluster ? rd_kafka_mock_cluster_bootstraps(mcluster) : cfg->brokers;
+
+	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(rk, 0);
+	rd_kafka_destroy(rk);
+	rk = NULL;
+	atomic_store(&fatal_seen, 0);
+	return create_producer(cfg, bootstraps, errbuf, errlen);
+}
+
+static void
+add_header(rd_kafka_headers_t *h, const char *name, const char *value)
+{
+	rd_kafka_header_add(h, name, -1, value, -1);
+}
+
+static void
+add_ce_header(rd_kafka_headers_t *h, const char *name, ce_span s)
+{
+	char	   *v = ce_unescape(s);
+
+	rd_kafka_header_add(h, name, -1, v, -1);
+	free(v);
+}
+
+/*
+ * Hand one record to librdkafka (it copies key, value and headers).  In
+ * binary mode the value is the event's data and its attributes go into
+ * ce_* headers; dead letters are always the structured event.
+ */
+produce_result
+producer_send(const produce_msg *m, int *err)
+{
+	rd_kafka_headers_t *h = rd_kafka_headers_new(10);
+	const char *value = m->value;
+	size_t		value_len = m->value_len;
+	rd_kafka_resp_err_t e;
+
+	if (m->dlq_original_topic)
+	{
+		char		t1[40],
+					t2[40],
+					n[16];
+
+		format_rfc3339(m->dlq_first_failure, t1, sizeof(t1));
+		format_rfc3339(m->dlq_last_failure, t2, sizeof(t2));
+		snprintf(n, sizeof(n), "%d", m->dlq_attempts);
+		add_header(h, "content-type", m->invalid ? "application/json" : "application/cloudevents+json; charset=UTF-8");
+		add_header(h, "taskevents-original-topic", m->dlq_original_topic);
+		add_header(h, "taskevents-error", m->dlq_error ? m->dlq_error : "");
+		add_header(h, "taskevents-attempts", n);
+		add_header(h, "taskevents-first-failure", t1);
+		add_header(h, "taskevents-last-failure", t2);
+	}
+	else if (m->binary)
+	{
+		ce_fields	f;
+
+		if (ce_scan(m->value, m->value_len, &f) != NULL)
+		{
+			rd_kafka_headers_destroy(h);
+			*err = RD_KAFKA_RESP_ERR__BAD_MSG;
+			return PRODUCE_FAILED;
+		}
+		add_header(h, "content-type", "application/json");
+		add_ce_header(h, "ce_specversion", f.specversion);
+		add_ce_header(h, "ce_id", f.id);
+		add_ce_header(h, "ce_source", f.source);
+		add_ce_header(h, "ce_type", f.type);
+		if (f.has_time)
+			add_ce_header(h, "ce_time", f.time);
+		if (f.has_subject)
+			add_ce_header(h, "ce_subject", f.subject);
+		if (f.has_partitionkey)
+			add_ce_header(h, "ce_partitionkey", f.partitionkey);
+		if (f.has_traceparent)
+			add_ce_header(h, "ce_traceparent", f.traceparent);
+		value = f.has_data ? f.data.p : NULL;
+		value_len = f.has_data ? f.data.len : 0;
+	}
+	else
+		add_header(h, "content-type", "application/cloudevents+json; charset=UTF-8");
+
+	e = rd_kafka_producev(rk,
+						  RD_KAFKA_V_TOPIC(m->topic),
+						  RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
+						  RD_KAFKA_V_VALUE((void *) value, value_len),
+						  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+						  RD_KAFKA_V_HEADERS(h),
+						  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) m->opaque),
+						  RD_KAFKA_V_END);
+	if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+		return PRODUCE_OK;
+	rd_kafka_headers_destroy(h);
+	*err = e;
+	if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		return PRODUCE_BACKPRESSURE;
+	if (e == RD_KAFKA_RESP_ERR__FATAL)
+		atomic_store(&fatal_seen, 1);
+	return PRODUCE_FAILED;
+}
+
+int
+producer_poll(int timeout_ms)
+{
+	return rd_kafka_poll(rk, timeout_ms);
+}
+
+int
+producer_outq_len(void)
+{
+	return rd_kafka_outq_len(rk);
+}
+
+/* Drop everything queued or in flight (lease lost): reports follow with
+ * _PURGE_* errors and are ignored by the pipeline. */
+void
+producer_purge(void)
+{
+	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(rk, 0);
+}
+
+/* Half-open circuit probe: does any broker answer a metadata request? */
+bool
+producer_probe(int timeout_ms)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+	bool		ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md != NULL && md->broker_cnt > 0;
+
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	return ok;
+}
+
+bool
+producer_take_fatal(char *errbuf, size_t errlen)
+{
+	if (!atomic_exchange(&fatal_seen, 0))
+		return false;
+	rd_kafka_fatal_error(rk, errbuf, errlen);
+	return true;
+}
+
+bool
+producer_take_outage(void)
+{
+	return atomic_exchange(&outage_seen, 0) != 0;
+}
+
+int
+producer_flush(int timeout_ms)
+{
+	rd_kafka_flush(rk, timeout_ms);
+	return rd_kafka_outq_len(rk);
+}
+
+void
+producer_destroy(void)
+{
+	if (rk)
+	{
+		int			left = producer_flush(0);
+
+		if (left > 0)
+			log_warn("kafka messages left undelivered at exit", "{s:i}", "count", left);
+		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		rd_kafka_destroy(rk);
+		rk = NULL;
+	}
+	if (mcluster)
+		rd_kafka_mock_cluster_destroy(mcluster);
+	mcluster = NULL;
+	if (mock_rk)
+		rd_kafka_destroy(mock_rk);
+	mock_rk = NULL;
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The leader calls taskevents.fire_due_reminders() every 250 ms when the
+# extension has it: a task due within the reminder lead time gets its
+# reminder.triggered event on the reminders topic within about a second.
+# Skipped when the installed extension has no fire_due_reminders().
+set -euo pipefail
+source "$(dirname "$0")/lib/relay.sh"
+rl_setup reminders nokafka
+
+if [ "$(q -d "$DB" -c "SELECT count(*) FROM pg_proc WHERE proname = 'fire_due_reminders'")" = 0 ]; then
+  echo "skip: no taskevents.fire_due_reminders() in the installed extension"; exit 0
+fi
+"$RELAY" --db "dbname=$DB" --dev-mock-kafka --metrics-addr 0 >"$WORK/relay.log" 2>&1 &
+RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_wait 10 rl_log_has relay '"reminders hook on' || fail "hook not detected"
+rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
+RL_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
+t0=$(date +%s%N)
+q -d "$DB" -c "INSERT INTO tasks (user_id, title, due_date) VALUES ('alice', 'soon', now() + interval '1 hour')"
+triggered() { rl_consume reminders | jq -e -s 'any(.[]; (.payload | fromjson | .type) == "reminder.triggered" and .key == "alice")' >/dev/null; }
+rl_wait 10 triggered || fail "no reminder.triggered on the reminders topic"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+rl_log_has relay '"reminders fired","count":1' || fail "no log line for the fired reminder"
+kill -TERM "$RL_PID"; wait "$RL_PID" || fail "exit status"
+pass "reminder fired by the relay's hook and delivered within ${ms} ms (includes the consumer's polling)"

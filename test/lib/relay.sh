@@ -1,0 +1,144 @@
+# Helpers for the relay integration tests (test/01NN-*.sh).  Source it; it
+# brings test/lib/pg.sh (q, fresh_db, make_tasks_table, fail, pass) and
+# defines rl_* functions.  Each test gets its own database, its own Kafka
+# broker (test/kafka/kafka.sh, fresh storage) and a work directory; the EXIT
+# trap stops whatever the test started.
+
+source "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
+[ -f "$(dirname "${BASH_SOURCE[0]}")/kafka.sh" ] && source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+
+export KAFKA_PORT=${RELAY_TEST_KAFKA_PORT:-19192}
+export KAFKA_CONTROLLER_PORT=${RELAY_TEST_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+export KAFKA_STATE_DIR=${RELAY_TEST_KAFKA_STATE:-${TMPDIR:-/tmp}/pgte-relay-kafka-$KAFKA_PORT}
+RL_BROKER=127.0.0.1:$KAFKA_PORT
+RELAY=$PGTE_ROOT/relay/taskevents-relay
+RL_PIDS=()
+RL_KAFKA=0
+
+rl_kafka() { "$PGTE_ROOT/test/kafka/kafka.sh" "$@"; }
+
+# rl_setup NAME [kafka|nokafka]: database relay_NAME with an attached tasks
+# table, a fresh broker with the default topics, a work dir in $WORK.
+rl_setup() {
+  RL_NAME=$1
+  DB=relay_$1
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/relay-test-$1.XXXXXX")
+  trap rl_cleanup EXIT
+  [ -x "$RELAY" ] || make -s -C "$PGTE_ROOT/relay" >/dev/null || fail "relay build failed"
+  ensure_pg
+  fresh_db "$DB"
+  # one outbox partition for the whole test, so the expected events stay
+  # readable in taskevents.outbox even after maintain() has run
+  q -d "$DB" -c "ALTER DATABASE $DB SET taskevents.rotation_period = 86400"
+  make_tasks_table "$DB"
+  # RELAY_TEST_EXTRA_SQL: a file run in the test database (to try a proposed
+  # change of the extension's functions without reinstalling it)
+  [ -n "${RELAY_TEST_EXTRA_SQL:-}" ] && q -d "$DB" -f "$RELAY_TEST_EXTRA_SQL" >/dev/null
+  if [ "${2:-kafka}" = kafka ]; then
+    rl_kafka start >"$WORK/kafka-start.log" 2>&1 || { cat "$WORK/kafka-start.log"; fail "kafka did not start"; }
+    RL_KAFKA=1
+    rl_kafka create-topics >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
+  fi
+}
+
+rl_cleanup() {
+  local st=$? p
+  for p in "${RL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ $st -ne 0 ] && [ -n "${WORK:-}" ]; then
+    for p in "$WORK"/*.log; do [ -f "$p" ] && { echo "=== $p (tail)"; tail -n 15 "$p"; }; done
+  fi
+  [ "$RL_KAFKA" = 1 ] && rl_kafka stop >/dev/null 2>&1
+  [ -n "${DB:-}" ] && dropdb --if-exists "$DB" >/dev/null 2>&1
+  release_pg
+  [ -n "${WORK:-}" ] && rm -rf "$WORK"
+  exit $st
+}
+
+# rl_relay NAME [ARGS...]: start a relay in the background, log in
+# $WORK/NAME.log; sets RL_PID.
+rl_relay() {
+  local name=$1; shift
+  "$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 "$@" >"$WORK/$name.log" 2>&1 &
+  RL_PID=$!
+  RL_PIDS+=("$RL_PID")
+}
+
+# rl_wait TIMEOUT_S COMMAND...: poll until COMMAND succeeds.
+rl_wait() {
+  local deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 )); shift
+  until "$@"; do
+    [ $(( $(date +%s%N) / 1000000 )) -ge $deadline ] && return 1
+    sleep 0.1
+  done
+}
+
+rl_log_has() { grep -q "$2" "$WORK/$1.log"; }
+
+# Every message of TOPIC as kcat JSON lines (key, headers, payload, ts).
+rl_consume() { kcat -b "$RL_BROKER" -C -t "$1" -o beginning -e -q -J -m 10 2>/dev/null; }
+rl_count() { rl_consume "$1" | wc -l; }
+rl_has_count() { [ "$(rl_count "$1")" -ge "$2" ]; }
+
+# The expected stream of TOPIC: "key<TAB>ce_id" in outbox order, without
+# the events that went to a dead-letter topic.
+rl_expected() {
+  q -d "$DB" -F $'\t' -c "SELECT o.partition_key, o.event->>'id' FROM taskevents.outbox o
+     WHERE o.topic = '$1' AND NOT EXISTS (SELECT 1 FROM taskevents.dead_letters d WHERE d.outbox_id = o.id)
+     ORDER BY o.id"
+}
+rl_expected_count() { rl_expected "$1" | wc -l; }
+rl_all_delivered() { [ "$(rl_count "$1")" -ge "$(rl_expected_count "$1")" ]; }
+
+# rl_verify TOPIC [binary] [ALLOW_DUP]: contents of TOPIC against the outbox.
+#  - every message a valid CloudEvent 1.0 with the right content type
+#    (structured) or ce_* headers (binary), key = partition key = user id;
+#  - the set of ids equals the outbox's; duplicates only if ALLOW_DUP=1;
+#  - per key, the order of first appearance equals outbox id order.
+rl_verify() {
+  local topic=$1 mode=${2:-structured} allow_dup=${3:-0}
+  rl_consume "$topic" >"$WORK/got-$topic.json"
+  rl_expected "$topic" >"$WORK/want-$topic.tsv"
+  local bad
+  if [ "$mode" = binary ]; then
+    bad=$(jq -c '(.headers // [] | [range(0; length; 2) as $i | {(.[$i]): .[$i + 1]}] | add // {}) as $h
+      | (.payload | fromjson? // "x") as $d
+      | select($h["content-type"] != "application/json" or $h.ce_specversion != "1.0"
+               or ($h.ce_id // "") == "" or ($h.ce_source // "") == "" or ($h.ce_type // "") == ""
+               or $h.ce_partitionkey != .key or ($d | type) != "object" or $d.user_id != .key)
+      | .offset' "$WORK/got-$topic.json" | head -3)
+    jq -r '(.headers | [range(0; length; 2) as $i | {(.[$i]): .[$i + 1]}] | add) as $h | [.key, $h.ce_id] | @tsv' \
+      "$WORK/got-$topic.json" >"$WORK/got-$topic.tsv"
+  else
+    bad=$(jq -c '(.headers // [] | [range(0; length; 2) as $i | {(.[$i]): .[$i + 1]}] | add // {}) as $h
+      | (.payload | fromjson? // "x") as $e
+      | select($h["content-type"] != "application/cloudevents+json; charset=UTF-8"
+               or ($e | type) != "object" or $e.specversion != "1.0"
+               or ($e.id | type) != "string" or ($e.source | type) != "string" or ($e.type | type) != "string"
+               or $e.partitionkey != .key or ($e.data.user_id // .key) != .key)
+      | .offset' "$WORK/got-$topic.json" | head -3)
+    jq -r '[.key, (.payload | fromjson | .id)] | @tsv' "$WORK/got-$topic.json" >"$WORK/got-$topic.tsv"
+  fi
+  [ -z "$bad" ] || fail "$topic: invalid messages at offsets $bad"
+  local total uniq
+  total=$(wc -l <"$WORK/got-$topic.tsv")
+  awk -F'\t' '!seen[$2]++' "$WORK/got-$topic.tsv" >"$WORK/got-$topic.first.tsv"
+  uniq=$(wc -l <"$WORK/got-$topic.first.tsv")
+  [ "$allow_dup" = 1 ] || [ "$total" -eq "$uniq" ] || fail "$topic: $((total - uniq)) duplicate messages"
+  # sets equal
+  diff <(cut -f2 "$WORK/want-$topic.tsv" | sort) <(cut -f2 "$WORK/got-$topic.first.tsv" | sort) >"$WORK/setdiff" \
+    || fail "$topic: delivered ids differ from the outbox: $(head -5 "$WORK/setdiff" | tr '\n' ' ')"
+  # per-key order (stable sort by key keeps each key's sequence)
+  diff <(sort -s -t$'\t' -k1,1 "$WORK/want-$topic.tsv") <(sort -s -t$'\t' -k1,1 "$WORK/got-$topic.first.tsv") >/dev/null \
+    || fail "$topic: per-key order differs from outbox order"
+  RL_VERIFIED=$uniq
+  RL_DUPLICATES=$((total - uniq))
+}
+
+# rl_write N [USERS]: N task writes (inserts, then updates of some) spread
+# over USERS users, in separate transactions of 10 rows.
+rl_write() {
+  local n=$1 users=${2:-5}
+  q -d "$DB" -c "DO \$\$ BEGIN FOR i IN 1..$n LOOP
+      INSERT INTO public.tasks (user_id, title) VALUES ('user' || (i % $users), 'task ' || i);
+      IF i % 10 = 0 THEN COMMIT; END IF; END LOOP; END \$\$"
+}
