@@ -10,7 +10,7 @@ rl_setup grants
 role=relay_t0180
 q -d "$DB" -c "DROP ROLE IF EXISTS $role" 2>/dev/null || true
 q -d "$DB" -c "CREATE ROLE $role LOGIN PASSWORD 'sekret-pw'; SELECT taskevents.grant_relay('$role')" >/dev/null
-trap 'q -d postgres -c "DROP OWNED BY '$role' CASCADE" -d "$DB" >/dev/null 2>&1; dropdb --if-exists "$DB"; q -d postgres -c "DROP ROLE IF EXISTS '$role'" >/dev/null 2>&1; rl_cleanup' EXIT
+trap 'st=$?; q -d postgres -c "DROP OWNED BY '$role' CASCADE" -d "$DB" >/dev/null 2>&1; dropdb --if-exists "$DB"; q -d postgres -c "DROP ROLE IF EXISTS '$role'" >/dev/null 2>&1; (exit $st); rl_cleanup' EXIT
 rl_write 300 4
 "$RELAY" --db "dbname=$DB user=$role password=sekret-pw" --brokers "$RL_BROKER" --metrics-addr 0 --once \
   >"$WORK/once.log" 2>&1 || fail "--once as $role failed"
@@ -30,8 +30,10 @@ for args in "--batch-size abc" "--log-level loud" "-X no.such.property=1" "--nop
     || fail "'$args' should log one error line: $(cat "$WORK/bad.log")"
 done
 TASKEVENTS_BATCH_SIZE=0 "$RELAY" --brokers x >/dev/null 2>&1 && fail "bad env var accepted"
-"$RELAY" --help | grep -q -- '--max-inflight' || fail "--help"
-"$RELAY" --version | grep -q 'taskevents-relay' || fail "--version"
+# (to files first: grep -q stops reading early, and with pipefail the
+# writer's SIGPIPE would fail the check)
+"$RELAY" --help >"$WORK/help.txt" && grep -q -- '--max-inflight' "$WORK/help.txt" || fail "--help"
+"$RELAY" --version >"$WORK/version.txt" && grep -q 'taskevents-relay' "$WORK/version.txt" || fail "--version"
 pass "bad configuration refused with exit 2 and one line"
 
 # SIGHUP reload from --config
