@@ -92,38 +92,32 @@ ValidateTopicName(const char *topic)
 	}
 }
 
+/* ,"key":"escaped value" */
 static void
-PushKey(JsonbParseState **st, const char *key)
+AppendString(StringInfo buf, const char *key, const char *value)
 {
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	pushJsonbValue(st, WJB_KEY, &k);
-}
-
-static void
-PushString(JsonbParseState **st, const char *key, const char *value)
-{
-	JsonbValue	v;
-
-	PushKey(st, key);
-	v.type = jbvString;
-	v.val.string.val = (char *) value;
-	v.val.string.len = strlen(value);
-	pushJsonbValue(st, WJB_VALUE, &v);
+	appendStringInfoChar(buf, ',');
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	escape_json(buf, value);
 }
 
 /*
- * Build the CloudEvent for parts.  The event id is written to id_out when
- * that is not NULL.
+ * Build the CloudEvent for parts as JSON text, attributes first in a fixed
+ * order, data last.  The event id is written to id_out when that is not
+ * NULL.
+ *
+ * The outbox stores this text as it is (type json), so it is rendered once,
+ * here, and the relay reads it without PostgreSQL rendering it again on
+ * every read, which is what a jsonb column would cost (see "The outbox" in
+ * README.md).  Every string goes through escape_json(); the data is
+ * row_to_json() of the row or the text of a jsonb value, so the result is
+ * always valid JSON.
  */
-Jsonb *
+text *
 BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out)
 {
-	JsonbParseState *st = NULL;
-	JsonbValue *res;
+	StringInfoData buf;
 	pg_uuid_t	id;
 	char		idbuf[37];
 	char		timebuf[MAXDATELEN + 1];
@@ -131,6 +125,7 @@ BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out)
 	static const char hex[] = "0123456789abcdef";
 	int			i,
 				j;
+	text	   *result;
 
 	if (parts->id)
 		id = *parts->id;
@@ -151,41 +146,36 @@ BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out)
 					   TimestampTzGetDatum(GetCurrentStatementStartTimestamp()),
 					   TIMESTAMPTZOID, &utc);
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	PushString(&st, "specversion", "1.0");
-	PushString(&st, "id", idbuf);
-	PushString(&st, "source", parts->source);
-	PushString(&st, "type", parts->type);
-	PushString(&st, "time", timebuf);
-	PushString(&st, "datacontenttype", "application/json");
+	/* room for the varlena header, written in place at the end */
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, "    ", VARHDRSZ);
+	appendStringInfoString(&buf, "{\"specversion\":\"1.0\"");
+	AppendString(&buf, "id", idbuf);
+	AppendString(&buf, "source", parts->source);
+	AppendString(&buf, "type", parts->type);
 	if (parts->subject)
-		PushString(&st, "subject", parts->subject);
+		AppendString(&buf, "subject", parts->subject);
+	AppendString(&buf, "time", timebuf);
+	AppendString(&buf, "datacontenttype", "application/json");
 	if (parts->partitionkey)
-		PushString(&st, "partitionkey", parts->partitionkey);
-	PushString(&st, "topic", parts->topic);
+		AppendString(&buf, "partitionkey", parts->partitionkey);
+	AppendString(&buf, "topic", parts->topic);
 	if (parts->pubsubname)
-		PushString(&st, "pubsubname", parts->pubsubname);
+		AppendString(&buf, "pubsubname", parts->pubsubname);
 	if (taskevents_traceparent && taskevents_traceparent[0] != '\0')
-		PushString(&st, "traceparent", taskevents_traceparent);
+		AppendString(&buf, "traceparent", taskevents_traceparent);
 
-	PushKey(&st, "data");
-	if (parts->data)
-	{
-		JsonbValue	v;
-
-		v.type = jbvBinary;
-		v.val.binary.data = &parts->data->root;
-		v.val.binary.len = VARSIZE(parts->data) - VARHDRSZ;
-		pushJsonbValue(&st, WJB_VALUE, &v);
-	}
+	appendStringInfoString(&buf, ",\"data\":");
+	if (parts->data_json)
+		appendBinaryStringInfo(&buf, VARDATA_ANY(parts->data_json),
+							   VARSIZE_ANY_EXHDR(parts->data_json));
+	else if (parts->data)
+		(void) JsonbToCString(&buf, &parts->data->root, VARSIZE(parts->data));
 	else
-	{
-		JsonbValue	v;
+		appendStringInfoString(&buf, "null");
+	appendStringInfoChar(&buf, '}');
 
-		v.type = jbvNull;
-		pushJsonbValue(&st, WJB_VALUE, &v);
-	}
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-
-	return JsonbValueToJsonb(res);
+	result = (text *) buf.data;
+	SET_VARSIZE(result, buf.len);
+	return result;
 }

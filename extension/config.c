@@ -177,7 +177,6 @@ LoadTableConfig(Relation rel, TableConfig *entry)
 	Datum		arg = ObjectIdGetDatum(RelationGetRelid(rel));
 	HeapTuple	regtup;
 	TupleDesc	regdesc;
-	MemoryContext oldcxt;
 	Oid			typoutput;
 	bool		typisvarlena;
 	int			ret;
@@ -253,18 +252,8 @@ LoadTableConfig(Relation rel, TableConfig *entry)
 					  &typoutput, &typisvarlena);
 	fmgr_info_cxt(typoutput, &entry->user_id_out, ConfigContext);
 
-	/*
-	 * to_jsonb(anyelement) learns its argument type from the call
-	 * expression, so give it one that says "this table's row type".
-	 */
-	fmgr_info_cxt(F_TO_JSONB, &entry->to_jsonb, ConfigContext);
-	oldcxt = MemoryContextSwitchTo(ConfigContext);
-	fmgr_info_set_expr((Node *) makeFuncExpr(F_TO_JSONB, JSONBOID,
-											 list_make1(makeNullConst(RelationGetForm(rel)->reltype, -1, InvalidOid)),
-											 InvalidOid, InvalidOid,
-											 COERCE_EXPLICIT_CALL),
-					   &entry->to_jsonb);
-	MemoryContextSwitchTo(oldcxt);
+	/* row_to_json(record) reads the row type from the composite datum */
+	fmgr_info_cxt(F_ROW_TO_JSON_RECORD, &entry->row_to_json, ConfigContext);
 
 	if (entry->id_attnum == InvalidAttrNumber ||
 		entry->user_id_attnum == InvalidAttrNumber ||

@@ -116,7 +116,7 @@ OpenPartition(int16 slot)
  * writing its own table, which is why application roles need no grant.
  */
 void
-EnqueueEvent(const char *topic, const char *partition_key, Jsonb *event)
+EnqueueEvent(const char *topic, const char *partition_key, text *event)
 {
 	int16		slot = CurrentSlot();
 	Relation	rel = OpenPartition(slot);
@@ -143,7 +143,7 @@ EnqueueEvent(const char *topic, const char *partition_key, Jsonb *event)
 	tts->tts_isnull[4] = false;
 	tts->tts_values[5] = partition_key ? CStringGetTextDatum(partition_key) : (Datum) 0;
 	tts->tts_isnull[5] = (partition_key == NULL);
-	tts->tts_values[6] = JsonbPGetDatum(event);
+	tts->tts_values[6] = PointerGetDatum(event);
 	tts->tts_isnull[6] = false;
 	ExecStoreVirtualTuple(tts);
 
@@ -199,7 +199,7 @@ publish(PG_FUNCTION_ARGS)
 	char	   *type = RequiredText(fcinfo, 1, "event type");
 	char	   *partition_key = NULL;
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-	Jsonb	   *event;
+	text	   *event;
 
 	ValidateTopicName(topic);
 	if (!PG_ARGISNULL(3))
@@ -245,9 +245,13 @@ enqueue_event(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event must not be null")));
-	EnqueueEvent(topic,
-				 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-				 PG_GETARG_JSONB_P(2));
+	{
+		Jsonb	   *ev = PG_GETARG_JSONB_P(2);
+
+		EnqueueEvent(topic,
+					 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					 cstring_to_text(JsonbToCString(NULL, &ev->root, VARSIZE(ev))));
+	}
 	PG_RETURN_VOID();
 }
 

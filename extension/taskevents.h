@@ -66,8 +66,8 @@ typedef struct TableConfig
 	/* output functions for the key and the user id */
 	FmgrInfo	id_out;
 	FmgrInfo	user_id_out;
-	/* to_jsonb() set up for this table's row type */
-	FmgrInfo	to_jsonb;
+	/* row_to_json(record): the row as JSON text, in column order */
+	FmgrInfo	row_to_json;
 } TableConfig;
 
 /* config.c */
@@ -85,16 +85,17 @@ typedef struct CloudEventParts
 	const char *topic;
 	const char *pubsubname;		/* may be NULL */
 	Jsonb	   *data;			/* may be NULL */
+	text	   *data_json;		/* JSON text, used instead of data when set */
 	pg_uuid_t  *id;				/* NULL: generate a UUIDv7 */
 } CloudEventParts;
 
-extern Jsonb *BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out);
+extern text *BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out);
 extern void GenerateUuidV7(pg_uuid_t *uuid);
 extern void ValidateTopicName(const char *topic);
 
 /* outbox.c */
 extern void EnqueueEvent(const char *topic, const char *partition_key,
-						 Jsonb *event);
+						 text *event);
 
 /* schedule.c: recurrence and reminder hooks, called after the row event */
 extern void DefineScheduleSettings(void);

@@ -200,8 +200,8 @@ task_trigger(PG_FUNCTION_ARGS)
 	parts.partitionkey = user_id;
 	d = heap_getattr(row, cfg->id_attnum, desc, &isnull);
 	parts.subject = isnull ? NULL : OutputFunctionCall(&cfg->id_out, d);
-	parts.data = DatumGetJsonbP(FunctionCall1(&cfg->to_jsonb,
-											  heap_copy_tuple_as_datum(row, desc)));
+	parts.data_json = DatumGetTextPP(FunctionCall1(&cfg->row_to_json,
+												   heap_copy_tuple_as_datum(row, desc)));
 
 	EnqueueEvent(cfg->topic, user_id, BuildCloudEvent(&parts, NULL));
 

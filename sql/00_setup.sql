@@ -21,7 +21,7 @@ $$;
 CREATE FUNCTION ev_since(mark bigint)
 RETURNS TABLE (topic text, partition_key text, event jsonb)
 LANGUAGE sql AS $$
-    SELECT o.topic, o.partition_key, o.event - 'id' - 'time'
+    SELECT o.topic, o.partition_key, o.event::jsonb - 'id' - 'time'
       FROM taskevents.outbox o WHERE o.id > mark ORDER BY o.id
 $$;
 

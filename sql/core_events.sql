@@ -81,3 +81,16 @@ INSERT INTO ev_uuid VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 42, 't', NUL
 -- completed NULL -> true is a completion
 UPDATE ev_uuid SET completed = true;
 SELECT event->>'type' AS type, event->>'subject' AS subject, partition_key FROM ev_since(:mark);
+
+-- the outbox keeps the event as JSON text (type json), written once by the
+-- trigger: attributes in a fixed order, data last, the row's columns in
+-- table order; hostile strings are escaped, and the text is valid JSON
+SELECT ev_mark() AS mark \gset
+INSERT INTO ev_tasks (id, user_id, title, description, tags)
+VALUES (7, 'mallory "quoted"', E'tab\there, newline\nthere, back\\slash', '{"json": "inside"}', '{"a\"b"}');
+SELECT regexp_replace(regexp_replace(event::text,
+         '"id":"[0-9a-f-]{36}"', '"id":"<uuid>"'), '"time":"[^"]+"', '"time":"<time>"', 'g') AS stored_text
+  FROM taskevents.outbox WHERE id > :mark;
+SELECT pg_typeof(event) AS column_type, event::jsonb->'data'->>'title' = E'tab\there, newline\nthere, back\\slash' AS title_roundtrips,
+       event::jsonb->>'partitionkey' AS partitionkey
+  FROM taskevents.outbox WHERE id > :mark;

@@ -68,7 +68,7 @@ SELECT * FROM rem_events(:mark);
 SELECT * FROM rem_state();
 -- the envelope: source and pubsubname of the table, subject = task id,
 -- partition key = user id, topic reminders
-SELECT event - 'id' - 'time' - 'data' AS envelope
+SELECT event::jsonb - 'id' - 'time' - 'data' AS envelope
   FROM taskevents.outbox WHERE id > :mark AND topic = 'reminders' ORDER BY id LIMIT 1;
 
 -- move, clear, set, move into the past, complete, un-complete, delete

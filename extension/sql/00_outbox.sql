@@ -19,7 +19,7 @@ CREATE TABLE @extschema@.outbox (
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
     topic         text NOT NULL,
     partition_key text,
-    event         jsonb NOT NULL
+    event         json NOT NULL
 ) PARTITION BY LIST (slot);
 
 ALTER SEQUENCE @extschema@.outbox_id_seq OWNED BY @extschema@.outbox.id;
@@ -33,6 +33,8 @@ CREATE INDEX outbox_txid_idx ON @extschema@.outbox (txid);
 
 COMMENT ON TABLE @extschema@.outbox IS
     'Transactional outbox: one CloudEvent per row, delivered by taskevents-relay in batches cut by snapshots.';
+COMMENT ON COLUMN @extschema@.outbox.event IS
+    'The CloudEvent as JSON text, rendered once by the writer and read by the relay as it is (taskevents.pending_events shows it as jsonb).';
 
 -------------------------------------------------------------------------------
 -- The registry of attached tables.

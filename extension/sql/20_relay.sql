@@ -334,7 +334,7 @@ $$;
 
 CREATE VIEW @extschema@.pending_events AS
 WITH pos AS (SELECT * FROM @extschema@.consumer_positions())
-SELECT o.id, o.created_at, o.topic, o.partition_key, o.event
+SELECT o.id, o.created_at, o.topic, o.partition_key, o.event::jsonb AS event
   FROM @extschema@.outbox o
  WHERE NOT EXISTS (SELECT 1 FROM pos)
     OR EXISTS (SELECT 1 FROM pos

@@ -68,12 +68,13 @@ BEGIN
     EXECUTE format(
         'INSERT INTO @extschema@.analytics_events
                 (event_time, type, topic, partition_key, subject, event_id, source, payload)
-         SELECT o.created_at, o.event ->> ''type'', o.topic, o.partition_key, o.event ->> ''subject'',
-                CASE WHEN o.event ->> ''id'' ~ ''^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$''
-                     THEN (o.event ->> ''id'')::uuid END,
-                o.event ->> ''source'',
-                CASE WHEN $1 THEN o.event -> ''data'' END
-           FROM %s o', part)
+         SELECT o.created_at, e.ev ->> ''type'', o.topic, o.partition_key, e.ev ->> ''subject'',
+                CASE WHEN e.ev ->> ''id'' ~ ''^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$''
+                     THEN (e.ev ->> ''id'')::uuid END,
+                e.ev ->> ''source'',
+                CASE WHEN $1 THEN e.ev -> ''data'' END
+           FROM %s o
+          CROSS JOIN LATERAL (SELECT o.event::jsonb AS ev) e', part)
         USING st.keep_payload;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
