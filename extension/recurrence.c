@@ -317,36 +317,6 @@ CheckRecurrence(TableConfig *cfg, Relation rel, HeapTuple row)
 }
 
 /*
- * Prepare a plan kept for the life of the backend.  lookup: a statement
- * that finds rows of a bookkeeping table by key, planned afresh each time
- * (CURSOR_OPT_CUSTOM_PLAN) rather than with a generic plan: a generic plan
- * made while the table looked empty (just created, or vacuumed empty)
- * would keep scanning it sequentially as it grows, until the next ANALYZE.
- * as_owner: parse as the extension owner (the statement is about the
- * extension's tables, which it then runs as the owner too).
- */
-static SPIPlanPtr
-PrepareKept(const char *sql, int nargs, Oid *argtypes, bool lookup, bool as_owner)
-{
-	SPIPlanPtr	plan;
-	Oid			save_userid;
-	int			save_sec_context;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	if (as_owner)
-		SetUserIdAndSecContext(TaskeventsOwner(),
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
-	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-							  lookup ? CURSOR_OPT_CUSTOM_PLAN : 0);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/*
  * Does column att get a fresh value in the next instance rather than a
  * copy?  Identity and generated columns always; a column whose default
  * computes something (now(), nextval(), gen_random_uuid(), current_user:

@@ -18,6 +18,7 @@
 
 #include "access/htup.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -124,6 +125,8 @@ extern void EmitScheduleEvent(TableConfig *cfg, const char *type,
 							  const char *subject, const char *partition_key,
 							  Jsonb *data);
 extern bool IsReminderBookkeepingUpdate(Oid relid);
+extern SPIPlanPtr PrepareKept(const char *sql, int nargs, Oid *argtypes,
+							  bool lookup, bool as_owner);
 
 /* recurrence.c */
 extern RecurrenceKind ParseRecurringInterval(const char *value);
