@@ -14,26 +14,39 @@ RETURNS SETOF @extschema@.outbox
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    q text := '';
+    x xid8;
 BEGIN
-    -- EXECUTE: plan with the actual values each time, never a generic plan.
-    -- Each branch has its own ORDER BY id LIMIT, so it is an index scan in
-    -- id order (Merge Append over the partitions) that stops after lim
-    -- rows; with the LIMIT only outside, the planner reads and sorts every
-    -- remaining row of the batch for each page.
+    -- A page must cost the same however large the batch, so every branch
+    -- reads at most lim rows, in id order, from an index:
+    --  * each transaction that was in progress at prev and is visible in
+    --    cur: its rows from the (txid, id) index.  One branch per
+    --    transaction, with its xid as a constant, so the planner judges
+    --    each one by its own statistics.  (A single "txid = ANY(xip)
+    --    ORDER BY id LIMIT" fetches and sorts every row of those
+    --    transactions for every page: quadratic in the size of a bulk
+    --    import that was running at a tick.  A LATERAL over the xids is
+    --    planned once for all of them and may pick the id index and
+    --    filter, which is as bad for a small transaction next to a big one.)
+    --  * transactions that started after prev: the id index (Merge Append
+    --    over the partitions).
+    -- EXECUTE: planned with the actual values each time.
+    FOR x IN SELECT u FROM pg_catalog.pg_snapshot_xip(prev) u
+              WHERE pg_catalog.pg_visible_in_snapshot(u, cur) LOOP
+        q := q || format('(SELECT o.* FROM @extschema@.outbox o
+                            WHERE o.txid = %L::pg_catalog.xid8 AND o.id > $2
+                            ORDER BY o.id LIMIT $5)
+                          UNION ALL ', x);
+    END LOOP;
     RETURN QUERY EXECUTE
-        'SELECT * FROM (
-             (SELECT o.* FROM @extschema@.outbox o
-               WHERE o.txid = ANY ($1) AND o.id > $4
+        'SELECT * FROM (' || q ||
+            '(SELECT o.* FROM @extschema@.outbox o
+               WHERE o.id > GREATEST($1, $2) AND o.txid >= $4
                  AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
-               ORDER BY o.id LIMIT $6)
-             UNION ALL
-             (SELECT o.* FROM @extschema@.outbox o
-               WHERE o.id > GREATEST($2, $4) AND o.txid >= $5
-                 AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
-               ORDER BY o.id LIMIT $6)
-         ) b ORDER BY b.id LIMIT $6'
-        USING ARRAY(SELECT pg_catalog.pg_snapshot_xip(prev)), prev_last_id, cur, after_id,
-              pg_catalog.pg_snapshot_xmax(prev), lim;
+               ORDER BY o.id LIMIT $5)
+         ) b ORDER BY b.id LIMIT $5'
+        USING prev_last_id, after_id, cur, pg_catalog.pg_snapshot_xmax(prev), lim;
 END;
 $$;
 
