@@ -497,7 +497,7 @@ config_print_help(void)
 		   "name lowercased with \"_\" as \".\", e.g. TASKEVENTS_KAFKA_SASL_PASSWORD=... is\n"
 		   "-X sasl.password=...; in the config file write \"property = key=value\".\n");
 	printf("\nProducer defaults (override with -X): enable.idempotence=true,\n"
-		   "partitioner=murmur2_random (the Java client's and Sarama's key hashing),\n"
+		   "partitioner=fnv1a_random (Sarama's and so Dapr's default key hashing),\n"
 		   "message.timeout.ms=300000, linger.ms=5.\n"
 		   "Signals: SIGTERM/SIGINT drain and exit (twice: exit at once), SIGHUP reload.\n");
 }

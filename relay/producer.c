@@ -188,7 +188,13 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 	if (conf_set(conf, "bootstrap.servers", bootstraps, errbuf, errlen) ||
 		conf_set(conf, "client.id", "taskevents-relay", errbuf, errlen) ||
 		conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
-		conf_set(conf, "partitioner", "murmur2_random", errbuf, errlen) ||
+		/*
+		 * FNV-1a: librdkafka's fnv1a matches Sarama's default
+		 * NewHashPartitioner, which Dapr's Kafka pub/sub uses, so a user id
+		 * lands on the same partition whether the relay or a Dapr publisher
+		 * wrote it (test/0620).  _random: a NULL key is spread, as in Sarama.
+		 */
+		conf_set(conf, "partitioner", "fnv1a_random", errbuf, errlen) ||
 		conf_set(conf, "message.timeout.ms", "300000", errbuf, errlen) ||
 		conf_set(conf, "linger.ms", "5", errbuf, errlen) ||
 		conf_set(conf, "queue.buffering.max.messages", qmax, errbuf, errlen) ||
