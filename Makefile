@@ -46,4 +46,5 @@ relay:
 	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG)
 
 install-relay:
-	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) DESTDIR=$(DESTDIR)
+	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) DESTDIR=$(DESTDIR) \
+		$(if $(prefix),prefix=$(prefix)) $(if $(RELAY_BINDIR),bindir=$(RELAY_BINDIR))

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Deployment files, checked without a cluster, a network or a container
+# engine: deploy/check_manifests.py parses every Kubernetes manifest, the
+# compose file, the Dockerfiles and the systemd unit, and checks them against
+# the relay (`taskevents-relay --help`, librdkafka's property names from
+# `kcat -X list`), the topics and pubsubname the extension writes and the
+# event types of schemas/.  Then a dozen deliberate mistakes, each in a copy
+# of the files, must each be reported.
+set -euo pipefail
+source "$(dirname "$0")/lib/pg.sh"
+PY=$("$PGTE_ROOT/schemas/venv.sh") || fail "python venv"
+RELAY=$PGTE_ROOT/relay/taskevents-relay
+[ -x "$RELAY" ] || make -s -C "$PGTE_ROOT/relay" >/dev/null || fail "relay build failed"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/deploy-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+"$RELAY" --help >"$WORK/help.txt" || fail "--help"
+kcat -X list >"$WORK/props.txt" 2>&1 || true
+check() { "$PY" "$PGTE_ROOT/deploy/check_manifests.py" "$1" "$WORK/help.txt" "$WORK/props.txt"; }
+
+out=$(check "$PGTE_ROOT") || fail "deployment files inconsistent:"$'\n'"$out"
+n=$(cat "$PGTE_ROOT"/deploy/kubernetes/*.yaml | grep -c '^kind:')
+pass "$n Kubernetes objects, compose, 2 Dockerfiles, systemd unit: consistent with --help, topics, event types"
+
+# --help documents every option of the relay's option table (docs/relay.md
+# is compared by the checker; here: each option's environment variable too)
+for f in config db brokers consumer batch-size max-inflight poll-interval-ms standby-poll-ms dlq-suffix \
+         retry-backoff-ms lease-ttl-ms shutdown-timeout-ms maintain-interval-ms reminders-interval-ms \
+         backlog-interval-ms metrics-addr binary once log-level dev-mock-kafka; do
+  env=TASKEVENTS_$(tr 'a-z-' 'A-Z_' <<<"$f")
+  grep -q -- "--$f" "$WORK/help.txt" && grep -q "env $env" "$WORK/help.txt" || fail "--help lacks --$f / $env"
+done
+grep -q -- '-X KEY=VALUE' "$WORK/help.txt" && grep -q 'partitioner=fnv1a_random' "$WORK/help.txt" || fail "--help: -X, defaults"
+pass "--help documents every option with its environment variable and default"
+
+# mutate FILE SED-EXPR EXPECTED: in a copy of the files, the checker must fail
+# and name the problem.
+mutate() {
+  local file=$1 expr=$2 want=$3 copy=$WORK/copy
+  rm -rf "$copy"; mkdir -p "$copy/extension" "$copy/docs"
+  cp -r "$PGTE_ROOT/deploy" "$PGTE_ROOT/schemas" "$PGTE_ROOT/docker-compose.yml" "$copy/"
+  cp -r "$PGTE_ROOT/extension/sql" "$PGTE_ROOT/extension/pg_taskevents.c" "$copy/extension/"
+  cp "$PGTE_ROOT/docs/relay.md" "$copy/docs/"
+  cp "$PGTE_ROOT/Makefile" "$PGTE_ROOT/pg_taskevents.control" "$copy/"; cp -r "$PGTE_ROOT/relay" "$copy/"
+  sed -i -e "$expr" "$copy/$file"
+  cmp -s "$copy/$file" "$PGTE_ROOT/$file" && fail "mutation did not apply: $file $expr"
+  if out=$(check "$copy"); then fail "not detected: $file: $expr"; fi
+  grep -q -- "$want" <<<"$out" || fail "$file: $expr: expected \"$want\", got: $out"
+}
+mutate deploy/kubernetes/postgres-relay.yaml 's/--metrics-addr=/--metric-addr=/' 'unknown relay flag --metric-addr'
+mutate deploy/kubernetes/postgres-relay.yaml 's/containerPort: 9187/containerPort: 9188/' 'containerPort metrics 9188'
+mutate deploy/kubernetes/postgres-relay.yaml 's/TASKEVENTS_KAFKA_SASL_USERNAME/TASKEVENTS_KAFKA_SASL_USER/' 'sasl.user is no librdkafka property'
+mutate deploy/kubernetes/postgres-relay.yaml 's/path: \/healthz/path: \/health/' 'not on /healthz'
+mutate deploy/kubernetes/topics.yaml 's/name: reminders-dlq/name: reminder-dlq/' 'KafkaTopics'
+mutate deploy/kubernetes/topics.yaml '0,/max.message.bytes: 1048588/s//max.message.bytes: 2097152/' 'above the broker'
+mutate deploy/kubernetes/dapr.yaml 's/    - name: initialOffset/    - name: rawPayload\n      value: "true"\n    - name: initialOffset/' 'rawPayload set'
+mutate deploy/kubernetes/dapr.yaml 's/maxRetries: 3/maxRetries: 5/' 'not exponential, 3 retries'
+mutate deploy/kubernetes/dapr.yaml 's/"task.completed"/"task.finished"/' 'task.finished: no such event'
+mutate deploy/kubernetes/dapr.yaml 's/deadLetterTopic: reminders-dlq/deadLetterTopic: dead/' 'deadLetterTopic dead'
+mutate deploy/kubernetes/dapr.yaml 's/^  name: pubsub$/  name: kafka-pubsub/' 'taskevents.pubsubname default'
+mutate deploy/kubernetes/kafka.yaml 's/^kind: KafkaNodePool$/kind: KafkaNodePool: x/' 'YAML'
+mutate docker-compose.yml 's/"127.0.0.1:9187:9187"/"9187:9187"/' 'beyond 127.0.0.1'
+mutate docker-compose.yml 's/TASKEVENTS_LOG_LEVEL/TASKEVENTS_LOGLEVEL/' 'unknown relay variable TASKEVENTS_LOGLEVEL'
+mutate deploy/docker/relay.Dockerfile '/^USER /d' 'non-root USER'
+mutate deploy/systemd/taskevents-relay.service '/^NoNewPrivileges/d' 'NoNewPrivileges'
+mutate deploy/systemd/taskevents-relay.service 's/--consumer default/--consumers default/' 'unknown relay flag --consumers'
+pass "17 deliberate mistakes in copies of the files are each reported"
