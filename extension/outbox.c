@@ -96,9 +96,18 @@ OpenPartition(int16 slot)
 		ResolveOutbox();
 		rel = table_open(OutboxPartition[slot], RowExclusiveLock);
 	}
-	if (RelationGetDescr(rel)->natts != 7)
-		elog(ERROR, "taskevents.outbox has %d columns, expected 7",
-			 RelationGetDescr(rel)->natts);
+	/*
+	 * The row is built by hand below, so the table must be exactly what this
+	 * library writes: a library of another version than the installed SQL
+	 * (a new .so before ALTER EXTENSION ... UPDATE) must refuse, not write a
+	 * datum of the wrong type.
+	 */
+	if (RelationGetDescr(rel)->natts != 7 ||
+		TupleDescAttr(RelationGetDescr(rel), 6)->atttypid != JSONOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("taskevents.outbox does not have the layout this pg_taskevents library writes"),
+				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
 	return rel;
 }
 

@@ -94,3 +94,11 @@ SELECT regexp_replace(regexp_replace(event::text,
 SELECT pg_typeof(event) AS column_type, event::jsonb->'data'->>'title' = E'tab\there, newline\nthere, back\\slash' AS title_roundtrips,
        event::jsonb->>'partitionkey' AS partitionkey
   FROM taskevents.outbox WHERE id > :mark;
+
+-- a library that does not match the outbox's layout (a new .so before
+-- ALTER EXTENSION UPDATE) refuses to write instead of writing a bad row
+BEGIN;
+ALTER TABLE taskevents.outbox ADD COLUMN extra integer;
+SELECT try($$INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'x', 'y')$$);
+ROLLBACK;
+INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'x', 'fine again');
