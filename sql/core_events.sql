@@ -99,6 +99,6 @@ SELECT pg_typeof(event) AS column_type, event::jsonb->'data'->>'title' = E'tab\t
 -- ALTER EXTENSION UPDATE) refuses to write instead of writing a bad row
 BEGIN;
 ALTER TABLE taskevents.outbox ADD COLUMN extra integer;
-SELECT try($$INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'x', 'y')$$);
+SELECT try($$INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'layout', 'y')$$);
 ROLLBACK;
-INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'x', 'fine again');
+INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'layout', 'fine again');
