@@ -1,0 +1,78 @@
+/*
+ * fuzz_cloudevent.c
+ *		libFuzzer target for the relay's handling of outbox rows
+ *		(relay/cloudevent.c): ce_scan() validates a row and finds its
+ *		attributes, ce_unescape() turns an attribute into a C string (the
+ *		Kafka key, the ce_* headers), ce_without_data() sheds the data of a
+ *		dead letter too large to send.
+ *
+ * Besides memory errors (ASan/UBSan), it checks the contracts the relay
+ * relies on: every span lies inside the input, an unescaped string is never
+ * longer than its span (ce_unescape allocates len + 1), a valid row has a
+ * non-empty id, source and type and specversion "1.0", and what
+ * ce_without_data returns is valid JSON without a "data" member.
+ */
+#include "relay.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "contract broken: %s (%s:%d)\n", #c, __FILE__, __LINE__); abort(); } } while (0)
+
+static void
+check_span(const uint8_t *buf, size_t len, ce_span s, bool present)
+{
+	char	   *u;
+
+	if (!present)
+		return;
+	CHECK((const uint8_t *) s.p >= buf && (const uint8_t *) s.p + s.len <= buf + len);
+	u = ce_unescape(s);
+	CHECK(u != NULL);
+	CHECK(strlen(u) <= s.len);
+	free(u);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	ce_fields	f;
+	const char *bad = ce_scan((const char *) data, size, &f);
+
+	if (bad == NULL)
+	{
+		CHECK(f.specversion.len == 3 && memcmp(f.specversion.p, "1.0", 3) == 0);
+		CHECK(f.id.len > 0 && f.source.len > 0 && f.type.len > 0);
+		check_span(data, size, f.specversion, true);
+		check_span(data, size, f.id, true);
+		check_span(data, size, f.source, true);
+		check_span(data, size, f.type, true);
+		check_span(data, size, f.time, f.has_time);
+		check_span(data, size, f.subject, f.has_subject);
+		check_span(data, size, f.partitionkey, f.has_partitionkey);
+		check_span(data, size, f.traceparent, f.has_traceparent);
+		if (f.has_data)
+			CHECK((const uint8_t *) f.data.p >= data && (const uint8_t *) f.data.p + f.data.len <= data + size);
+	}
+	else
+		CHECK(strlen(bad) > 0);
+
+	{
+		size_t		outlen = 0;
+		char	   *shed = ce_without_data((const char *) data, size, &outlen);
+
+		if (shed)
+		{
+			json_t	   *doc = json_loadb(shed, outlen, 0, NULL);
+
+			CHECK(doc != NULL && json_is_object(doc));
+			CHECK(json_object_get(doc, "data") == NULL);
+			CHECK(json_is_true(json_object_get(doc, "taskevents_data_omitted")));
+			json_decref(doc);
+			free(shed);
+		}
+	}
+	return 0;
+}
