@@ -19,7 +19,7 @@ BROKER=127.0.0.1:$KAFKA_PORT
 RELAY=$PGTE_ROOT/relay/taskevents-relay
 DB=relay_bench
 WORK=$(mktemp -d)
-cleanup() { [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null; [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null; "$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true; dropdb --if-exists $DB >/dev/null 2>&1 || true; release_pg; rm -rf "$WORK"; }
+cleanup() { set +e; [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null; [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null; "$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true; dropdb --if-exists $DB >/dev/null 2>&1 || true; release_pg; rm -rf "$WORK"; }
 trap cleanup EXIT
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
