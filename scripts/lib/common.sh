@@ -3,7 +3,10 @@
 # port and socket directory.  Source it; it defines functions only.
 
 PGTE_ROOT=${PGTE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
-PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+# The PostgreSQL installation to build against and run: PG_CONFIG (exported,
+# so every make below uses it); PG_BINDIR defaults to its bindir.
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PG_BINDIR=${PG_BINDIR:-$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
 PGTE_PGPORT=${PGTE_PGPORT:-54329}
 PGTE_PGSTATE=${PGTE_PGSTATE:-${TMPDIR:-/tmp}/pgte-pg-$PGTE_PGPORT}
 
