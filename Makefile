@@ -6,6 +6,7 @@ EXTVERSION = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).co
 MODULE_big = pg_taskevents
 OBJS = \
 	extension/pg_taskevents.o \
+	extension/util.o \
 	extension/config.o \
 	extension/cloudevent.o \
 	extension/outbox.o \

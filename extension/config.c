@@ -15,7 +15,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -37,6 +43,7 @@
 static HTAB *ConfigCache = NULL;
 static MemoryContext ConfigContext = NULL;
 static Oid	CachedOwner = InvalidOid;
+static Oid	CachedSchema = InvalidOid;
 static SPIPlanPtr RegistryPlan = NULL;
 
 /*
@@ -64,7 +71,7 @@ InvalidateConfig(Datum arg, Oid relid)
 	hash_seq_init(&status, ConfigCache);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		entry->valid = false;
-	CachedOwner = InvalidOid;
+	ResetExtensionIdentity();
 }
 
 /*
@@ -94,35 +101,72 @@ InitConfigCache(void)
 }
 
 /*
- * Return the role that owns the outbox (normally the extension owner).
- * Event inserts and registry reads run as this role, so application roles
- * need no privilege on the extension's tables.
+ * Look up the extension's schema and owner in pg_extension, by the
+ * extension's OID: never by the schema's name, which a role that can create
+ * schemas could otherwise redirect (a look-alike "taskevents" schema after
+ * the real one was renamed).
  */
-Oid
-TaskeventsOwner(void)
+static void
+LoadExtensionIdentity(void)
 {
-	Oid			nsp;
-	Oid			outbox;
+	Oid			extoid = get_extension_oid("pg_taskevents", true);
+	Relation	extrel;
+	ScanKeyData key;
+	SysScanDesc scan;
 	HeapTuple	tup;
 
-	if (OidIsValid(CachedOwner))
-		return CachedOwner;
-
-	nsp = get_namespace_oid(TASKEVENTS_SCHEMA, true);
-	outbox = OidIsValid(nsp) ? get_relname_relid("outbox", nsp) : InvalidOid;
-	if (!OidIsValid(outbox))
+	if (!OidIsValid(extoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"pg_taskevents\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION pg_taskevents, or drop the taskevents triggers.")));
 
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox));
+	extrel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(extrel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", outbox);
-	CachedOwner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
+		elog(ERROR, "could not find tuple for extension %u", extoid);
+	CachedSchema = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	CachedOwner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(extrel, AccessShareLock);
+}
 
+/*
+ * Return the extension owner.  The registry read, the bookkeeping of
+ * reminders and recurrence and the outbox insert act as this role, so
+ * application roles need no privilege on the extension's tables.
+ */
+Oid
+TaskeventsOwner(void)
+{
+	if (!OidIsValid(CachedOwner))
+		LoadExtensionIdentity();
 	return CachedOwner;
+}
+
+/*
+ * Return the OID of the extension's schema.
+ */
+Oid
+TaskeventsSchema(void)
+{
+	if (!OidIsValid(CachedSchema))
+		LoadExtensionIdentity();
+	return CachedSchema;
+}
+
+/*
+ * Forget the extension's identity, so that the next use looks it up again
+ * (the extension was dropped and created again).
+ */
+void
+ResetExtensionIdentity(void)
+{
+	CachedOwner = InvalidOid;
+	CachedSchema = InvalidOid;
 }
 
 /*
@@ -167,13 +211,12 @@ CopyTextColumn(HeapTuple regtup, TupleDesc regdesc, int col)
 }
 
 /*
- * Read the registry row of rel (as the extension owner) and fill entry.
+ * Read the registry row of rel (as the extension owner) and fill entry;
+ * *attached says whether there was one.
  */
 static void
-LoadTableConfig(Relation rel, TableConfig *entry)
+LoadTableConfig(Relation rel, TableConfig *entry, bool *attached)
 {
-	Oid			save_userid;
-	int			save_sec_context;
 	Datum		arg = ObjectIdGetDatum(RelationGetRelid(rel));
 	HeapTuple	regtup;
 	TupleDesc	regdesc;
@@ -186,40 +229,29 @@ LoadTableConfig(Relation rel, TableConfig *entry)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(TaskeventsOwner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-
 	if (RegistryPlan == NULL)
 	{
 		Oid			argtypes[1] = {REGCLASSOID};
-		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("SELECT topic, source, pubsubname, id_column, user_id_column,"
-						   " completed_column, due_date_column, is_recurring_column,"
-						   " recurring_interval_column, reminder_sent_at_column, reminder_lead"
-						   " FROM taskevents.attached_tables"
-						   " WHERE task_table OPERATOR(pg_catalog.=) $1",
-						   1, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		RegistryPlan = plan;
+		RegistryPlan = PrepareAs(TaskeventsOwner(),
+								 "SELECT a.topic, a.source, a.pubsubname, a.id_column, a.user_id_column,"
+								 " a.completed_column, a.due_date_column, a.is_recurring_column,"
+								 " a.recurring_interval_column, a.reminder_sent_at_column, a.reminder_lead"
+								 " FROM taskevents.attached_tables a"
+								 " WHERE a.task_table OPERATOR(pg_catalog.=) $1",
+								 1, argtypes, false);
 	}
 
-	ret = SPI_execute_plan(RegistryPlan, &arg, NULL, true, 1);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	ret = RunAs(TaskeventsOwner(), RegistryPlan, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading taskevents.attached_tables failed: %s",
 			 SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not attached to pg_taskevents",
-						RelationGetRelationName(rel)),
-				 errhint("Use taskevents.attach() to install the triggers; do not create them by hand.")));
-
+	*attached = (SPI_processed == 1);
+	if (!*attached)
+	{
+		SPI_finish();
+		return;
+	}
 	regtup = SPI_tuptable->vals[0];
 	regdesc = SPI_tuptable->tupdesc;
 
@@ -266,14 +298,15 @@ LoadTableConfig(Relation rel, TableConfig *entry)
 
 /*
  * Return the (valid) cached configuration of an attached table, loading it
- * on first use and after invalidation.
+ * on first use and after invalidation; NULL when the table is not attached.
  */
 TableConfig *
-GetTableConfig(Relation rel)
+LookupTableConfig(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	TableConfig *entry;
 	bool		found;
+	bool		attached = true;
 
 	entry = hash_search(ConfigCache, &relid, HASH_ENTER, &found);
 	if (!found)
@@ -290,7 +323,7 @@ GetTableConfig(Relation rel)
 		entry->valid = true;
 		PG_TRY();
 		{
-			LoadTableConfig(rel, entry);
+			LoadTableConfig(rel, entry, &attached);
 		}
 		PG_CATCH();
 		{
@@ -298,6 +331,29 @@ GetTableConfig(Relation rel)
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		if (!attached)
+		{
+			entry->valid = false;
+			return NULL;
+		}
 	}
+	return entry;
+}
+
+/*
+ * Return the configuration of an attached table; an error when it is not
+ * attached (its triggers were created by hand, or it was detached).
+ */
+TableConfig *
+GetTableConfig(Relation rel)
+{
+	TableConfig *entry = LookupTableConfig(rel);
+
+	if (entry == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not attached to pg_taskevents",
+						RelationGetRelationName(rel)),
+				 errhint("Use taskevents.attach() to install the triggers; do not create them by hand.")));
 	return entry;
 }

@@ -62,8 +62,11 @@ CurrentSlot(void)
 static void
 ResolveOutbox(void)
 {
-	Oid			nsp = get_namespace_oid(TASKEVENTS_SCHEMA, false);
+	Oid			nsp;
 	int			i;
+
+	ResetExtensionIdentity();
+	nsp = TaskeventsSchema();
 
 	for (i = 0; i < 3; i++)
 	{
@@ -91,8 +94,10 @@ OpenPartition(int16 slot)
 	if (!OidIsValid(OutboxPartition[slot]) || !OidIsValid(OutboxSequence))
 		ResolveOutbox();
 	rel = try_table_open(OutboxPartition[slot], RowExclusiveLock);
-	if (rel == NULL)
+	if (rel == NULL || RelationGetNamespace(rel) != TaskeventsSchema())
 	{
+		if (rel != NULL)
+			table_close(rel, RowExclusiveLock);
 		ResolveOutbox();
 		rel = table_open(OutboxPartition[slot], RowExclusiveLock);
 	}

@@ -416,31 +416,8 @@ BuildSpawnPlan(TableConfig *cfg, Relation rel, SpawnPlan *entry)
 											  RelationGetRelationName(rel)),
 				   cols.data, vals.data,
 				   quote_identifier(NameStr(idatt->attname)));
-	entry->plan = PrepareKept(sql, entry->nparams, argtypes, false, false);
+	entry->plan = PrepareAs(rel->rd_rel->relowner, sql, entry->nparams, argtypes, false);
 	entry->valid = true;
-}
-
-/*
- * Run a kept plan as the extension owner, like outbox.c does, so that
- * application roles need no privilege on the bookkeeping tables.
-
- * An error needs no cleanup: aborting the (sub)transaction restores the
- * user id.
- */
-static int
-ExecuteAsOwner(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			ret;
-
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(TaskeventsOwner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	ret = SPI_execute_plan(plan, values, nulls, read_only, 0);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	return ret;
 }
 
 /*
@@ -494,30 +471,30 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	{
 		Oid			argtypes[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 
-		AnchorPlan = PrepareKept("SELECT s.series_anchor FROM taskevents.recurrence_spawned s"
+		AnchorPlan = PrepareAs(TaskeventsOwner(), "SELECT s.series_anchor FROM taskevents.recurrence_spawned s"
 								 " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
 								 " AND s.next_task_id OPERATOR(pg_catalog.=) $2"
-								 " AND s.next_due IS NOT DISTINCT FROM $3",
-								 3, argtypes, true, true);
+							   " AND s.next_due OPERATOR(pg_catalog.=) $3",
+							   3, argtypes, true);
 	}
 	if (ClaimPlan == NULL)
 	{
 		Oid			argtypes[4] = {OIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 
-		ClaimPlan = PrepareKept("INSERT INTO taskevents.recurrence_spawned"
+		ClaimPlan = PrepareAs(TaskeventsOwner(), "INSERT INTO taskevents.recurrence_spawned"
 								" (task_table, task_id, series_anchor, next_due)"
 								" VALUES ($1::pg_catalog.regclass, $2, $3, $4)"
-								" ON CONFLICT DO NOTHING",
-								4, argtypes, false, true);
+							  " ON CONFLICT DO NOTHING",
+							  4, argtypes, false);
 	}
 	if (LinkPlan == NULL)
 	{
 		Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
 
-		LinkPlan = PrepareKept("UPDATE taskevents.recurrence_spawned s SET next_task_id = $3"
+		LinkPlan = PrepareAs(TaskeventsOwner(), "UPDATE taskevents.recurrence_spawned s SET next_task_id = $3"
 							   " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
 							   " AND s.task_id OPERATOR(pg_catalog.=) $2",
-							   3, argtypes, true, true);
+							  3, argtypes, true);
 	}
 
 	/*
@@ -529,7 +506,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	args[2] = TimestampTzGetDatum(due);
 	nulls[0] = nulls[1] = ' ';
 	nulls[2] = due_null ? 'n' : ' ';
-	ret = ExecuteAsOwner(AnchorPlan, args, nulls, true);
+	ret = RunAs(TaskeventsOwner(), AnchorPlan, args, nulls, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading taskevents.recurrence_spawned failed: %s",
 			 SPI_result_code_string(ret));
@@ -556,7 +533,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	args[2] = TimestampTzGetDatum(anchor);
 	args[3] = TimestampTzGetDatum(next_due);
 	nulls[2] = nulls[3] = ' ';
-	ret = ExecuteAsOwner(ClaimPlan, args, nulls, false);
+	ret = RunAs(TaskeventsOwner(), ClaimPlan, args, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "inserting into taskevents.recurrence_spawned failed: %s",
 			 SPI_result_code_string(ret));
@@ -566,7 +543,11 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		return;
 	}
 
-	/* the next instance, inserted as the current user */
+	/*
+	 * The next instance, inserted as the table's owner in a restricted
+	 * context: the table's own triggers run with its owner's rights, never
+	 * with the extension owner's or the writer's.
+	 */
 	entry = hash_search(SpawnPlans, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -599,7 +580,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		vnulls[i] = isnull ? 'n' : ' ';
 	}
 
-	ret = SPI_execute_plan(entry->plan, values, vnulls, false, 0);
+	ret = RunAs(rel->rd_rel->relowner, entry->plan, values, vnulls, false, 0);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "inserting the next instance of a recurring task failed: %s",
 			 SPI_result_code_string(ret));
@@ -607,7 +588,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 
 	args[2] = CStringGetTextDatum(next_id);
 	nulls[2] = ' ';
-	ret = ExecuteAsOwner(LinkPlan, args, nulls, false);
+	ret = RunAs(TaskeventsOwner(), LinkPlan, args, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "updating taskevents.recurrence_spawned failed: %s",
 			 SPI_result_code_string(ret));

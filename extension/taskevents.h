@@ -71,9 +71,31 @@ typedef struct TableConfig
 	FmgrInfo	row_to_json;
 } TableConfig;
 
+/* util.c: column access, and SQL run as another role (see its header) */
+typedef struct RoleContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} RoleContext;
+
+extern char *ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
+extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
+extern void EnterRoleContext(Oid role, RoleContext *ctx);
+extern void LeaveRoleContext(RoleContext *ctx);
+extern SPIPlanPtr PrepareAs(Oid role, const char *sql, int nargs, Oid *argtypes,
+							bool lookup);
+extern int	RunAs(Oid role, SPIPlanPtr plan, Datum *values, const char *nulls,
+				  bool read_only, long count);
+extern int	RunSqlAs(Oid role, const char *sql, int nargs, Oid *argtypes,
+					 Datum *values, const char *nulls, bool read_only, long count);
+
 /* config.c */
 extern TableConfig *GetTableConfig(Relation rel);
+extern TableConfig *LookupTableConfig(Relation rel);
 extern Oid	TaskeventsOwner(void);
+extern Oid	TaskeventsSchema(void);
+extern void ResetExtensionIdentity(void);
 extern void InitConfigCache(void);
 
 /* cloudevent.c */
@@ -119,14 +141,10 @@ typedef enum RecurrenceKind
 	RECURRENCE_MONTHLY
 } RecurrenceKind;
 
-extern char *ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
-extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
 extern void EmitScheduleEvent(TableConfig *cfg, const char *type,
 							  const char *subject, const char *partition_key,
 							  Jsonb *data);
 extern bool IsReminderBookkeepingUpdate(Oid relid);
-extern SPIPlanPtr PrepareKept(const char *sql, int nargs, Oid *argtypes,
-							  bool lookup, bool as_owner);
 
 /* recurrence.c */
 extern RecurrenceKind ParseRecurringInterval(const char *value);

@@ -206,11 +206,13 @@ VALUES ('frank', 'app task', '2096-06-01 09:00+00', true, 'weekly');
 UPDATE rec_tasks SET completed = true WHERE user_id = 'frank';
 SELECT due_date, completed FROM rec_tasks WHERE user_id = 'frank' ORDER BY id;
 RESET ROLE;
--- ... but it needs INSERT on its own table: the next instance is its write
+-- ... and it needs no INSERT of its own: the next instance is written as
+-- the table's owner, in a restricted context (docs/SECURITY.md)
 REVOKE INSERT ON rec_tasks FROM rec_app;
 SET ROLE rec_app;
 SELECT try($$UPDATE rec_tasks SET completed = true WHERE user_id = 'frank' AND NOT completed$$);
 RESET ROLE;
+SELECT due_date, completed FROM rec_tasks WHERE user_id = 'frank' ORDER BY id;
 DELETE FROM rec_tasks;
 DROP OWNED BY rec_app;
 DROP ROLE rec_app;

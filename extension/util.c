@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ *
+ * util.c
+ *	  Low-level helpers: reading columns of a row, and running SQL as
+ *	  another role.
+ *
+ * Everything the extension runs in an identity other than the caller's goes
+ * through RunAs below: the registry read, the bookkeeping of reminders and
+ * recurrence (as the extension owner), and the writes into application
+ * tables, the next instance of a recurring task and reminder_sent_at (as
+ * the table's owner).  RunAs does what VACUUM and ANALYZE do when they run
+ * a table's index expressions as its owner: it switches the user id inside a
+ * security-restricted operation (no SET ROLE, no temporary objects, no
+ * changes to session state), pins search_path to "pg_catalog, pg_temp" in a
+ * GUC nest level of its own, and drops every setting change made inside it
+ * (a user trigger's set_config(..., false) included) when it returns.  The
+ * statements themselves schema-qualify every function, operator and cast,
+ * so they mean the same under any search_path.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+
+#include "taskevents.h"
+
+/* The search_path every statement run by RunAs sees. */
+#define TASKEVENTS_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+/*
+ * The text form of column attnum of tup (its type's output function), or
+ * NULL when the column is not configured or the value is null.
+ */
+char *
+ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		d;
+	Oid			typoutput;
+	bool		typisvarlena;
+
+	if (attnum == InvalidAttrNumber)
+		return NULL;
+	d = heap_getattr(tup, attnum, desc, &isnull);
+	if (isnull)
+		return NULL;
+	getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid,
+					  &typoutput, &typisvarlena);
+	return OidOutputFunctionCall(typoutput, d);
+}
+
+/*
+ * Is boolean column attnum of tup configured, not null and true?
+ */
+bool
+ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (attnum == InvalidAttrNumber)
+		return false;
+	d = heap_getattr(tup, attnum, desc, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * Enter the context in which SQL runs as role: see the file header.  The
+ * caller must call LeaveRoleContext() on the normal path; on an error,
+ * aborting the (sub)transaction restores the user id and the settings.
+ */
+void
+EnterRoleContext(Oid role, RoleContext *ctx)
+{
+	GetUserIdAndSecContext(&ctx->save_userid, &ctx->save_sec_context);
+	SetUserIdAndSecContext(role,
+						   ctx->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	ctx->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", TASKEVENTS_SAFE_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
+ * Leave the context entered by EnterRoleContext(): every setting changed
+ * inside it reverts (isCommit = false, as VACUUM does), then the user id
+ * and security context are restored.
+ */
+void
+LeaveRoleContext(RoleContext *ctx)
+{
+	AtEOXact_GUC(false, ctx->save_nestlevel);
+	SetUserIdAndSecContext(ctx->save_userid, ctx->save_sec_context);
+}
+
+/*
+ * Prepare a plan kept for the life of the backend, parsed as role in the
+ * context RunAs uses, so that no name in it resolves through the caller's
+ * search_path.  lookup: a statement that finds rows of a bookkeeping table
+ * by key, planned afresh each time (CURSOR_OPT_CUSTOM_PLAN) rather than with
+ * a generic plan: a generic plan made while the table looked empty (just
+ * created, or vacuumed empty) would keep scanning it sequentially as it
+ * grows, until the next ANALYZE.  The caller is connected to SPI.
+ */
+SPIPlanPtr
+PrepareAs(Oid role, const char *sql, int nargs, Oid *argtypes, bool lookup)
+{
+	RoleContext ctx;
+	SPIPlanPtr	plan;
+
+	EnterRoleContext(role, &ctx);
+	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+							  lookup ? CURSOR_OPT_CUSTOM_PLAN : 0);
+	LeaveRoleContext(&ctx);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Execute a plan made by PrepareAs() as role; returns SPI_execute_plan's
+ * result.  The caller is connected to SPI.
+ */
+int
+RunAs(Oid role, SPIPlanPtr plan, Datum *values, const char *nulls,
+	  bool read_only, long count)
+{
+	RoleContext ctx;
+	int			ret;
+
+	EnterRoleContext(role, &ctx);
+	ret = SPI_execute_plan(plan, values, nulls, read_only, count);
+	LeaveRoleContext(&ctx);
+	return ret;
+}
+
+/*
+ * Parse and execute a one-off statement as role; returns
+ * SPI_execute_with_args' result.  The caller is connected to SPI.
+ */
+int
+RunSqlAs(Oid role, const char *sql, int nargs, Oid *argtypes,
+		 Datum *values, const char *nulls, bool read_only, long count)
+{
+	RoleContext ctx;
+	int			ret;
+
+	EnterRoleContext(role, &ctx);
+	ret = SPI_execute_with_args(sql, nargs, argtypes, values, nulls,
+								read_only, count);
+	LeaveRoleContext(&ctx);
+	return ret;
+}
