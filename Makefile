@@ -13,7 +13,8 @@ OBJS = \
 	extension/trigger.o \
 	extension/schedule.o \
 	extension/recurrence.o \
-	extension/reminders.o
+	extension/reminders.o \
+	extension/removal.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,
 # so each concern keeps its own file (as pg_partman does).

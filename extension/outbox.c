@@ -199,6 +199,30 @@ RequiredText(FunctionCallInfo fcinfo, int argno, const char *what)
 }
 
 /*
+ * Refuse what only the extension and the relay may write: the extension's
+ * own event types (task.*, reminder.*, in any letter case), which consumers
+ * act on, and dead-letter topics, which only the relay fills.
+ */
+static void
+RefuseReservedEvent(const char *topic, const char *type)
+{
+	size_t		len = strlen(topic);
+
+	if (pg_strncasecmp(type, "task.", 5) == 0 ||
+		pg_strncasecmp(type, "reminder.", 9) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("event type \"%s\" is reserved for pg_taskevents", type),
+				 errdetail("Events of the types task.* and reminder.* are written only by the extension's triggers and reminder functions, so that consumers can act on them."),
+				 errhint("Use a type of your own, such as \"com.example.task.archived\".")));
+	if (len >= 4 && pg_strcasecmp(topic + len - 4, "-dlq") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("topic \"%s\" is a dead-letter topic", topic),
+				 errdetail("Only the relay writes to dead-letter topics (<topic>-dlq).")));
+}
+
+/*
  * taskevents.publish(topic text, type text, data jsonb, partition_key text,
  *					  subject text DEFAULT NULL) RETURNS uuid
  *
@@ -216,6 +240,7 @@ publish(PG_FUNCTION_ARGS)
 	text	   *event;
 
 	ValidateTopicName(topic);
+	RefuseReservedEvent(topic, type);
 	if (!PG_ARGISNULL(3))
 	{
 		partition_key = text_to_cstring(PG_GETARG_TEXT_PP(3));

@@ -23,6 +23,7 @@ PG_MODULE_MAGIC;
 char	   *taskevents_traceparent = NULL;
 int			taskevents_rotation_period = 60;
 char	   *taskevents_pubsubname = NULL;
+bool		taskevents_discard_undelivered = false;
 
 void		_PG_init(void);
 
@@ -104,6 +105,15 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("taskevents.discard_undelivered",
+							 "Lets DROP EXTENSION pg_taskevents discard undelivered events and dead letters.",
+							 "Off: the drop is refused while there are any (see removal.c).",
+							 &taskevents_discard_undelivered,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineScheduleSettings();
 

@@ -32,6 +32,7 @@
 extern char *taskevents_traceparent;
 extern int	taskevents_rotation_period;
 extern char *taskevents_pubsubname;
+extern bool taskevents_discard_undelivered;
 
 /* The kinds of events the row trigger emits. */
 typedef enum TaskEventKind

@@ -196,6 +196,6 @@ DROP ROLE regress_analyst;
 INSERT INTO taskevents.analytics_settings DEFAULT VALUES;
 SELECT enabled, retention, keep_payload FROM taskevents.analytics_settings;
 TRUNCATE taskevents.analytics_events;
-SELECT taskevents.detach('analytics_tasks');
+SELECT taskevents.detach('analytics_tasks', force => true);
 DROP TABLE analytics_tasks, analytics_scratch;
 DROP FUNCTION analytics_ev(timestamptz, text, text, text, text), analytics_make_day(date);

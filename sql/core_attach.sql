@@ -23,8 +23,12 @@ SELECT ev_mark() AS mark \gset
 UPDATE at_tasks SET title = 'moved' WHERE id = 1;
 SELECT topic, event->>'topic' AS event_topic, event->>'source' AS source FROM ev_since(:mark);
 
--- detach: no more events, triggers gone, TRUNCATE allowed again
-SELECT taskevents.detach('at_tasks');
+-- detach: refused while the table's events are undelivered (no relay runs
+-- here), unless forced; then no more events, triggers gone, TRUNCATE
+-- allowed again
+SELECT try($$SELECT taskevents.detach('at_tasks')$$);
+SELECT count(*) AS triggers_kept FROM pg_trigger WHERE tgrelid = 'at_tasks'::regclass;
+SELECT taskevents.detach('at_tasks', force => true);
 SELECT ev_mark() AS mark \gset
 UPDATE at_tasks SET title = 'silent' WHERE id = 1;
 SELECT count(*) AS events_after_detach FROM ev_since(:mark);

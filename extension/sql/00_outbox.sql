@@ -4,6 +4,50 @@
 \echo Use "CREATE EXTENSION pg_taskevents" to load this file. \quit
 
 -------------------------------------------------------------------------------
+-- Refuse a schema prepared by someone else.  CREATE EXTENSION uses an
+-- existing schema "@extschema@" as it finds it, and everything below runs
+-- with that schema first in search_path and with the installing role's
+-- rights: a function planted there by its owner (say a format(text, text)
+-- that is a better match than pg_catalog's) would run as the installer, a
+-- superuser.  So the schema must belong to the installing role and be
+-- empty.  This block is the first statement of the script and calls nothing
+-- that is not schema-qualified.
+-------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    nsp pg_catalog.oid;
+    owner_name pg_catalog.name;
+BEGIN
+    SELECT n.oid, r.rolname INTO nsp, owner_name
+      FROM pg_catalog.pg_namespace n
+      JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE n.nspname OPERATOR(pg_catalog.=) '@extschema@';
+    IF owner_name OPERATOR(pg_catalog.<>) CURRENT_USER THEN
+        RAISE EXCEPTION 'schema "@extschema@" already exists and is owned by role "%"', owner_name
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Objects in a schema prepared by another role would run with the installing role''s rights during CREATE EXTENSION and afterwards.',
+                  HINT = 'Drop or rename the schema, then run CREATE EXTENSION pg_taskevents again.';
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.relnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_type t WHERE t.typnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_collation c WHERE c.collnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_conversion c WHERE c.connamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+                   WHERE n.oid OPERATOR(pg_catalog.=) nsp
+                     AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                     AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) THEN
+        RAISE EXCEPTION 'schema "@extschema@" already exists and is not empty, or others may create objects in it'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'pg_taskevents installs into a schema of its own; objects already there could capture its names.',
+                  HINT = 'Drop or rename the schema, then run CREATE EXTENSION pg_taskevents again.';
+    END IF;
+END;
+$$;
+
+-------------------------------------------------------------------------------
 -- The outbox: one row per event, written once, never updated or deleted.
 -- Partitions take turns by time and are truncated once fully delivered.
 -------------------------------------------------------------------------------

@@ -116,6 +116,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Kafka topic names have 1 to 245 characters (room for "-dlq") of ASCII letters, digits, ".", "_" and "-".';
     END IF;
+    IF lower(topic) LIKE '%-dlq' THEN
+        RAISE EXCEPTION 'topic "%" is a dead-letter topic', topic
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only the relay writes to dead-letter topics (<topic>-dlq).';
+    END IF;
     source := coalesce(source, format('/pg_taskevents/%s/%s/%s', current_database(), nsp, rel));
     IF source = '' THEN
         RAISE EXCEPTION 'source must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -181,24 +186,44 @@ $$;
 COMMENT ON FUNCTION @extschema@.attach(regclass, text, text, text, name, name, name, name, name, name, name, interval) IS
     'Validate a task table, install the event triggers and record it in taskevents.attached_tables.';
 
-CREATE FUNCTION @extschema@.detach(task_table regclass)
+CREATE FUNCTION @extschema@.detach(task_table regclass, force boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    reg @extschema@.attached_tables;
+    pending bigint;
+    dead bigint;
 BEGIN
-    DELETE FROM @extschema@.attached_tables a WHERE a.task_table = detach.task_table;
+    SELECT a.* INTO reg FROM @extschema@.attached_tables a WHERE a.task_table = detach.task_table FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table % is not attached', task_table
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
+    -- Nothing is lost by detaching, but a table that is no longer attached
+    -- no longer holds DROP EXTENSION back: say so while its events are on
+    -- their way or its dead letters wait for review.
+    IF NOT coalesce(force, false) THEN
+        SELECT count(*) INTO pending FROM @extschema@.pending_events e
+         WHERE e.event ->> 'source' = reg.source;
+        SELECT count(*) INTO dead FROM @extschema@.dead_letters d
+         WHERE d.event ->> 'source' = reg.source AND d.replayed_at IS NULL;
+        IF pending > 0 OR dead > 0 THEN
+            RAISE EXCEPTION 'table % has % undelivered events and % dead letters not replayed', task_table, pending, dead
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      DETAIL = 'Detaching keeps them, but once no table is attached nothing stops DROP EXTENSION from discarding them.',
+                      HINT = 'Wait until taskevents.pending_events no longer lists them and replay or delete the dead letters, or call detach(..., force => true).';
+        END IF;
+    END IF;
+    DELETE FROM @extschema@.attached_tables a WHERE a.task_table = detach.task_table;
     EXECUTE format('DROP TRIGGER IF EXISTS taskevents_emit ON %s', task_table);
     EXECUTE format('DROP TRIGGER IF EXISTS taskevents_truncate ON %s', task_table);
 END;
 $$;
 
-COMMENT ON FUNCTION @extschema@.detach(regclass) IS
-    'Remove the event triggers of a table and forget it; events already in the outbox stay.';
+COMMENT ON FUNCTION @extschema@.detach(regclass, boolean) IS
+    'Remove the event triggers of a table and forget it; events already in the outbox stay. Refused while the table has undelivered events or dead letters, unless force.';
 
 -- Forget registry entries of dropped tables (they would otherwise dangle as
 -- bare OIDs).  SECURITY DEFINER: the role dropping its table has no
@@ -209,6 +234,12 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Act only on the extension's own registry: should the schema ever be
+    -- renamed and a look-alike created under this name, do nothing.
+    IF pg_catalog.to_regnamespace('@extschema@') IS DISTINCT FROM
+       (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_taskevents') THEN
+        RETURN;
+    END IF;
     DELETE FROM @extschema@.attached_tables a
      USING pg_catalog.pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0

@@ -272,6 +272,16 @@ DECLARE
     pos record;
 BEGIN
     PERFORM @extschema@.check_epoch(consumer, epoch);
+    -- Only a position that names a real batch: an ack of a tick that does
+    -- not exist would make every event look delivered (pending_events,
+    -- maintain() and pg_dump read the position through its tick).
+    IF tick_id IS NULL OR cursor_id IS NULL OR batch_done IS NULL
+       OR NOT EXISTS (SELECT 1 FROM @extschema@.relay_ticks t
+                       WHERE t.consumer = relay_ack.consumer AND t.tick_id = relay_ack.tick_id) THEN
+        RAISE EXCEPTION 'batch % of consumer "%" does not exist', tick_id, consumer
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Acknowledge only ticks returned by relay_tick() or relay_last_tick().';
+    END IF;
     SELECT * INTO pos FROM @extschema@.relay_position(consumer);
     IF (relay_ack.tick_id, CASE WHEN relay_ack.batch_done THEN 9223372036854775807 ELSE relay_ack.cursor_id END)
        < (pos.tick_id, CASE WHEN pos.batch_done THEN 9223372036854775807 ELSE pos.cursor_id END) THEN
@@ -362,18 +372,20 @@ $$;
 
 CREATE VIEW @extschema@.pending_events AS
 WITH pos AS (SELECT * FROM @extschema@.consumer_positions())
-SELECT o.id, o.created_at, o.topic, o.partition_key, o.event::jsonb AS event
+SELECT o.id, o.created_at, o.topic, o.partition_key, o.event::pg_catalog.jsonb AS event
   FROM @extschema@.outbox o
  WHERE NOT EXISTS (SELECT 1 FROM pos)
     OR EXISTS (SELECT 1 FROM pos
-                WHERE NOT pg_catalog.pg_visible_in_snapshot(o.txid, pos.done_snapshot)
-                  AND NOT (pos.batch_snapshot IS NOT NULL
-                           AND pg_catalog.pg_visible_in_snapshot(o.txid, pos.batch_snapshot)
-                           AND o.id <= pos.cursor_id))
+                WHERE NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, pos.done_snapshot), false)
+                  AND NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, pos.batch_snapshot)
+                                   AND o.id OPERATOR(pg_catalog.<=) pos.cursor_id, false))
  ORDER BY o.id;
 
 COMMENT ON VIEW @extschema@.pending_events IS
     'Committed events not yet delivered to every relay consumer, in delivery order.';
+
+-- An event counts as delivered only when a tick that exists covers it: a
+-- position whose tick is missing (done_snapshot NULL) delivers nothing.
 
 -- Backlog of one consumer, for the relay's metrics.  Only rows with a txid
 -- at or above the done snapshot's xmin can be pending, so the txid index
@@ -391,12 +403,14 @@ BEGIN
         SELECT count(*), min(o.created_at) INTO pending, oldest_pending FROM @extschema@.outbox o;
         RETURN;
     END IF;
+    IF pos.done_snapshot IS NULL THEN
+        SELECT count(*), min(o.created_at) INTO pending, oldest_pending FROM @extschema@.outbox o;
+        RETURN;
+    END IF;
     EXECUTE 'SELECT count(*), min(o.created_at) FROM @extschema@.outbox o
               WHERE o.txid >= $1
                 AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, $2)
-                AND NOT ($3::pg_catalog.pg_snapshot IS NOT NULL
-                         AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
-                         AND o.id <= $4)'
+                AND NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, $3) AND o.id <= $4, false)'
        INTO pending, oldest_pending
       USING pg_catalog.pg_snapshot_xmin(pos.done_snapshot), pos.done_snapshot, pos.batch_snapshot, pos.cursor_id;
 END;
@@ -434,9 +448,12 @@ BEGIN
             part := format('@extschema@.outbox_%s', s);
             BEGIN
                 EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+                -- (a position without its tick, done_snapshot NULL, holds
+                -- every row back)
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s o, @extschema@.consumer_positions() p
-                                 WHERE o.txid >= pg_catalog.pg_snapshot_xmin(p.done_snapshot)
-                                   AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, p.done_snapshot))', part)
+                                 WHERE p.done_snapshot IS NULL
+                                    OR (o.txid >= pg_catalog.pg_snapshot_xmin(p.done_snapshot)
+                                        AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, p.done_snapshot)))', part)
                    INTO pending;
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
                 IF NOT pending AND nonempty THEN

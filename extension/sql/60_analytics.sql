@@ -114,6 +114,7 @@ DECLARE
     p        text;
     lo       timestamptz;
     default_expired boolean;
+    g        text;
 BEGIN
     SELECT * INTO st FROM @extschema@.analytics_settings;
     cutoff := now_ts - coalesce(st.retention, interval '90 days');
@@ -158,6 +159,13 @@ BEGIN
                                WHERE e.event_time >= lo AND e.event_time < lo + interval '1 day');
         EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.analytics_events FOR VALUES FROM (%L) TO (%L)',
                        @extschema@.analytics_partition_name(d), lo, lo + interval '1 day');
+        -- whoever may read the default partition for pg_dump
+        -- (grant_backup()) may read the new one
+        FOR g IN SELECT a.grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a
+                  WHERE c.oid = '@extschema@.analytics_events_default'::regclass
+                    AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
+            EXECUTE format('GRANT SELECT ON @extschema@.%I TO %s', @extschema@.analytics_partition_name(d), g);
+        END LOOP;
     END LOOP;
 
     FOREACH p IN ARRAY drop_parts LOOP

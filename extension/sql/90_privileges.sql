@@ -14,7 +14,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM @extschema@.relay_consumers)
        AND NOT EXISTS (SELECT 1 FROM @extschema@.consumer_positions() p
-                        WHERE NOT pg_catalog.pg_visible_in_snapshot(is_delivered.txid, p.done_snapshot));
+                        WHERE NOT coalesce(pg_catalog.pg_visible_in_snapshot(is_delivered.txid, p.done_snapshot), false));
 $$;
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.attached_tables', '');
