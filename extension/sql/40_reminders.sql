@@ -13,7 +13,7 @@ CREATE TABLE @extschema@.reminders (
     due_at         timestamptz NOT NULL,
     remind_at      timestamptz NOT NULL,
     state          text NOT NULL DEFAULT 'scheduled'
-                   CHECK (state IN ('scheduled', 'fired', 'cancelled', 'failed')),
+                   CHECK (state OPERATOR(pg_catalog.=) ANY (ARRAY['scheduled', 'fired', 'cancelled', 'failed'])),
     scheduled_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     fired_at       timestamptz,
     cancelled_at   timestamptz,
@@ -23,7 +23,7 @@ CREATE TABLE @extschema@.reminders (
 
 -- Only scheduled reminders are in this index, so finding the due ones costs
 -- the same however many fired and cancelled rows the table holds.
-CREATE INDEX reminders_due_idx ON @extschema@.reminders (remind_at) WHERE state = 'scheduled';
+CREATE INDEX reminders_due_idx ON @extschema@.reminders (remind_at) WHERE state OPERATOR(pg_catalog.=) 'scheduled';
 
 COMMENT ON TABLE @extschema@.reminders IS
     'The reminder of each task with a due date: scheduled at due - lead, then fired, cancelled or failed.';

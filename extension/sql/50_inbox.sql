@@ -19,7 +19,8 @@
 CREATE TABLE @extschema@.inbox_settings (
     onerow    boolean PRIMARY KEY DEFAULT true CHECK (onerow),
     retention interval NOT NULL DEFAULT '7 days'
-              CHECK (retention >= interval '1 day' AND retention <= interval '13 days')
+              CHECK (retention OPERATOR(pg_catalog.>=) '1 day'::pg_catalog.interval
+                     AND retention OPERATOR(pg_catalog.<=) '13 days'::pg_catalog.interval)
 );
 
 COMMENT ON TABLE @extschema@.inbox_settings IS
@@ -55,7 +56,7 @@ CREATE TABLE @extschema@.inbox (
 DO $$
 BEGIN
     FOR s IN 0..15 LOOP
-        EXECUTE format('CREATE TABLE @extschema@.inbox_%s PARTITION OF @extschema@.inbox FOR VALUES IN (%s)', s, s);
+        EXECUTE pg_catalog.format('CREATE TABLE @extschema@.inbox_%s PARTITION OF @extschema@.inbox FOR VALUES IN (%s)', s, s);
     END LOOP;
 END;
 $$;
@@ -63,18 +64,21 @@ $$;
 COMMENT ON TABLE @extschema@.inbox IS
     'Process-once inbox: CloudEvents (source, id) a consumer has processed, in 16 day slots emptied by inbox_prune().';
 
--- The slot of a UTC day.
+-- The slot of a UTC day.  (No SET clause, so that it is inlined; every
+-- name in it is qualified.)
 CREATE FUNCTION @extschema@.inbox_slot(day date)
 RETURNS smallint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
-    SELECT ((day - date '2000-01-01') % 16 + 16) % 16;
+    SELECT (((day OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date) OPERATOR(pg_catalog.%) 16)
+            OPERATOR(pg_catalog.+) 16) OPERATOR(pg_catalog.%) 16;
 $$;
 
 -- The slots of the UTC days from first_day to last_day.
 CREATE FUNCTION @extschema@.inbox_slots(first_day date, last_day date)
 RETURNS smallint[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(array_agg(@extschema@.inbox_slot(d::date)), '{}')
       FROM generate_series(first_day::timestamp, last_day::timestamp, interval '1 day') d;
@@ -85,30 +89,63 @@ $$;
 -- would lock all 16 until the consumer commits (a generic plan locks every
 -- partition) and keep inbox_prune() from truncating the expired ones.
 -- (No SET clause: it costs a configuration save and restore per call, and
--- the only caller, process_once(), has pinned search_path already.)
+-- the only caller, process_once(), has pinned search_path already; every
+-- operator in it is qualified anyway.)
 CREATE FUNCTION @extschema@.inbox_seen(s integer, source text, id text)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
-    CASE s
-        WHEN 0 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_0 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 1 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_1 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 2 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_2 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 3 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_3 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 4 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_4 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 5 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_5 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 6 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_6 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 7 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_7 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 8 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_8 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 9 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_9 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 10 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_10 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 11 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_11 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 12 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_12 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 13 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_13 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 14 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_14 i WHERE i.source = $2 AND i.id = $3);
-        WHEN 15 THEN RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_15 i WHERE i.source = $2 AND i.id = $3);
-    END CASE;
+    IF s OPERATOR(pg_catalog.=) 0 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_0 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 1 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_1 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 2 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_2 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 3 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_3 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 4 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_4 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 5 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_5 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 6 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_6 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 7 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_7 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 8 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_8 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 9 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_9 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 10 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_10 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 11 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_11 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 12 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_12 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 13 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_13 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 14 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_14 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    ELSIF s OPERATOR(pg_catalog.=) 15 THEN
+        RETURN EXISTS (SELECT 1 FROM @extschema@.inbox_15 i
+                        WHERE i.source OPERATOR(pg_catalog.=) $2 AND i.id OPERATOR(pg_catalog.=) $3);
+    END IF;
+    RETURN NULL;
 END;
 $$;
 

@@ -16,7 +16,7 @@
 CREATE TABLE @extschema@.analytics_settings (
     onerow       boolean PRIMARY KEY DEFAULT true CHECK (onerow),
     enabled      boolean NOT NULL DEFAULT false,
-    retention    interval NOT NULL DEFAULT '90 days' CHECK (retention >= interval '1 day'),
+    retention    interval NOT NULL DEFAULT '90 days' CHECK (retention OPERATOR(pg_catalog.>=) '1 day'::pg_catalog.interval),
     keep_payload boolean NOT NULL DEFAULT false
 );
 
@@ -88,6 +88,7 @@ COMMENT ON FUNCTION @extschema@.analytics_capture(regclass) IS
 CREATE FUNCTION @extschema@.analytics_partition_name(day date)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'analytics_events_' || pg_catalog.to_char(day, 'YYYYMMDD');
 $$;
@@ -186,40 +187,40 @@ COMMENT ON FUNCTION @extschema@.analytics_maintain() IS
 -------------------------------------------------------------------------------
 
 CREATE VIEW @extschema@.analytics_events_per_day AS
-SELECT (e.event_time AT TIME ZONE 'UTC')::date AS day, e.type, count(*) AS events
+SELECT pg_catalog.timezone('UTC', e.event_time)::pg_catalog.date AS day, e.type, pg_catalog.count(*) AS events
   FROM @extschema@.analytics_events e
  GROUP BY 1, 2;
 
 COMMENT ON VIEW @extschema@.analytics_events_per_day IS 'Events per type per UTC day.';
 
 CREATE VIEW @extschema@.analytics_active_users_per_day AS
-SELECT (e.event_time AT TIME ZONE 'UTC')::date AS day,
-       count(DISTINCT e.partition_key) AS active_users,
-       count(*) AS task_events
+SELECT pg_catalog.timezone('UTC', e.event_time)::pg_catalog.date AS day,
+       pg_catalog.count(DISTINCT e.partition_key) AS active_users,
+       pg_catalog.count(*) AS task_events
   FROM @extschema@.analytics_events e
- WHERE e.type LIKE 'task.%'
+ WHERE e.type OPERATOR(pg_catalog.~~) 'task.%'
  GROUP BY 1;
 
 COMMENT ON VIEW @extschema@.analytics_active_users_per_day IS
     'Users (partition keys) that created, changed, completed or deleted a task, per UTC day.';
 
 CREATE VIEW @extschema@.analytics_completions_per_day AS
-SELECT (e.event_time AT TIME ZONE 'UTC')::date AS day,
-       count(*) AS completions,
-       count(DISTINCT e.partition_key) AS users
+SELECT pg_catalog.timezone('UTC', e.event_time)::pg_catalog.date AS day,
+       pg_catalog.count(*) AS completions,
+       pg_catalog.count(DISTINCT e.partition_key) AS users
   FROM @extschema@.analytics_events e
- WHERE e.type = 'task.completed'
+ WHERE e.type OPERATOR(pg_catalog.=) 'task.completed'
  GROUP BY 1;
 
 COMMENT ON VIEW @extschema@.analytics_completions_per_day IS 'task.completed events and the users behind them, per UTC day.';
 
 CREATE VIEW @extschema@.analytics_reminders_per_day AS
-SELECT (e.event_time AT TIME ZONE 'UTC')::date AS day,
-       count(*) FILTER (WHERE e.type = 'reminder.scheduled') AS scheduled,
-       count(*) FILTER (WHERE e.type = 'reminder.triggered') AS fired,
-       count(*) FILTER (WHERE e.type = 'reminder.cancelled') AS cancelled
+SELECT pg_catalog.timezone('UTC', e.event_time)::pg_catalog.date AS day,
+       pg_catalog.count(*) FILTER (WHERE e.type OPERATOR(pg_catalog.=) 'reminder.scheduled') AS scheduled,
+       pg_catalog.count(*) FILTER (WHERE e.type OPERATOR(pg_catalog.=) 'reminder.triggered') AS fired,
+       pg_catalog.count(*) FILTER (WHERE e.type OPERATOR(pg_catalog.=) 'reminder.cancelled') AS cancelled
   FROM @extschema@.analytics_events e
- WHERE e.type IN ('reminder.scheduled', 'reminder.triggered', 'reminder.cancelled')
+ WHERE e.type OPERATOR(pg_catalog.=) ANY (ARRAY['reminder.scheduled', 'reminder.triggered', 'reminder.cancelled'])
  GROUP BY 1;
 
 COMMENT ON VIEW @extschema@.analytics_reminders_per_day IS 'Reminders scheduled, fired and cancelled, per UTC day.';
@@ -228,27 +229,27 @@ COMMENT ON VIEW @extschema@.analytics_reminders_per_day IS 'Reminders scheduled,
 -- Time to complete = its first task.completed after its first task.created.
 CREATE VIEW @extschema@.analytics_time_to_complete AS
 WITH created AS (
-    SELECT e.source, e.subject, min(e.event_time) AS created_at
+    SELECT e.source, e.subject, pg_catalog.min(e.event_time) AS created_at
       FROM @extschema@.analytics_events e
-     WHERE e.type = 'task.created'
+     WHERE e.type OPERATOR(pg_catalog.=) 'task.created'
      GROUP BY 1, 2
 ), done AS (
-    SELECT c.source, c.subject, c.created_at, min(e.event_time) AS completed_at
+    SELECT c.source, c.subject, c.created_at, pg_catalog.min(e.event_time) AS completed_at
       FROM created c
       JOIN @extschema@.analytics_events e
-        ON e.type = 'task.completed' AND e.source = c.source AND e.subject = c.subject
-       AND e.event_time >= c.created_at
+        ON e.type OPERATOR(pg_catalog.=) 'task.completed' AND e.source OPERATOR(pg_catalog.=) c.source AND e.subject OPERATOR(pg_catalog.=) c.subject
+       AND e.event_time OPERATOR(pg_catalog.>=) c.created_at
      GROUP BY 1, 2, 3
 ), owner AS (
     SELECT DISTINCT ON (e.source, e.subject) e.source, e.subject, e.partition_key
       FROM @extschema@.analytics_events e
-     WHERE e.type = 'task.completed'
+     WHERE e.type OPERATOR(pg_catalog.=) 'task.completed'
      ORDER BY e.source, e.subject, e.event_time
 )
 SELECT o.partition_key AS user_id,
-       count(*) AS completed_tasks,
-       make_interval(secs => percentile_cont(0.5) WITHIN GROUP
-                             (ORDER BY extract(epoch FROM d.completed_at - d.created_at))) AS median_time_to_complete
+       pg_catalog.count(*) AS completed_tasks,
+       pg_catalog.make_interval(secs => pg_catalog.percentile_cont(0.5) WITHIN GROUP
+                             (ORDER BY pg_catalog.date_part('epoch', d.completed_at OPERATOR(pg_catalog.-) d.created_at))) AS median_time_to_complete
   FROM done d
   JOIN owner o USING (source, subject)
  GROUP BY 1;

@@ -20,7 +20,7 @@
 DO $$
 BEGIN
     FOR s IN 0..15 LOOP
-        PERFORM pg_catalog.pg_extension_config_dump(format('@extschema@.inbox_%s', s)::regclass, '');
+        PERFORM pg_catalog.pg_extension_config_dump(pg_catalog.format('@extschema@.inbox_%s', s)::pg_catalog.regclass, '');
     END LOOP;
 END;
 $$;
