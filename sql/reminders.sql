@@ -203,6 +203,22 @@ SELECT taskevents.fire_due_reminders('2092-01-01 09:00+00') AS fired;
 SELECT * FROM rem_events(:mark);
 SELECT * FROM rem_state() WHERE task_id = '10';
 
+-- a task already due when its reminder fires is not reminded: the reminder
+-- was due at once (due in an hour, lead a day), but nothing fired it before
+-- the due date passed (here: the due date moved behind the trigger's back),
+-- so it is cancelled as overdue; the same firing reminds a task still ahead
+INSERT INTO rem_tasks (id, user_id, title, due_date) VALUES (11, 'hal', 'late', now() + interval '1 hour');
+INSERT INTO rem_tasks (id, user_id, title, due_date) VALUES (12, 'hal', 'on time', now() + interval '1 hour');
+ALTER TABLE rem_tasks DISABLE TRIGGER taskevents_emit;
+UPDATE rem_tasks SET due_date = now() - interval '1 minute' WHERE id = 11;
+ALTER TABLE rem_tasks ENABLE TRIGGER taskevents_emit;
+SELECT ev_mark() AS mark \gset
+SELECT taskevents.fire_due_reminders() AS fired;
+SELECT * FROM rem_events(:mark);
+SELECT * FROM rem_state() WHERE task_id IN ('11', '12');
+SELECT id, reminder_sent_at IS NOT NULL AS reminded FROM rem_tasks WHERE id IN (11, 12) ORDER BY id;
+SELECT count(*) AS notifications FROM taskevents.notifications WHERE task_table = 'rem_tasks'::regclass AND task_id IN ('11', '12');
+
 -------------------------------------------------------------------------------
 -- Tasks that were there before attach(): schedule_reminders()
 -------------------------------------------------------------------------------
