@@ -14,7 +14,7 @@ rl_relay relay --log-level debug
 q -d "$DB" -c "UPDATE tasks SET priority = 'high' WHERE id % 3 = 0"
 q -d "$DB" -c "UPDATE tasks SET completed = true WHERE id % 5 = 0"
 q -d "$DB" -c "DELETE FROM tasks WHERE id % 11 = 0"
-q -d "$DB" -c "SELECT taskevents.publish('reminders', 'reminder.custom', '{\"x\": 1}', 'user3')" >/dev/null
+q -d "$DB" -c "SELECT taskevents.publish('reminders', 'com.example.reminder.custom', '{\"x\": 1}', 'user3')" >/dev/null
 rl_wait 30 rl_all_delivered tasks || fail "not every event reached tasks within 30 s"
 rl_wait 10 rl_all_delivered reminders || fail "custom event not delivered"
 rl_verify tasks
