@@ -11,9 +11,10 @@ OBJS = \
 	extension/cloudevent.o \
 	extension/outbox.o \
 	extension/trigger.o \
-	extension/schedule.o \
 	extension/recurrence.o \
 	extension/reminders.o \
+	extension/firebatch.o \
+	extension/firing.o \
 	extension/removal.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,

@@ -69,8 +69,8 @@ def run_checks(root, help_file, props_file):
     # ---- the code's side: topics, pubsubname, event types, docs flags
     attach_sql = open(os.path.join(root, "extension/sql/10_attach.sql")).read()
     task_topic = re.search(r"topic text DEFAULT '([^']+)'", attach_sql).group(1)
-    rem_sql = open(os.path.join(root, "extension/sql/40_reminders.sql")).read()
-    rem_topics = set(re.findall(r"emit_event\([^,]+,\s*'([^']+)',\s*'reminder\.", rem_sql))
+    rem_topics = set(re.findall(r'#define TASKEVENTS_REMINDERS_TOPIC\s+"([^"]+)"',
+                                open(os.path.join(root, "extension/taskevents.h")).read()))
     topics = {task_topic} | rem_topics
     all_topics = topics | {t + dlq_suffix for t in topics}
     pubsub_default = re.search(r'"taskevents\.pubsubname",[^;]*?&taskevents_pubsubname,\s*"([^"]+)"',

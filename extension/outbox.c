@@ -171,6 +171,28 @@ EnqueueEvent(const char *topic, const char *partition_key, text *event)
 }
 
 /*
+ * Write one event about a task of cfg's table on topic, with the table's
+ * source and pubsubname (the envelope of the table's own task.* events):
+ * the reminder.* events.
+ */
+void
+EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
+			   const char *subject, const char *partition_key, Jsonb *data)
+{
+	CloudEventParts parts;
+
+	memset(&parts, 0, sizeof(parts));
+	parts.type = type;
+	parts.source = cfg->source;
+	parts.topic = topic;
+	parts.pubsubname = cfg->pubsubname;
+	parts.subject = subject;
+	parts.partitionkey = partition_key;
+	parts.data = data;
+	EnqueueEvent(topic, partition_key, BuildCloudEvent(&parts, NULL));
+}
+
+/*
  * The source attribute of events that are not tied to a table.
  */
 static char *

@@ -3,17 +3,19 @@
  * pg_taskevents.c
  *	  Module entry point: settings and one-time initialisation.
  *
- * Everything that must exist once per backend is set up here: the
- * taskevents.* settings and the relcache invalidation callback that keeps
- * the per-table configuration cache honest.
+ * Everything that must exist once per backend is set up here: every
+ * taskevents.* setting, and the relcache invalidation callbacks that keep
+ * the per-table caches (config.c, recurrence.c) honest.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include <ctype.h>
+#include <limits.h>
 
 #include "fmgr.h"
+#include "pgtime.h"
 #include "utils/guc.h"
 
 #include "taskevents.h"
@@ -24,6 +26,8 @@ char	   *taskevents_traceparent = NULL;
 int			taskevents_rotation_period = 60;
 char	   *taskevents_pubsubname = NULL;
 bool		taskevents_discard_undelivered = false;
+char	   *taskevents_timezone = NULL;
+int			taskevents_reminder_lead = 86400;
 
 void		_PG_init(void);
 
@@ -74,7 +78,32 @@ bad:
 }
 
 /*
- * Module load: define the settings and register the cache callback.
+ * Accept an empty taskevents.timezone (meaning the session's TimeZone) or a
+ * zone name PostgreSQL knows.
+ */
+static bool
+check_schedule_timezone(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (pg_tzset(*newval) == NULL)
+	{
+		GUC_check_errdetail("Time zone \"%s\" is not recognized.", *newval);
+		GUC_check_errhint("Use a name from pg_timezone_names, such as \"Europe/Berlin\", or an empty string for the session's TimeZone.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Module load: define the settings and register the cache callbacks.
+ *
+ * taskevents.timezone and taskevents.reminder_lead are PGC_USERSET: they
+ * shape dates the way TimeZone does (which is user-settable too) and grant
+ * nothing.  A DBA sets them for everyone with ALTER DATABASE ... SET or
+ * ALTER ROLE ... SET; a session that changes them only changes the dates of
+ * the tasks it writes itself.  Everything that touches security is
+ * PGC_SUSET.
  */
 void
 _PG_init(void)
@@ -115,9 +144,26 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	DefineScheduleSettings();
+	DefineCustomStringVariable("taskevents.timezone",
+							   "Time zone in which due dates of recurring tasks are computed.",
+							   "Empty means the session's TimeZone setting (by default the database's).",
+							   &taskevents_timezone,
+							   "",
+							   PGC_USERSET,
+							   0,
+							   check_schedule_timezone, NULL, NULL);
+
+	DefineCustomIntVariable("taskevents.reminder_lead",
+							"How long before its due date a task's reminder fires.",
+							"attach(reminder_lead => ...) overrides it for one table.",
+							&taskevents_reminder_lead,
+							86400, 1, INT_MAX,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("taskevents");
 
 	InitConfigCache();
+	InitRecurrenceCache();
 }

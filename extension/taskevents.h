@@ -4,10 +4,24 @@
  *	  Declarations shared by the pg_taskevents extension's C files.
  *
  * The extension turns row writes on attached task tables into CloudEvents
- * that are inserted into the transactional outbox taskevents.outbox.  The
- * files are split by concern: configuration cache (config.c), CloudEvent
- * construction (cloudevent.c), the outbox insert path (outbox.c), the row
- * trigger (trigger.c) and the recurrence/reminder hooks (schedule.c).
+ * in the transactional outbox taskevents.outbox, and keeps recurring tasks
+ * and reminders in the database.  One file per concern, from the bottom up
+ * (a file calls only files listed above it):
+ *
+ *	util.c			column access, SPI result and array helpers, and RunAs():
+ *					the one way to run SQL as another role
+ *	config.c		the extension's identity (schema, owner) and the per-table
+ *					configuration cache of attached tables
+ *	cloudevent.c	the CloudEvents envelope, UUIDv7 ids, topic names
+ *	outbox.c		the outbox insert path; publish(), enqueue_event()
+ *	recurrence.c	the date rule of recurring tasks and their next instance
+ *	reminders.c		reminders kept in step with tasks; every reminder.* payload;
+ *					schedule_reminders()
+ *	firebatch.c		firing the due reminders of one table, set-based
+ *	firing.c		fire_due_reminders(): a run over every due reminder
+ *	trigger.c		the row trigger: task.* events, then recurrence and reminders
+ *	removal.c		DROP EXTENSION refused while events are undelivered
+ *	pg_taskevents.c	module entry: every taskevents.* setting, cache callbacks
  *
  *-------------------------------------------------------------------------
  */
@@ -21,18 +35,22 @@
 #include "executor/spi.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
+#include "pgtime.h"
 #include "utils/uuid.h"
-
-#define TASKEVENTS_SCHEMA	"taskevents"
 
 /* Maximum Kafka topic length (249) minus room for the "-dlq" suffix. */
 #define TASKEVENTS_MAX_TOPIC_LEN	245
+
+/* The topic of every reminder.* event (fixed: the brief names it). */
+#define TASKEVENTS_REMINDERS_TOPIC	"reminders"
 
 /* Settings (pg_taskevents.c) */
 extern char *taskevents_traceparent;
 extern int	taskevents_rotation_period;
 extern char *taskevents_pubsubname;
 extern bool taskevents_discard_undelivered;
+extern char *taskevents_timezone;
+extern int	taskevents_reminder_lead;
 
 /* The kinds of events the row trigger emits. */
 typedef enum TaskEventKind
@@ -82,6 +100,10 @@ typedef struct RoleContext
 
 extern char *ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
 extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
+extern int64 SpiGetInt8(HeapTuple tup, TupleDesc desc, int col);
+extern TimestampTz SpiGetTimestamp(HeapTuple tup, TupleDesc desc, int col);
+extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
+extern char *QualifiedEqualityOperator(Oid typid);
 extern void EnterRoleContext(Oid role, RoleContext *ctx);
 extern void LeaveRoleContext(RoleContext *ctx);
 extern SPIPlanPtr PrepareAs(Oid role, const char *sql, int nargs, Oid *argtypes,
@@ -120,21 +142,11 @@ extern void ValidateTopicName(const char *topic);
 /* outbox.c */
 extern void EnqueueEvent(const char *topic, const char *partition_key,
 						 text *event);
+extern void EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
+						   const char *subject, const char *partition_key,
+						   Jsonb *data);
 
-/* schedule.c: recurrence and reminder hooks, called after the row event */
-extern void DefineScheduleSettings(void);
-extern void ScheduleAfterRowEvent(TableConfig *cfg, TriggerData *trigdata,
-								  TaskEventKind kind);
-
-/* ---- schedule.c, recurrence.c, reminders.c ---- */
-#include "pgtime.h"
-
-/* The reminders topic (fixed: the brief names it). */
-#define TASKEVENTS_REMINDERS_TOPIC	"reminders"
-
-extern char *taskevents_timezone;
-extern int	taskevents_reminder_lead;
-
+/* recurrence.c */
 typedef enum RecurrenceKind
 {
 	RECURRENCE_DAILY,
@@ -142,12 +154,6 @@ typedef enum RecurrenceKind
 	RECURRENCE_MONTHLY
 } RecurrenceKind;
 
-extern void EmitScheduleEvent(TableConfig *cfg, const char *type,
-							  const char *subject, const char *partition_key,
-							  Jsonb *data);
-extern bool IsReminderBookkeepingUpdate(Oid relid);
-
-/* recurrence.c */
 extern RecurrenceKind ParseRecurringInterval(const char *value);
 extern pg_tz *ScheduleTimeZone(const char *name);
 extern bool NextOccurrence(RecurrenceKind kind, pg_tz *tz,
@@ -160,8 +166,96 @@ extern void SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata);
 extern void InitRecurrenceCache(void);
 
 /* reminders.c */
+
+/*
+ * The facts of one reminder event; ReminderData() turns them into the
+ * event's data.
+ */
+typedef struct ReminderFacts
+{
+	int64		reminder_id;
+	const char *task_id;
+	const char *user_id;
+	TimestampTz due_at;
+	TimestampTz remind_at;
+	const char *reason;			/* reminder.cancelled only */
+	bool		fired;			/* reminder.triggered: the three below */
+	TimestampTz fired_at;
+	int64		notification_id;
+	const char *run_id;
+} ReminderFacts;
+
+/* The state of one version of a task row that matters for its reminder. */
+typedef struct ReminderView
+{
+	char	   *task_id;
+	char	   *user_id;
+	bool		completed;
+	bool		due_null;
+	TimestampTz due;
+} ReminderView;
+
+extern Jsonb *ReminderData(const ReminderFacts *f);
+extern void EmitReminderEvent(TableConfig *cfg, const char *type,
+							  const ReminderFacts *f, const char *partition_key);
+extern void RunBookkeeping(SPIPlanPtr plan, Datum *values, const char *nulls,
+						   int expected);
+extern bool ScheduleReminder(TableConfig *cfg, Oid relid, ReminderView *v,
+							 TimestampTz now);
 extern void UpdateReminder(TableConfig *cfg, TriggerData *trigdata,
 						   TaskEventKind kind);
-/* ---- end of schedule.c, recurrence.c, reminders.c ---- */
+extern bool IsReminderBookkeepingUpdate(Oid relid);
+extern void SetReminderBookkeeping(Oid relid);
+
+/* firebatch.c */
+/*
+ * One due reminder claimed by fire_due_reminders(), and what became of it.
+ */
+typedef enum DueOutcome
+{
+	DUE_PENDING,				/* not decided yet */
+	DUE_FIRED,
+	DUE_CANCELLED,				/* with an event; reason says why */
+	DUE_DROPPED,				/* its table was detached: no event */
+	DUE_BUSY,					/* its task row is locked: next run */
+	DUE_FAILED
+} DueOutcome;
+
+typedef struct DueReminder
+{
+	int64		reminder_id;
+	Oid			relid;
+	char	   *task_id;
+	char	   *user_id;
+	TimestampTz due_at;
+	TimestampTz remind_at;
+	bool		grouped;		/* taken into a table's group */
+	/* filled in by FireGroup */
+	DueOutcome	outcome;
+	const char *reason;
+	char	   *title;
+	TimestampTz due;			/* the task's due date, else due_at */
+	int64		notification_id;
+} DueReminder;
+
+/*
+ * The statements FireGroup runs on one task table, as its owner.
+ */
+typedef struct TaskTableSql
+{
+	Oid			idtype;
+	Oid			idarraytype;
+	char	   *lock;			/* lockable rows among $1 (id array) */
+	char	   *exists;			/* rows among $1, locked or not */
+	char	   *set_sent;		/* reminder_sent_at = $2 for $1, or NULL */
+	int			title_col;		/* 0: the table has no "title" */
+} TaskTableSql;
+
+
+extern void BuildTaskTableSql(Relation rel, TableConfig *cfg, TaskTableSql *ts);
+extern void FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts,
+					  DueReminder **r, int n, const char *run_id,
+					  TimestampTz now);
+extern void SetDueState(DueReminder **r, int n, DueOutcome outcome);
 
 #endif							/* TASKEVENTS_H */

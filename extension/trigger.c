@@ -9,7 +9,8 @@
  * task.completed, task.deleted, or nothing for an UPDATE that changes no
  * column), builds the CloudEvent with the row as data and inserts it into
  * the outbox in the writing transaction, then lets the recurrence and
- * reminder code react (schedule.c).  Modelled on contrib/tcn.
+ * reminder code react (recurrence.c, reminders.c).  Modelled on
+ * contrib/tcn.
  *
  *-------------------------------------------------------------------------
  */
@@ -83,15 +84,6 @@ RowChanged(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup,
 	return false;
 }
 
-static bool
-IsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
-{
-	bool		isnull;
-	Datum		d = heap_getattr(tup, attnum, desc, &isnull);
-
-	return !isnull && DatumGetBool(d);
-}
-
 static const char *
 EventTypeName(TaskEventKind kind)
 {
@@ -109,6 +101,30 @@ EventTypeName(TaskEventKind kind)
 			elog(ERROR, "unexpected task event kind %d", (int) kind);
 	}
 	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * React to one row event of an attached table, after its own event is in
+ * the outbox, so that whatever follows comes after it: refuse a recurring
+ * row with an unknown interval, keep its reminder in step (a completion
+ * writes reminder.cancelled), and on completion of a recurring task create
+ * the next instance (whose own row trigger writes its task.created and
+ * reminder.scheduled).
+ */
+static void
+AfterRowEvent(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
+{
+	Relation	rel = trigdata->tg_relation;
+
+	if (kind == TASK_EVENT_CREATED)
+		CheckRecurrence(cfg, rel, trigdata->tg_trigtuple);
+	else if (kind == TASK_EVENT_UPDATED || kind == TASK_EVENT_COMPLETED)
+		CheckRecurrence(cfg, rel, trigdata->tg_newtuple);
+
+	UpdateReminder(cfg, trigdata, kind);
+
+	if (kind == TASK_EVENT_COMPLETED)
+		SpawnNextInstance(cfg, trigdata);
 }
 
 /*
@@ -174,8 +190,8 @@ task_trigger(PG_FUNCTION_ARGS)
 		if (IsReminderBookkeepingUpdate(RelationGetRelid(rel)) ||
 			!RowChanged(desc, trigdata->tg_trigtuple, row, cfg))
 			return PointerGetDatum(NULL);
-		if (!IsTrue(trigdata->tg_trigtuple, desc, cfg->completed_attnum) &&
-			IsTrue(row, desc, cfg->completed_attnum))
+		if (!ColumnIsTrue(trigdata->tg_trigtuple, desc, cfg->completed_attnum) &&
+			ColumnIsTrue(row, desc, cfg->completed_attnum))
 			kind = TASK_EVENT_COMPLETED;
 		else
 			kind = TASK_EVENT_UPDATED;
@@ -205,7 +221,7 @@ task_trigger(PG_FUNCTION_ARGS)
 
 	EnqueueEvent(cfg->topic, user_id, BuildCloudEvent(&parts, NULL));
 
-	ScheduleAfterRowEvent(cfg, trigdata, kind);
+	AfterRowEvent(cfg, trigdata, kind);
 
 	return PointerGetDatum(NULL);
 }

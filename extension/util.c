@@ -22,10 +22,16 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_operator.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "taskevents.h"
 
@@ -67,6 +73,76 @@ ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
 		return false;
 	d = heap_getattr(tup, attnum, desc, &isnull);
 	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * Column col of SPI result row tup as int8 (0 when null).
+ */
+int64
+SpiGetInt8(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * Column col of SPI result row tup as timestamptz (0 when null).
+ */
+TimestampTz
+SpiGetTimestamp(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * A one-dimensional array of n elements of type elemtype (nulls may be
+ * NULL: no null elements), for a set-based statement's parameter.
+ */
+Datum
+DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * The qualified name of the equality operator of type typid, for SQL text:
+ * OPERATOR(schema.=), whatever the caller's search_path.
+ */
+char *
+QualifiedEqualityOperator(Oid typid)
+{
+	TypeCacheEntry *tce = lookup_type_cache(typid, TYPECACHE_EQ_OPR);
+	HeapTuple	tup;
+	Form_pg_operator op;
+	char	   *result;
+
+	if (!OidIsValid(tce->eq_opr))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("could not identify an equality operator for type %s",
+						format_type_be(typid))));
+	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(tce->eq_opr));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", tce->eq_opr);
+	op = (Form_pg_operator) GETSTRUCT(tup);
+	result = psprintf("OPERATOR(%s.%s)",
+					  quote_identifier(get_namespace_name(op->oprnamespace)),
+					  NameStr(op->oprname));
+	ReleaseSysCache(tup);
+	return result;
 }
 
 /*

@@ -39,7 +39,7 @@ mutate() {
   local file=$1 expr=$2 want=$3 copy=$WORK/copy
   rm -rf "$copy"; mkdir -p "$copy/extension" "$copy/docs"
   cp -r "$PGTE_ROOT/deploy" "$PGTE_ROOT/schemas" "$PGTE_ROOT/docker-compose.yml" "$copy/"
-  cp -r "$PGTE_ROOT/extension/sql" "$PGTE_ROOT/extension/pg_taskevents.c" "$copy/extension/"
+  cp -r "$PGTE_ROOT/extension/sql" "$PGTE_ROOT/extension/pg_taskevents.c" "$PGTE_ROOT/extension/taskevents.h" "$copy/extension/"
   cp "$PGTE_ROOT/docs/relay.md" "$copy/docs/"
   cp "$PGTE_ROOT/Makefile" "$PGTE_ROOT/pg_taskevents.control" "$copy/"; cp -r "$PGTE_ROOT/relay" "$copy/"
   sed -i -e "$expr" "$copy/$file"
