@@ -28,6 +28,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -333,3 +334,29 @@ fire_due_reminders(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(counts.fired);
 }
 
+
+/*
+ * taskevents._maint_fire_reminders(OUT done bigint, OUT failed bigint)
+ *
+ * The maintenance operation fire_reminders: fire what is due now, with the
+ * default batch, and report how many fired and how many failed.
+ */
+PG_FUNCTION_INFO_V1(maint_fire_reminders);
+Datum
+maint_fire_reminders(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	FireCounts	counts;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	FireDueReminders(GetCurrentTransactionStartTimestamp(), 1000, &counts);
+	SPI_finish();
+	values[0] = Int64GetDatum(counts.fired);
+	values[1] = Int64GetDatum(counts.failed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

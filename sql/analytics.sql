@@ -1,5 +1,5 @@
--- Event analytics: analytics_capture() on a partition shaped like the
--- outbox and on a real outbox partition, analytics_maintain() (day
+-- Event analytics: _capture_analytics() on a partition shaped like the
+-- outbox and on a real outbox partition, maintain_analytics() (day
 -- partitions ahead, whole-day drops, the default partition), and the views
 -- on fixed data.
 \set VERBOSITY terse
@@ -58,15 +58,15 @@ VALUES (pg_current_xact_id(), 100, 0, '2026-03-03 17:00+00', 'tasks', NULL, '"no
         '{"id": "order-17", "type": "x.y", "source": "/elsewhere"}');
 
 -------------------------------------------------------------------------------
--- analytics_capture()
+-- _capture_analytics()
 -------------------------------------------------------------------------------
 
 -- off by default: captures nothing
-SELECT taskevents.analytics_capture('analytics_scratch') AS captured_while_off;
+SELECT taskevents._capture_analytics('analytics_scratch') AS captured_while_off;
 SELECT count(*) AS recorded FROM taskevents.analytics_events;
 
 UPDATE taskevents.analytics_settings SET enabled = true;
-SELECT taskevents.analytics_capture('analytics_scratch') AS captured;
+SELECT taskevents._capture_analytics('analytics_scratch') AS captured;
 -- it truncates nothing itself
 SELECT count(*) AS scratch_rows FROM analytics_scratch;
 -- what one row records (no payload unless keep_payload)
@@ -90,11 +90,11 @@ SELECT * FROM taskevents.analytics_time_to_complete ORDER BY user_id;
 -------------------------------------------------------------------------------
 
 TRUNCATE taskevents.analytics_events;
-SELECT taskevents.analytics_maintain();
+SELECT taskevents.maintain_analytics();
 -- today's partition and the next two exist
 SELECT count(*) AS partitions_ahead
   FROM generate_series(0, 2) i
- WHERE to_regclass('taskevents.' || taskevents.analytics_partition_name(current_date + i)) IS NOT NULL;
+ WHERE to_regclass('taskevents.' || taskevents._analytics_partition_name(current_date + i)) IS NOT NULL;
 
 SELECT make_tasks('analytics_tasks');
 SELECT taskevents.attach('analytics_tasks', source => '/analytics/test');
@@ -105,10 +105,10 @@ INSERT INTO analytics_tasks (id, user_id, title) VALUES (3, 'carol', 'rolled bac
 ROLLBACK;
 
 CREATE TEMP TABLE analytics_outbox_before AS SELECT count(*) AS n FROM taskevents.outbox;
-SELECT sum(taskevents.analytics_capture(p)) >= 3 AS captured
+SELECT sum(taskevents._capture_analytics(p)) >= 3 AS captured
   FROM unnest(ARRAY['taskevents.outbox_0', 'taskevents.outbox_1', 'taskevents.outbox_2']::regclass[]) p;
 SELECT (SELECT count(*) FROM taskevents.outbox) = n AS outbox_untouched FROM analytics_outbox_before;
-SELECT tableoid::regclass = ('taskevents.' || taskevents.analytics_partition_name(current_date))::regclass AS in_todays_partition,
+SELECT tableoid::regclass = ('taskevents.' || taskevents._analytics_partition_name(current_date))::regclass AS in_todays_partition,
        type, topic, partition_key, subject, payload
   FROM taskevents.analytics_events WHERE source = '/analytics/test' ORDER BY event_time, subject;
 -- each row is the outbox event it came from
@@ -121,7 +121,7 @@ SELECT count(*) AS matching
 -- keep_payload records the event's data
 TRUNCATE taskevents.analytics_events;
 UPDATE taskevents.analytics_settings SET keep_payload = true;
-SELECT sum(taskevents.analytics_capture(p)) >= 3 AS captured
+SELECT sum(taskevents._capture_analytics(p)) >= 3 AS captured
   FROM unnest(ARRAY['taskevents.outbox_0', 'taskevents.outbox_1', 'taskevents.outbox_2']::regclass[]) p;
 SELECT type, payload->>'title' AS title, payload->>'completed' AS completed
   FROM taskevents.analytics_events WHERE source = '/analytics/test' ORDER BY event_time, subject;
@@ -129,14 +129,14 @@ SELECT day = current_date AS today, type, events
   FROM taskevents.analytics_events_per_day WHERE day = current_date AND type LIKE 'task.%' ORDER BY type;
 
 -------------------------------------------------------------------------------
--- analytics_maintain(): whole days older than the retention are dropped
+-- maintain_analytics(): whole days older than the retention are dropped
 -------------------------------------------------------------------------------
 
 CREATE FUNCTION analytics_make_day(d date) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE format('CREATE TABLE taskevents.%I PARTITION OF taskevents.analytics_events FOR VALUES FROM (%L) TO (%L)',
-                   taskevents.analytics_partition_name(d), d::timestamp AT TIME ZONE 'UTC',
+                   taskevents._analytics_partition_name(d), d::timestamp AT TIME ZONE 'UTC',
                    (d + 1)::timestamp AT TIME ZONE 'UTC');
 END;
 $$;
@@ -151,23 +151,23 @@ INSERT INTO taskevents.analytics_events (event_time, topic) VALUES ('2020-06-01'
 SELECT tableoid::regclass = 'taskevents.analytics_events_default'::regclass AS in_default, count(*)
   FROM taskevents.analytics_events WHERE event_time < now() - interval '80 days' GROUP BY 1 ORDER BY 1;
 
-SELECT taskevents.analytics_maintain();
-SELECT to_regclass('taskevents.' || taskevents.analytics_partition_name((now() - interval '90 days')::date - 1)) IS NOT NULL AS older_day_kept,
-       to_regclass('taskevents.' || taskevents.analytics_partition_name((now() - interval '90 days')::date)) IS NOT NULL AS boundary_day_kept,
+SELECT taskevents.maintain_analytics();
+SELECT to_regclass('taskevents.' || taskevents._analytics_partition_name((now() - interval '90 days')::date - 1)) IS NOT NULL AS older_day_kept,
+       to_regclass('taskevents.' || taskevents._analytics_partition_name((now() - interval '90 days')::date)) IS NOT NULL AS boundary_day_kept,
        (SELECT count(*) FROM taskevents.analytics_events_default) AS default_rows;
 
 -- the default partition is kept while it holds anything younger
 INSERT INTO taskevents.analytics_events (event_time, topic) VALUES ('2020-06-01', 'tasks'), (now() + interval '10 days', 'tasks');
-SELECT taskevents.analytics_maintain();
+SELECT taskevents.maintain_analytics();
 SELECT count(*) AS default_rows FROM taskevents.analytics_events_default;
 DELETE FROM taskevents.analytics_events_default;
 
 -- a shorter retention drops more days; turned off, nothing new is created
 -- or recorded
 UPDATE taskevents.analytics_settings SET retention = '1 day', enabled = false;
-SELECT taskevents.analytics_maintain();
-SELECT to_regclass('taskevents.' || taskevents.analytics_partition_name((now() - interval '90 days')::date)) IS NOT NULL AS boundary_day_kept,
-       to_regclass('taskevents.' || taskevents.analytics_partition_name(current_date)) IS NOT NULL AS today_kept;
+SELECT taskevents.maintain_analytics();
+SELECT to_regclass('taskevents.' || taskevents._analytics_partition_name((now() - interval '90 days')::date)) IS NOT NULL AS boundary_day_kept,
+       to_regclass('taskevents.' || taskevents._analytics_partition_name(current_date)) IS NOT NULL AS today_kept;
 SELECT try($$UPDATE taskevents.analytics_settings SET retention = '1 hour'$$);
 
 -------------------------------------------------------------------------------
@@ -185,8 +185,8 @@ SELECT try('SELECT * FROM taskevents.analytics_events_per_day'),
        try('SELECT * FROM taskevents.analytics_events');
 SELECT try('SELECT * FROM taskevents.analytics_settings');
 SELECT try($$UPDATE taskevents.analytics_settings SET enabled = true$$);
-SELECT try($$SELECT taskevents.analytics_capture('taskevents.outbox_0')$$);
-SELECT try('SELECT taskevents.analytics_maintain()');
+SELECT try($$SELECT taskevents._capture_analytics('taskevents.outbox_0')$$);
+SELECT try('SELECT taskevents.maintain_analytics()');
 SELECT try('TRUNCATE taskevents.analytics_events');
 RESET ROLE;
 

@@ -79,15 +79,15 @@ SELECT try($$SELECT taskevents.replay_dead_letter(-1)$$);
 SELECT taskevents.relay_tick('rp', 3) AS tick;
 SELECT taskevents.relay_ack('rp', 3, 3, 0, true);
 INSERT INTO taskevents.outbox (slot, topic, partition_key, event)
-VALUES ((taskevents.current_slot() + 1) % 3, 'tasks', 'x', '{"specversion": "1.0"}');
+VALUES ((taskevents._current_slot() + 1) % 3, 'tasks', 'x', '{"specversion": "1.0"}');
 SELECT count(*) AS pending FROM taskevents.pending_events;
 SELECT taskevents.maintain() >= 0 AS maintained;
-SELECT count(*) AS test_rows_in_next_slot FROM taskevents.outbox WHERE slot = (taskevents.current_slot() + 1) % 3 AND partition_key = 'x';
+SELECT count(*) AS test_rows_in_next_slot FROM taskevents.outbox WHERE slot = (taskevents._current_slot() + 1) % 3 AND partition_key = 'x';
 SELECT taskevents.relay_tick('rp', 3) AS tick \gset
 SELECT taskevents.relay_ack('rp', 3, :tick, 0, true);
 SELECT taskevents.maintain() > 0 AS truncated_when_delivered;
-SELECT count(*) AS test_rows_in_next_slot FROM taskevents.outbox WHERE slot = (taskevents.current_slot() + 1) % 3 AND partition_key = 'x';
-SELECT count(*) > 0 AS current_slot_kept FROM taskevents.outbox WHERE slot = taskevents.current_slot();
+SELECT count(*) AS test_rows_in_next_slot FROM taskevents.outbox WHERE slot = (taskevents._current_slot() + 1) % 3 AND partition_key = 'x';
+SELECT count(*) > 0 AS current_slot_kept FROM taskevents.outbox WHERE slot = taskevents._current_slot();
 SELECT * FROM taskevents.relay_backlog('rp');
 
 -- relay_tick() refuses a transaction snapshot that would break batching

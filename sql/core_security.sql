@@ -29,7 +29,7 @@ SELECT try('SELECT * FROM taskevents.dead_letters');
 SELECT try($$SELECT taskevents.publish('tasks', 'x.y', '{}', 'alice')$$);
 SELECT try($$SELECT taskevents.attach('sec_tasks', topic => 'stolen')$$);
 SELECT try($$SELECT taskevents.relay_lease('default', 'intruder', 0)$$);
-SELECT try($$SELECT taskevents.enqueue_event('tasks', 'a', '{}')$$);
+SELECT try($$SELECT taskevents._enqueue_event('tasks', 'a', '{}')$$);
 RESET ROLE;
 SELECT event->>'type' AS type FROM ev_since(:mark);
 

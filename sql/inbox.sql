@@ -23,17 +23,17 @@ SELECT try($$SELECT taskevents.process_once('/inbox/test', '')$$);
 -- stored in today's and yesterday's slot (a delivery on the other side of
 -- midnight meets the entry on the primary key)
 SELECT count(*) AS rows,
-       count(*) FILTER (WHERE slot = taskevents.inbox_slot(current_date)) AS today,
-       count(*) FILTER (WHERE slot = taskevents.inbox_slot(current_date - 1)) AS yesterday
+       count(*) FILTER (WHERE slot = taskevents._inbox_slot(current_date)) AS today,
+       count(*) FILTER (WHERE slot = taskevents._inbox_slot(current_date - 1)) AS yesterday
   FROM taskevents.inbox WHERE source = '/inbox/test' AND id = 'ev-1';
 
 -- an open consumer transaction locks only the slots of the days within the
--- retention (today back to 7 days ago), so inbox_prune() can truncate the
+-- retention (today back to 7 days ago), so prune_inbox() can truncate the
 -- others meanwhile
 BEGIN;
 SELECT taskevents.process_once('/inbox/test', 'ev-locks') AS first;
 SELECT count(*) AS slots_locked,
-       bool_and(c.relname IN (SELECT 'inbox_' || s FROM unnest(taskevents.inbox_slots(current_date - 7, current_date)) s)) AS all_within_retention
+       bool_and(c.relname IN (SELECT 'inbox_' || s FROM unnest(taskevents._inbox_slots(current_date - 7, current_date)) s)) AS all_within_retention
   FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
  WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relname ~ '^inbox_[0-9]+$';
 COMMIT;
@@ -132,7 +132,7 @@ COMMIT;
 SELECT user_id, task_id, message FROM inbox_notifications ORDER BY user_id;
 
 -------------------------------------------------------------------------------
--- Retention: inbox_prune() truncates whole day slots whose entries are all
+-- Retention: prune_inbox() truncates whole day slots whose entries are all
 -- older than the retention; an entry just inside the window still blocks a
 -- duplicate.
 -------------------------------------------------------------------------------
@@ -140,40 +140,40 @@ SELECT user_id, task_id, message FROM inbox_notifications ORDER BY user_id;
 SELECT retention FROM taskevents.inbox_settings;
 SELECT try($$UPDATE taskevents.inbox_settings SET retention = '14 days'$$);
 SELECT try($$UPDATE taskevents.inbox_settings SET retention = '12 hours'$$);
-SELECT try($$SELECT taskevents.inbox_prune('30 days')$$);
+SELECT try($$SELECT taskevents.prune_inbox('30 days')$$);
 
 -- entries first seen at a given time, as process_once() would have stored
 -- them then
 CREATE FUNCTION inbox_put(src text, ev text, at timestamptz) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO taskevents.inbox (slot, source, id, seen_at)
-    VALUES (taskevents.inbox_slot((at AT TIME ZONE 'UTC')::date), src, ev, at),
-           (taskevents.inbox_slot((at AT TIME ZONE 'UTC')::date - 1), src, ev, at)
+    VALUES (taskevents._inbox_slot((at AT TIME ZONE 'UTC')::date), src, ev, at),
+           (taskevents._inbox_slot((at AT TIME ZONE 'UTC')::date - 1), src, ev, at)
 $$;
 SELECT inbox_put('/inbox/retention', 'inside', now() - interval '7 days' + interval '1 minute');
 SELECT inbox_put('/inbox/retention', 'outside', now() - interval '8 days' - interval '1 minute');
 
 SELECT id, count(*) > 0 AS stored FROM taskevents.inbox WHERE source = '/inbox/retention' GROUP BY id ORDER BY id;
-SELECT taskevents.inbox_prune() >= 1 AS pruned;
+SELECT taskevents.prune_inbox() >= 1 AS pruned;
 SELECT id, count(*) > 0 AS stored FROM taskevents.inbox WHERE source = '/inbox/retention' GROUP BY id ORDER BY id;
 SELECT taskevents.process_once('/inbox/retention', 'inside') AS inside_window,
        taskevents.process_once('/inbox/retention', 'outside') AS outside_window;
 -- nothing left to prune; today's entries are untouched
-SELECT taskevents.inbox_prune() AS pruned_again;
+SELECT taskevents.prune_inbox() AS pruned_again;
 SELECT taskevents.process_once('/inbox/test', 'ev-1') AS today_entry;
 
 -- a shorter retention: the 7-day-old entry goes (duplicates that old would
 -- pass again), yesterday's stays
 SELECT inbox_put('/inbox/retention', 'yesterday', now() - interval '1 day');
-SELECT taskevents.inbox_prune('2 days') >= 1 AS pruned;
+SELECT taskevents.prune_inbox('2 days') >= 1 AS pruned;
 SELECT i AS id, EXISTS (SELECT 1 FROM taskevents.inbox WHERE source = '/inbox/retention' AND id = i) AS stored
   FROM unnest(ARRAY['inside', 'yesterday']) i;
 SELECT taskevents.process_once('/inbox/retention', 'yesterday') AS yesterday_entry;
 
--- the retention setting drives process_once() and inbox_prune()
+-- the retention setting drives process_once() and prune_inbox()
 UPDATE taskevents.inbox_settings SET retention = '10 days';
 SELECT inbox_put('/inbox/retention', 'nine-days', now() - interval '9 days');
-SELECT taskevents.inbox_prune() AS pruned,
+SELECT taskevents.prune_inbox() AS pruned,
        taskevents.process_once('/inbox/retention', 'nine-days') AS nine_days_old;
 -- an INSERT replaces the one row (how pg_dump restores it)
 INSERT INTO taskevents.inbox_settings (retention) VALUES ('7 days');
@@ -197,7 +197,7 @@ SELECT taskevents.process_once('/inbox/test', 'by-consumer') AS first,
 SELECT try('SELECT * FROM taskevents.inbox');
 SELECT try($$INSERT INTO taskevents.inbox (slot, source, id) VALUES (0, 'x', 'y')$$);
 SELECT try('TRUNCATE taskevents.inbox_0');
-SELECT try('SELECT taskevents.inbox_prune()');
+SELECT try('SELECT taskevents.prune_inbox()');
 SELECT try($$UPDATE taskevents.inbox_settings SET retention = '1 day'$$);
 RESET ROLE;
 

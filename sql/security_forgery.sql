@@ -49,7 +49,7 @@ SELECT count(*) > 0 AS still_pending FROM taskevents.pending_events;
 INSERT INTO taskevents.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done)
 VALUES ('forge', 1, 1000000, 0, true);
 SELECT count(*) > 0 AS still_pending FROM taskevents.pending_events;
-SELECT bool_and(NOT taskevents.is_delivered(o.txid)) AS dump_keeps_them FROM taskevents.outbox o;
+SELECT bool_and(NOT taskevents._is_delivered(o.txid)) AS dump_keeps_them FROM taskevents.outbox o;
 SELECT pending > 0 AS backlog_counts_them FROM taskevents.relay_backlog('forge');
 DELETE FROM taskevents.relay_acks WHERE consumer = 'forge';
 DELETE FROM taskevents.relay_ticks WHERE consumer = 'forge';

@@ -73,7 +73,7 @@ CREATE TABLE @extschema@.outbox_1 PARTITION OF @extschema@.outbox FOR VALUES IN 
 CREATE TABLE @extschema@.outbox_2 PARTITION OF @extschema@.outbox FOR VALUES IN (2);
 
 CREATE INDEX outbox_id_idx ON @extschema@.outbox (id);
--- (txid, id): the rows of one transaction in id order (batch_events)
+-- (txid, id): the rows of one transaction in id order (_batch_events)
 CREATE INDEX outbox_txid_idx ON @extschema@.outbox (txid, id);
 
 COMMENT ON TABLE @extschema@.outbox IS

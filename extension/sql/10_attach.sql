@@ -20,12 +20,12 @@ AS 'MODULE_PATHNAME', 'publish';
 COMMENT ON FUNCTION @extschema@.publish(text, text, jsonb, text, text) IS
     'Write one custom CloudEvent into the outbox in the caller''s transaction; returns its id.';
 
-CREATE FUNCTION @extschema@.enqueue_event(topic text, partition_key text, event jsonb)
+CREATE FUNCTION @extschema@._enqueue_event(topic text, partition_key text, event jsonb)
 RETURNS void
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'enqueue_event';
 
-COMMENT ON FUNCTION @extschema@.enqueue_event(text, text, jsonb) IS
+COMMENT ON FUNCTION @extschema@._enqueue_event(text, text, jsonb) IS
     'Insert an already built CloudEvent into the outbox (dead-letter replay).';
 
 -------------------------------------------------------------------------------
@@ -34,7 +34,7 @@ COMMENT ON FUNCTION @extschema@.enqueue_event(text, text, jsonb) IS
 
 -- Check that column colname of table tbl exists and has an acceptable type;
 -- return false when it is absent and absent_ok.
-CREATE FUNCTION @extschema@.check_column(tbl regclass, role text, colname name,
+CREATE FUNCTION @extschema@._check_column(tbl regclass, role text, colname name,
                                          accepted regtype[], absent_ok boolean)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
@@ -138,19 +138,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    PERFORM @extschema@.check_column(task_table, 'id', id_column, NULL, false);
-    PERFORM @extschema@.check_column(task_table, 'user id', user_id_column, NULL, false);
-    PERFORM @extschema@.check_column(task_table, 'completed', completed_column, ARRAY['boolean']::regtype[], false);
+    PERFORM @extschema@._check_column(task_table, 'id', id_column, NULL, false);
+    PERFORM @extschema@._check_column(task_table, 'user id', user_id_column, NULL, false);
+    PERFORM @extschema@._check_column(task_table, 'completed', completed_column, ARRAY['boolean']::regtype[], false);
     IF due_date_column IS NOT NULL THEN
-        PERFORM @extschema@.check_column(task_table, 'due_date', due_date_column, ARRAY['timestamptz']::regtype[], false);
+        PERFORM @extschema@._check_column(task_table, 'due_date', due_date_column, ARRAY['timestamptz']::regtype[], false);
     END IF;
     IF is_recurring_column IS NOT NULL THEN
-        PERFORM @extschema@.check_column(task_table, 'is_recurring', is_recurring_column, ARRAY['boolean']::regtype[], false);
-        PERFORM @extschema@.check_column(task_table, 'recurring_interval', recurring_interval_column,
+        PERFORM @extschema@._check_column(task_table, 'is_recurring', is_recurring_column, ARRAY['boolean']::regtype[], false);
+        PERFORM @extschema@._check_column(task_table, 'recurring_interval', recurring_interval_column,
                                          ARRAY['text', 'character varying']::regtype[], false);
     END IF;
     IF reminder_sent_at_column IS NOT NULL
-       AND NOT @extschema@.check_column(task_table, 'reminder_sent_at', reminder_sent_at_column,
+       AND NOT @extschema@._check_column(task_table, 'reminder_sent_at', reminder_sent_at_column,
                                         ARRAY['timestamptz']::regtype[], reminder_sent_at_column = 'reminder_sent_at') THEN
         reminder_sent_at_column := NULL;    -- the optional default column is absent
     END IF;
@@ -228,7 +228,7 @@ COMMENT ON FUNCTION @extschema@.detach(regclass, boolean) IS
 -- Forget registry entries of dropped tables (they would otherwise dangle as
 -- bare OIDs).  SECURITY DEFINER: the role dropping its table has no
 -- privilege on the registry.
-CREATE FUNCTION @extschema@.forget_dropped_tables()
+CREATE FUNCTION @extschema@._forget_dropped_tables()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -248,4 +248,4 @@ END;
 $$;
 
 CREATE EVENT TRIGGER taskevents_forget_dropped ON sql_drop
-    EXECUTE FUNCTION @extschema@.forget_dropped_tables();
+    EXECUTE FUNCTION @extschema@._forget_dropped_tables();

@@ -22,7 +22,7 @@
 --  * transactions that started after prev: the id index (Merge Append over
 --    the partitions).
 -- Callers EXECUTE it, so it is planned with the actual values each time.
-CREATE FUNCTION @extschema@.batch_query(prev pg_catalog.pg_snapshot, cur pg_catalog.pg_snapshot,
+CREATE FUNCTION @extschema@._batch_query(prev pg_catalog.pg_snapshot, cur pg_catalog.pg_snapshot,
                                         selecting text)
 RETURNS text
 LANGUAGE plpgsql STABLE
@@ -49,15 +49,15 @@ END;
 $$;
 
 -- The events of batch (prev, cur] with id > after_id, in id order, at most
--- lim of them (see batch_query).
-CREATE FUNCTION @extschema@.batch_events(prev pg_catalog.pg_snapshot, prev_last_id bigint,
+-- lim of them (see _batch_query).
+CREATE FUNCTION @extschema@._batch_events(prev pg_catalog.pg_snapshot, prev_last_id bigint,
                                          cur pg_catalog.pg_snapshot, after_id bigint, lim integer)
 RETURNS SETOF @extschema@.outbox
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    RETURN QUERY EXECUTE @extschema@.batch_query(prev, cur, 'o.*')
+    RETURN QUERY EXECUTE @extschema@._batch_query(prev, cur, 'o.*')
         USING prev_last_id, after_id, cur, pg_catalog.pg_snapshot_xmax(prev), lim;
 END;
 $$;
@@ -66,13 +66,13 @@ $$;
 -- every row in the outbox.  Rows whose txid lies in the future (restored
 -- from a dump of another cluster) get the current transaction's id, so they
 -- become visible when this transaction commits.
-CREATE FUNCTION @extschema@.init_consumer(consumer text)
+CREATE FUNCTION @extschema@._init_consumer(consumer text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    INSERT INTO @extschema@.relay_consumers (consumer) VALUES (init_consumer.consumer)
+    INSERT INTO @extschema@.relay_consumers (consumer) VALUES (_init_consumer.consumer)
     ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN
         RETURN;
@@ -80,11 +80,11 @@ BEGIN
     UPDATE @extschema@.outbox o SET txid = pg_catalog.pg_current_xact_id()
      WHERE o.txid >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot());
     INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id)
-    VALUES (init_consumer.consumer, 0, '1:1:', 0);
+    VALUES (_init_consumer.consumer, 0, '1:1:', 0);
 END;
 $$;
 
-CREATE FUNCTION @extschema@.check_epoch(consumer text, epoch bigint)
+CREATE FUNCTION @extschema@._check_epoch(consumer text, epoch bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -92,7 +92,7 @@ AS $$
 BEGIN
     -- FOR SHARE: a takeover (UPDATE of this row) waits for us, or we see it.
     PERFORM 1 FROM @extschema@.relay_consumers c
-      WHERE c.consumer = check_epoch.consumer AND c.epoch = check_epoch.epoch
+      WHERE c.consumer = _check_epoch.consumer AND c.epoch = _check_epoch.epoch
       FOR SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relay lease of consumer "%" is no longer held at epoch %', consumer, epoch
@@ -119,7 +119,7 @@ BEGIN
     IF ttl IS NULL OR ttl <= interval '0' THEN
         RAISE EXCEPTION 'lease ttl must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM @extschema@.init_consumer(consumer);
+    PERFORM @extschema@._init_consumer(consumer);
     SELECT * INTO c FROM @extschema@.relay_consumers r WHERE r.consumer = relay_lease.consumer FOR UPDATE;
     IF c.holder = relay_lease.holder AND c.epoch = relay_lease.epoch THEN
         UPDATE @extschema@.relay_consumers r SET lease_until = clock_timestamp() + ttl
@@ -169,7 +169,7 @@ BEGIN
     -- lock, which would assign it a transaction id each time.
     IF NOT EXISTS (SELECT 1 FROM @extschema@.relay_consumers c
                     WHERE c.consumer = relay_tick.consumer AND c.epoch = relay_tick.epoch) THEN
-        PERFORM @extschema@.check_epoch(consumer, epoch);
+        PERFORM @extschema@._check_epoch(consumer, epoch);
     END IF;
     SELECT * INTO last FROM @extschema@.relay_ticks t
      WHERE t.consumer = relay_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
@@ -178,11 +178,11 @@ BEGIN
     SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO seq_last
       FROM @extschema@.outbox_id_seq s;
     SELECT pg_current_snapshot() INTO snap;
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.batch_events(last.snapshot, last.last_id, snap, 0, 1)) THEN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@._batch_events(last.snapshot, last.last_id, snap, 0, 1)) THEN
         RETURN NULL;
     END IF;
     -- The fence (FOR SHARE) assigns this transaction its id, after snap.
-    PERFORM @extschema@.check_epoch(consumer, epoch);
+    PERFORM @extschema@._check_epoch(consumer, epoch);
     own_xid := pg_current_xact_id();
     -- pg_current_snapshot()'s xmax is the latest *completed* xid + 1, not
     -- the next xid to be assigned: a transaction with an xid in
@@ -236,10 +236,10 @@ BEGIN
         RAISE EXCEPTION 'batch % of consumer "%" does not exist', tick_id, consumer
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- The batch query itself, not batch_events(): one set-returning
+    -- The batch query itself, not _batch_events(): one set-returning
     -- function less to materialise every page through (about 40 % of the
     -- server's time per page).
-    RETURN QUERY EXECUTE @extschema@.batch_query(p.snapshot, c.snapshot,
+    RETURN QUERY EXECUTE @extschema@._batch_query(p.snapshot, c.snapshot,
                                                  'o.id, o.topic, o.partition_key, o.event::text AS event, o.created_at')
         USING p.last_id, coalesce(after_id, 0), c.snapshot, pg_catalog.pg_snapshot_xmax(p.snapshot),
               coalesce(lim, 1000);
@@ -271,7 +271,7 @@ AS $$
 DECLARE
     pos record;
 BEGIN
-    PERFORM @extschema@.check_epoch(consumer, epoch);
+    PERFORM @extschema@._check_epoch(consumer, epoch);
     -- Only a position that names a real batch: an ack of a tick that does
     -- not exist would make every event look delivered (pending_events,
     -- maintain() and pg_dump read the position through its tick).
@@ -307,7 +307,7 @@ DECLARE
     ev jsonb;
     dl bigint;
 BEGIN
-    PERFORM @extschema@.check_epoch(consumer, epoch);
+    PERFORM @extschema@._check_epoch(consumer, epoch);
     BEGIN
         ev := event::jsonb;
     EXCEPTION WHEN others THEN
@@ -339,7 +339,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'dead letter % does not exist', dead_letter_id USING ERRCODE = 'no_data_found';
     END IF;
-    PERFORM @extschema@.enqueue_event(d.topic, d.partition_key, d.event);
+    PERFORM @extschema@._enqueue_event(d.topic, d.partition_key, d.event);
     UPDATE @extschema@.dead_letters x SET replayed_at = now()
      WHERE x.dead_letter_id = replay_dead_letter.dead_letter_id;
     RETURN d.event_id;
@@ -352,7 +352,7 @@ $$;
 
 -- Per consumer: done_snapshot (every transaction visible in it is
 -- delivered), and the batch in progress (batch_snapshot, cursor_id).
-CREATE FUNCTION @extschema@.consumer_positions()
+CREATE FUNCTION @extschema@._consumer_positions()
 RETURNS TABLE (consumer text, done_snapshot pg_catalog.pg_snapshot,
                batch_snapshot pg_catalog.pg_snapshot, cursor_id bigint)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -371,7 +371,7 @@ AS $$
 $$;
 
 CREATE VIEW @extschema@.pending_events AS
-WITH pos AS (SELECT * FROM @extschema@.consumer_positions())
+WITH pos AS (SELECT * FROM @extschema@._consumer_positions())
 SELECT o.id, o.created_at, o.topic, o.partition_key, o.event::pg_catalog.jsonb AS event
   FROM @extschema@.outbox o
  WHERE NOT EXISTS (SELECT 1 FROM pos)
@@ -398,7 +398,7 @@ AS $$
 DECLARE
     pos record;
 BEGIN
-    SELECT * INTO pos FROM @extschema@.consumer_positions() p WHERE p.consumer = relay_backlog.consumer;
+    SELECT * INTO pos FROM @extschema@._consumer_positions() p WHERE p.consumer = relay_backlog.consumer;
     IF NOT FOUND THEN
         SELECT count(*), min(o.created_at) INTO pending, oldest_pending FROM @extschema@.outbox o;
         RETURN;
@@ -417,72 +417,119 @@ END;
 $$;
 
 -- The partition the triggers write to now.
-CREATE FUNCTION @extschema@.current_slot()
+CREATE FUNCTION @extschema@._current_slot()
 RETURNS smallint
 LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'current_slot';
 
--- Truncate every outbox partition other than the current one whose rows
--- are all delivered to every consumer, and prune old ticks and acks.
--- Safe at any time: the partition is locked (NOWAIT) before the check, so a
--- writer still inserting into it makes us skip it, never lose its rows.
--- Returns the number of partitions truncated.
-CREATE FUNCTION @extschema@.maintain()
-RETURNS integer
+-- Maintenance operation rotate_outbox: truncate every outbox partition
+-- other than the current one whose rows are all delivered to every
+-- consumer.  Safe at any time: the partition is locked (NOWAIT) before the
+-- check, so a writer still inserting into it makes us skip it, never lose
+-- its rows.  Before each TRUNCATE, in the same transaction, it calls the
+-- functions registered with phase 'before_outbox_truncate' (analytics).
+-- done = partitions truncated.
+CREATE FUNCTION @extschema@._maint_rotate_outbox(OUT done bigint, OUT failed bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s integer;
     part text;
-    truncated integer := 0;
+    hook regprocedure;
     pending boolean;
     nonempty boolean;
 BEGIN
-    -- Analytics day partitions (extension/sql/60_analytics.sql); a no-op
-    -- while analytics is off.
-    PERFORM @extschema@.analytics_maintain();
-    IF EXISTS (SELECT 1 FROM @extschema@.relay_consumers) THEN
-        FOR s IN 0..2 LOOP
-            CONTINUE WHEN s = @extschema@.current_slot();
-            part := format('@extschema@.outbox_%s', s);
-            BEGIN
-                EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
-                -- (a position without its tick, done_snapshot NULL, holds
-                -- every row back)
-                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s o, @extschema@.consumer_positions() p
-                                 WHERE p.done_snapshot IS NULL
-                                    OR (o.txid >= pg_catalog.pg_snapshot_xmin(p.done_snapshot)
-                                        AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, p.done_snapshot)))', part)
-                   INTO pending;
-                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
-                IF NOT pending AND nonempty THEN
-                    -- Record the partition's events for analytics in the
-                    -- same transaction as the TRUNCATE: exactly once.
-                    PERFORM @extschema@.analytics_capture(part::regclass);
-                    EXECUTE format('TRUNCATE %s', part);
-                    truncated := truncated + 1;
-                END IF;
-            EXCEPTION WHEN lock_not_available THEN
-                NULL;   -- a writer or reader holds it; try again next time
-            END;
-        END LOOP;
+    done := 0;
+    failed := 0;
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.relay_consumers) THEN
+        RETURN;     -- no relay ever ran: every event waits
     END IF;
+    FOR s IN 0..2 LOOP
+        CONTINUE WHEN s = @extschema@._current_slot();
+        part := format('@extschema@.outbox_%s', s);
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+            -- (a position without its tick, done_snapshot NULL, holds
+            -- every row back)
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s o, @extschema@._consumer_positions() p
+                             WHERE p.done_snapshot IS NULL
+                                OR (o.txid >= pg_catalog.pg_snapshot_xmin(p.done_snapshot)
+                                    AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, p.done_snapshot)))', part)
+               INTO pending;
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
+            IF NOT pending AND nonempty THEN
+                FOR hook IN SELECT m.function FROM @extschema@.maintenance_registry m
+                             WHERE m.phase = 'before_outbox_truncate' ORDER BY m.position, m.operation LOOP
+                    EXECUTE format('SELECT %s($1)', hook::regproc) USING part::regclass;
+                END LOOP;
+                EXECUTE format('TRUNCATE %s', part);
+                done := done + 1;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;   -- a writer or reader holds it; try again next time
+        END;
+    END LOOP;
+END;
+$$;
 
-    -- Process-once inbox entries past their retention (50_inbox.sql).
-    PERFORM @extschema@.inbox_prune();
-
-    -- Ticks before the oldest one still needed, and all but the newest acks.
+-- Maintenance operation prune_relay_state: ticks before the oldest one
+-- still needed, and all but the newest acks.  done = rows removed.
+CREATE FUNCTION @extschema@._maint_prune_relay_state(OUT done bigint, OUT failed bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
     DELETE FROM @extschema@.relay_ticks t
      USING (SELECT c.consumer, p.tick_id FROM @extschema@.relay_consumers c
              CROSS JOIN LATERAL @extschema@.relay_position(c.consumer) p) pos
      WHERE t.consumer = pos.consumer AND t.tick_id < pos.tick_id - 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    done := n;
     DELETE FROM @extschema@.relay_acks a
-     USING (SELECT x.consumer, max(x.ack_id) AS newest FROM @extschema@.relay_acks x GROUP BY x.consumer) n
-     WHERE a.consumer = n.consumer AND a.ack_id < n.newest - 100;
+     USING (SELECT x.consumer, max(x.ack_id) AS newest FROM @extschema@.relay_acks x GROUP BY x.consumer) newest
+     WHERE a.consumer = newest.consumer AND a.ack_id < newest.newest - 100;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    done := done + n;
+    failed := 0;
+END;
+$$;
+
+INSERT INTO @extschema@.maintenance_registry (operation, feature, function, period, position, description) VALUES
+    ('rotate_outbox', 'outbox', '@extschema@._maint_rotate_outbox()', '5 seconds', 20,
+     'Truncate the outbox partitions every consumer is done with (recording their events for analytics first, when that is on).'),
+    ('prune_relay_state', 'relay', '@extschema@._maint_prune_relay_state()', '5 seconds', 30,
+     'Remove relay ticks and acks no consumer needs any more.');
+
+-- Deprecated (0.1.0's maintenance call; taskevents-relay 0.2.0 runs the
+-- maintenance list instead): run the outbox, relay, analytics and inbox
+-- operations of the list once and return the partitions truncated.
+CREATE FUNCTION @extschema@.maintain()
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    op record;
+    r record;
+    truncated integer := 0;
+BEGIN
+    FOR op IN SELECT m.operation FROM @extschema@.maintenance_registry m
+               WHERE m.phase = 'periodic' AND m.feature <> 'reminders'
+               ORDER BY m.position, m.operation LOOP
+        SELECT * INTO r FROM @extschema@.run_maintenance(op.operation);
+        IF op.operation = 'rotate_outbox' THEN
+            truncated := r.done;
+        END IF;
+    END LOOP;
     RETURN truncated;
 END;
 $$;
+
+COMMENT ON FUNCTION @extschema@.maintain() IS
+    'Deprecated: run the maintenance list''s outbox, relay, analytics and inbox operations once; returns the outbox partitions truncated.';
 
 -- Grant a role exactly what taskevents-relay needs.
 CREATE FUNCTION @extschema@.grant_relay(relay_role regrole)
@@ -505,7 +552,9 @@ BEGIN
         '@extschema@.relay_dead_letter(text, bigint, bigint, text, text, text, text, text, integer, timestamptz)',
         '@extschema@.relay_backlog(text)',
         '@extschema@.maintain()',
-        -- the relay's reminders hook (extension/sql/40_reminders.sql)
+        '@extschema@.maintenance_operations()',
+        '@extschema@.run_maintenance(text)',
+        -- callable directly too (extension/sql/40_reminders.sql)
         '@extschema@.fire_due_reminders(timestamptz, integer)']
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, relay_role);

@@ -78,6 +78,17 @@ AS 'MODULE_PATHNAME', 'fire_due_reminders';
 COMMENT ON FUNCTION @extschema@.fire_due_reminders(timestamptz, integer) IS
     'Fire the reminders due at as_of (at most batch_limit): notification, log row, reminder_sent_at, reminder.triggered. Returns how many fired.';
 
+-- Maintenance operation fire_reminders: fire_due_reminders() as of now()
+-- with its default batch; done = reminders fired, failed = reminders that
+-- failed (each also a WARNING naming the task and the SQLSTATE).
+CREATE FUNCTION @extschema@._maint_fire_reminders(OUT done bigint, OUT failed bigint)
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'maint_fire_reminders';
+
+INSERT INTO @extschema@.maintenance_registry (operation, feature, function, period, position, description)
+VALUES ('fire_reminders', 'reminders', '@extschema@._maint_fire_reminders()', '250 milliseconds', 40,
+        'Fire the reminders that are due (notification, log, reminder_sent_at, reminder.triggered).');
+
 -- Schedule reminders for the tasks of an attached table that have none yet
 -- (not completed, due in the future): for a table that already held tasks
 -- when it was attached; from then on the row trigger keeps reminders in

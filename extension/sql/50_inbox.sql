@@ -9,7 +9,7 @@
 --
 -- Storage is a ring of 16 day slots (LIST partitions inbox_0 .. inbox_15,
 -- slot = UTC day number mod 16), like the outbox: entries of a day go into
--- that day's slot, and a slot is emptied by TRUNCATE (inbox_prune()) once
+-- that day's slot, and a slot is emptied by TRUNCATE (prune_inbox()) once
 -- every entry in it is older than the retention.  No DELETE, no dead tuples,
 -- no DDL in steady state.  Each entry is written into today's slot and into
 -- yesterday's slot, so two deliveries of one event on either side of
@@ -29,7 +29,7 @@ COMMENT ON TABLE @extschema@.inbox_settings IS
 -- The settings tables hold exactly one row.  An INSERT replaces it, so that
 -- pg_dump's copy of a changed row restores over the default row the install
 -- script wrote, instead of failing on the primary key.
-CREATE FUNCTION @extschema@.settings_replace()
+CREATE FUNCTION @extschema@._settings_replace()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -41,7 +41,7 @@ END;
 $$;
 
 CREATE TRIGGER settings_replace BEFORE INSERT ON @extschema@.inbox_settings
-    FOR EACH ROW EXECUTE FUNCTION @extschema@.settings_replace();
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._settings_replace();
 
 INSERT INTO @extschema@.inbox_settings DEFAULT VALUES;
 
@@ -62,11 +62,11 @@ END;
 $$;
 
 COMMENT ON TABLE @extschema@.inbox IS
-    'Process-once inbox: CloudEvents (source, id) a consumer has processed, in 16 day slots emptied by inbox_prune().';
+    'Process-once inbox: CloudEvents (source, id) a consumer has processed, in 16 day slots emptied by prune_inbox().';
 
 -- The slot of a UTC day.  (No SET clause, so that it is inlined; every
 -- name in it is qualified.)
-CREATE FUNCTION @extschema@.inbox_slot(day date)
+CREATE FUNCTION @extschema@._inbox_slot(day date)
 RETURNS smallint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
@@ -75,23 +75,23 @@ AS $$
 $$;
 
 -- The slots of the UTC days from first_day to last_day.
-CREATE FUNCTION @extschema@.inbox_slots(first_day date, last_day date)
+CREATE FUNCTION @extschema@._inbox_slots(first_day date, last_day date)
 RETURNS smallint[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(array_agg(@extschema@.inbox_slot(d::date)), '{}')
+    SELECT coalesce(array_agg(@extschema@._inbox_slot(d::date)), '{}')
       FROM generate_series(first_day::timestamp, last_day::timestamp, interval '1 day') d;
 $$;
 
 -- Is (source, id) in slot s?  One static query per slot, so each keeps a
 -- cached plan that locks only its own partition: a query on the parent
 -- would lock all 16 until the consumer commits (a generic plan locks every
--- partition) and keep inbox_prune() from truncating the expired ones.
+-- partition) and keep prune_inbox() from truncating the expired ones.
 -- (No SET clause: it costs a configuration save and restore per call, and
 -- the only caller, process_once(), has pinned search_path already; every
 -- operator in it is qualified anyway.)
-CREATE FUNCTION @extschema@.inbox_seen(s integer, source text, id text)
+CREATE FUNCTION @extschema@._inbox_seen(s integer, source text, id text)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
 AS $$
@@ -177,7 +177,7 @@ BEGIN
     -- Days before yesterday, newest first: a committed entry there is a
     -- duplicate.
     FOR back IN 2..(today - first_day) LOOP
-        IF @extschema@.inbox_seen(@extschema@.inbox_slot(today - back), source, id) THEN
+        IF @extschema@._inbox_seen(@extschema@._inbox_slot(today - back), source, id) THEN
             RETURN false;
         END IF;
     END LOOP;
@@ -185,13 +185,13 @@ BEGIN
     -- Today and yesterday: the primary key decides, also against entries
     -- not yet committed (we wait for them).
     INSERT INTO @extschema@.inbox (slot, source, id, seen_at)
-    VALUES (@extschema@.inbox_slot(today), process_once.source, process_once.id, now_ts)
+    VALUES (@extschema@._inbox_slot(today), process_once.source, process_once.id, now_ts)
     ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
     INSERT INTO @extschema@.inbox (slot, source, id, seen_at)
-    VALUES (@extschema@.inbox_slot(today - 1), process_once.source, process_once.id, now_ts)
+    VALUES (@extschema@._inbox_slot(today - 1), process_once.source, process_once.id, now_ts)
     ON CONFLICT DO NOTHING;
     RETURN FOUND;
 END;
@@ -244,7 +244,7 @@ COMMENT ON FUNCTION @extschema@.receive(jsonb) IS
 -- inbox_settings.retention).  Returns the number of rows removed (each
 -- event is stored twice, see above).  A slot still read by an open consumer
 -- transaction is skipped and emptied by a later call.
-CREATE FUNCTION @extschema@.inbox_prune(older_than interval DEFAULT NULL)
+CREATE FUNCTION @extschema@.prune_inbox(older_than interval DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -270,7 +270,7 @@ BEGIN
     END IF;
     -- Keep the slots of every day with an entry younger than keep, and
     -- tomorrow's (a caller whose clock passed midnight may write there).
-    live := @extschema@.inbox_slots(((now_ts - keep) AT TIME ZONE 'UTC')::date, today + 1);
+    live := @extschema@._inbox_slots(((now_ts - keep) AT TIME ZONE 'UTC')::date, today + 1);
     FOR s IN 0..15 LOOP
         CONTINUE WHEN s = ANY (live);
         part := format('@extschema@.inbox_%s', s);
@@ -289,8 +289,27 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION @extschema@.inbox_prune(interval) IS
+COMMENT ON FUNCTION @extschema@.prune_inbox(interval) IS
     'Truncate the inbox day slots whose entries are all older than older_than (default: inbox_settings.retention); returns rows removed.';
+
+-- Deprecated name of prune_inbox() (0.1.0).
+CREATE FUNCTION @extschema@.inbox_prune(older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.prune_inbox(older_than) $$;
+
+COMMENT ON FUNCTION @extschema@.inbox_prune(interval) IS 'Deprecated: use prune_inbox().';
+
+-- Maintenance operation prune_inbox.  done = rows removed.
+CREATE FUNCTION @extschema@._maint_prune_inbox(OUT done bigint, OUT failed bigint)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.prune_inbox(), 0::bigint $$;
+
+INSERT INTO @extschema@.maintenance_registry (operation, feature, function, period, position, description)
+VALUES ('prune_inbox', 'inbox', '@extschema@._maint_prune_inbox()', '1 minute', 50,
+        'Truncate the process-once inbox day slots past their retention.');
 
 -- Grant a consumer role what process_once() and receive() need.
 CREATE FUNCTION @extschema@.grant_consumer(consumer_role regrole)

@@ -3,13 +3,13 @@
 -- Event analytics (see docs/consumers.md).
 --
 -- A record of every event the extension emitted, at no cost on the write
--- path: maintain() calls analytics_capture(partition) right before it
+-- path: maintain() calls _capture_analytics(partition) right before it
 -- truncates a fully delivered outbox partition, in the same transaction,
 -- and the rows are copied in one INSERT ... SELECT.  The record therefore
 -- lags by up to two rotation periods and holds delivered events only.
 --
 -- analytics_events is partitioned by UTC day of the event time;
--- analytics_maintain() creates the partitions ahead and drops whole days
+-- maintain_analytics() creates the partitions ahead and drops whole days
 -- older than the retention (no DELETE).
 -------------------------------------------------------------------------------
 
@@ -24,7 +24,7 @@ COMMENT ON TABLE @extschema@.analytics_settings IS
     'One row: whether maintain() records delivered events in analytics_events, for how long, and whether with their data.';
 
 CREATE TRIGGER settings_replace BEFORE INSERT ON @extschema@.analytics_settings
-    FOR EACH ROW EXECUTE FUNCTION @extschema@.settings_replace();
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._settings_replace();
 
 INSERT INTO @extschema@.analytics_settings DEFAULT VALUES;
 
@@ -52,7 +52,7 @@ COMMENT ON COLUMN @extschema@.analytics_events.payload IS
 -- analytics is on.  maintain() calls it right before truncating the
 -- partition; it truncates nothing itself.  Never fails on a malformed
 -- event: attributes it cannot read are NULL.  Returns the rows copied.
-CREATE FUNCTION @extschema@.analytics_capture(part regclass)
+CREATE FUNCTION @extschema@._capture_analytics(part regclass)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -81,11 +81,11 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION @extschema@.analytics_capture(regclass) IS
+COMMENT ON FUNCTION @extschema@._capture_analytics(regclass) IS
     'Record the events of an outbox partition in analytics_events (if analytics is on); maintain() calls it before TRUNCATE.';
 
 -- The partition of analytics_events that holds UTC day "day".
-CREATE FUNCTION @extschema@.analytics_partition_name(day date)
+CREATE FUNCTION @extschema@._analytics_partition_name(day date)
 RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
@@ -99,7 +99,7 @@ $$;
 -- that old.  Takes its locks with NOWAIT: when a report is reading
 -- analytics_events it does nothing and the next call does the work.
 -- Returns nothing; safe to call at any time.
-CREATE FUNCTION @extschema@.analytics_maintain()
+CREATE FUNCTION @extschema@.maintain_analytics()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -123,7 +123,7 @@ BEGIN
     IF coalesce(st.enabled, false) THEN
         SELECT coalesce(array_agg(g.day ORDER BY g.day), '{}') INTO create_days
           FROM (SELECT (today + i) AS day FROM generate_series(0, 2) i) g
-         WHERE to_regclass('@extschema@.' || @extschema@.analytics_partition_name(g.day)) IS NULL;
+         WHERE to_regclass('@extschema@.' || @extschema@._analytics_partition_name(g.day)) IS NULL;
     ELSE
         create_days := '{}';
     END IF;
@@ -159,13 +159,13 @@ BEGIN
         CONTINUE WHEN EXISTS (SELECT 1 FROM @extschema@.analytics_events_default e
                                WHERE e.event_time >= lo AND e.event_time < lo + interval '1 day');
         EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.analytics_events FOR VALUES FROM (%L) TO (%L)',
-                       @extschema@.analytics_partition_name(d), lo, lo + interval '1 day');
+                       @extschema@._analytics_partition_name(d), lo, lo + interval '1 day');
         -- whoever may read the default partition for pg_dump
         -- (grant_backup()) may read the new one
         FOR g IN SELECT a.grantee::regrole::text FROM pg_class c, aclexplode(c.relacl) a
                   WHERE c.oid = '@extschema@.analytics_events_default'::regclass
                     AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
-            EXECUTE format('GRANT SELECT ON @extschema@.%I TO %s', @extschema@.analytics_partition_name(d), g);
+            EXECUTE format('GRANT SELECT ON @extschema@.%I TO %s', @extschema@._analytics_partition_name(d), g);
         END LOOP;
     END LOOP;
 
@@ -179,8 +179,38 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION @extschema@.analytics_maintain() IS
+COMMENT ON FUNCTION @extschema@.maintain_analytics() IS
     'Create analytics_events day partitions ahead and drop the days older than analytics_settings.retention.';
+
+-- Deprecated name of maintain_analytics() (0.1.0).
+CREATE FUNCTION @extschema@.analytics_maintain()
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@.maintain_analytics() $$;
+
+COMMENT ON FUNCTION @extschema@.analytics_maintain() IS 'Deprecated: use maintain_analytics().';
+
+-- Maintenance operation maintain_analytics.
+CREATE FUNCTION @extschema@._maint_analytics_partitions(OUT done bigint, OUT failed bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.maintain_analytics();
+    done := 0;
+    failed := 0;
+END;
+$$;
+
+-- Analytics registers two operations: its day partitions (periodic), and
+-- the recording of an outbox partition's events right before rotate_outbox
+-- truncates it (in the same transaction, so exactly once).
+INSERT INTO @extschema@.maintenance_registry (operation, feature, function, phase, period, position, description) VALUES
+    ('maintain_analytics', 'analytics', '@extschema@._maint_analytics_partitions()', 'periodic', '1 minute', 10,
+     'Create analytics_events day partitions ahead and drop the expired ones (a no-op while analytics is off).'),
+    ('capture_analytics', 'analytics', '@extschema@._capture_analytics(regclass)', 'before_outbox_truncate', NULL, 10,
+     'Record the events of an outbox partition in analytics_events before it is truncated (while analytics is on).');
 
 -------------------------------------------------------------------------------
 -- Views for product questions.  Days are UTC days of the event time.

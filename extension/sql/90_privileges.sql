@@ -7,20 +7,20 @@
 -------------------------------------------------------------------------------
 
 -- Is this outbox row delivered to every consumer?  (Used by pg_dump.)
-CREATE FUNCTION @extschema@.is_delivered(txid pg_catalog.xid8)
+CREATE FUNCTION @extschema@._is_delivered(txid pg_catalog.xid8)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM @extschema@.relay_consumers)
-       AND NOT EXISTS (SELECT 1 FROM @extschema@.consumer_positions() p
-                        WHERE NOT coalesce(pg_catalog.pg_visible_in_snapshot(is_delivered.txid, p.done_snapshot), false));
+       AND NOT EXISTS (SELECT 1 FROM @extschema@._consumer_positions() p
+                        WHERE NOT coalesce(pg_catalog.pg_visible_in_snapshot(_is_delivered.txid, p.done_snapshot), false));
 $$;
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.attached_tables', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_0', 'WHERE NOT @extschema@.is_delivered(txid)');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_1', 'WHERE NOT @extschema@.is_delivered(txid)');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_2', 'WHERE NOT @extschema@.is_delivered(txid)');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_0', 'WHERE NOT @extschema@._is_delivered(txid)');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_1', 'WHERE NOT @extschema@._is_delivered(txid)');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_2', 'WHERE NOT @extschema@._is_delivered(txid)');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.dead_letters', '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('@extschema@.dead_letters', 'dead_letter_id'), '');

@@ -6,7 +6,7 @@
 -- duplicates the original would have refused; the settings rows are dumped
 -- too (an INSERT replaces the row, see settings_replace()).  Analytics: the
 -- default partition is dumped here; the day partitions are created at run
--- time by analytics_maintain(), are not members of the extension, and are
+-- time by maintain_analytics(), are not members of the extension, and are
 -- therefore dumped and restored like any table.
 --
 -- Privileges: 90_privileges.sql has revoked EXECUTE from PUBLIC on every

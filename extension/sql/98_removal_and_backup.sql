@@ -10,23 +10,23 @@
 -- pg_dump reads the data of every table marked with
 -- pg_extension_config_dump(), so the role that dumps the database needs
 -- SELECT on them.  grant_backup(role) grants exactly that (and EXECUTE on
--- the dump filter is_delivered()); the install grants it to the database
+-- the dump filter _is_delivered()); the install grants it to the database
 -- owner, so that the owner's pg_dump keeps undelivered events and dead
 -- letters.  That role can therefore read the events of every attached
 -- table.
 -------------------------------------------------------------------------------
 
-CREATE FUNCTION @extschema@.drop_guard()
+CREATE FUNCTION @extschema@._drop_guard()
 RETURNS event_trigger
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'drop_guard';
 
-COMMENT ON FUNCTION @extschema@.drop_guard() IS
+COMMENT ON FUNCTION @extschema@._drop_guard() IS
     'Refuses DROP EXTENSION pg_taskevents (or DROP SCHEMA ... CASCADE of its schema) while events are undelivered, unless taskevents.discard_undelivered is on.';
 
 CREATE EVENT TRIGGER taskevents_guard_drop ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
-    EXECUTE FUNCTION @extschema@.drop_guard();
+    EXECUTE FUNCTION @extschema@._drop_guard();
 
 CREATE FUNCTION @extschema@.grant_backup(backup_role regrole)
 RETURNS void
@@ -54,14 +54,14 @@ BEGIN
     LOOP
         EXECUTE format('GRANT SELECT ON %s TO %s', rel, backup_role);
     END LOOP;
-    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.is_delivered(pg_catalog.xid8) TO %s', backup_role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@._is_delivered(pg_catalog.xid8) TO %s', backup_role);
 END;
 $$;
 
 COMMENT ON FUNCTION @extschema@.grant_backup(regrole) IS
-    'Grant a role what pg_dump needs to dump the extension''s data (SELECT on the config tables, EXECUTE on is_delivered()); the install grants it to the database owner.';
+    'Grant a role what pg_dump needs to dump the extension''s data (SELECT on the config tables, EXECUTE on _is_delivered()); the install grants it to the database owner.';
 
-REVOKE EXECUTE ON FUNCTION @extschema@.drop_guard() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@._drop_guard() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.grant_backup(regrole) FROM PUBLIC;
 
 SELECT @extschema@.grant_backup(d.datdba::pg_catalog.regrole)

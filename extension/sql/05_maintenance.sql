@@ -1,0 +1,70 @@
+
+-------------------------------------------------------------------------------
+-- The maintenance list, in the manner of PgQ's maint_operations().
+--
+-- Each feature registers its periodic operations in maintenance_registry
+-- from its own part of this script (outbox rotation and relay state in
+-- 20_relay.sql, reminders in 40_reminders.sql, the inbox in 50_inbox.sql,
+-- analytics in 60_analytics.sql).  taskevents-relay asks
+-- maintenance_operations() what to run and how often, and runs each with
+-- run_maintenance(operation) on a connection of its own; pg_cron or any
+-- scheduler can do the same.  An operation that must run inside another one
+-- registers a phase instead of a period: the functions of phase
+-- 'before_outbox_truncate' are called by rotate_outbox, in its transaction,
+-- with each partition it is about to truncate (analytics records the
+-- partition's events that way, exactly once).  docs/relay.md shows the list.
+-------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.maintenance_registry (
+    operation   text PRIMARY KEY,
+    feature     text NOT NULL,
+    function    regprocedure NOT NULL,
+    phase       text NOT NULL DEFAULT 'periodic'
+                CHECK (phase OPERATOR(pg_catalog.=) ANY (ARRAY['periodic', 'before_outbox_truncate'])),
+    period      interval CHECK (period OPERATOR(pg_catalog.>) '0'::pg_catalog.interval),
+    position    integer NOT NULL,
+    description text NOT NULL,
+    CHECK ((phase OPERATOR(pg_catalog.=) 'periodic') OPERATOR(pg_catalog.=) (period IS NOT NULL))
+);
+
+COMMENT ON TABLE @extschema@.maintenance_registry IS
+    'The maintenance list: each feature''s periodic operations (function() RETURNS TABLE (done bigint, failed bigint)), and the functions rotate_outbox calls before truncating a partition (function(regclass)).';
+
+-- What to run, how often, in which order.
+CREATE FUNCTION @extschema@.maintenance_operations()
+RETURNS TABLE (operation text, period interval, feature text, description text)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.operation, m.period, m.feature, m.description
+      FROM @extschema@.maintenance_registry m
+     WHERE m.phase = 'periodic'
+     ORDER BY m.position, m.operation;
+$$;
+
+COMMENT ON FUNCTION @extschema@.maintenance_operations() IS
+    'The periodic maintenance operations and how often to run each (run them with run_maintenance()).';
+
+-- Run one periodic operation; done and failed are its counts (partitions
+-- truncated, reminders fired and failed, ...).
+CREATE FUNCTION @extschema@.run_maintenance(operation text)
+RETURNS TABLE (done bigint, failed bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    SELECT m.function INTO fn FROM @extschema@.maintenance_registry m
+     WHERE m.operation = run_maintenance.operation AND m.phase = 'periodic';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown maintenance operation "%"', operation
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'taskevents.maintenance_operations() lists them.';
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT * FROM %s()', fn::regproc);
+END;
+$$;
+
+COMMENT ON FUNCTION @extschema@.run_maintenance(text) IS
+    'Run one operation of maintenance_operations() and return its counts (done, failed).';
