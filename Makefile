@@ -8,6 +8,7 @@ OBJS = \
 	extension/pg_taskevents.o \
 	extension/util.o \
 	extension/config.o \
+	extension/rowjson.o \
 	extension/cloudevent.o \
 	extension/outbox.o \
 	extension/trigger.o \

@@ -1,22 +1,37 @@
 /*-------------------------------------------------------------------------
  *
  * cloudevent.c
- *	  Build CloudEvents 1.0 envelopes (structured JSON mode) as jsonb.
+ *	  The CloudEvents 1.0 JSON (structured mode) of every event: one writer.
  *
  * Every event carries specversion, id (a UUIDv7, so ids sort by time and
  * stay stable across relay retries), source, type, time (RFC 3339),
  * datacontenttype, subject, partitionkey, data and, for Dapr subscribers,
- * topic and pubsubname; traceparent is added when the session set
- * taskevents.traceparent.  The envelope is assembled with the server's jsonb
- * API, never by pasting strings.
+ * topic and pubsubname; traceparent when the writing session set
+ * taskevents.traceparent.  AppendCloudEvent() writes them in a fixed
+ * order, every string through escape_json(), data last.
+ *
+ * The events of attached tables are stored as facts (outbox.c): the reader
+ * renders them with taskevents._event_json(), from the row's columns and
+ * its envelope (source, pubsubname and the table's column names, cached
+ * per backend); publish() stores the event it renders at once.  Both go
+ * through AppendCloudEvent(), so an event reads the same whichever way it
+ * was stored.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "port.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/catcache.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -92,6 +107,145 @@ ValidateTopicName(const char *topic)
 	}
 }
 
+/*
+ * An envelope as the reader needs it: the shared attributes, JSON-escaped
+ * once, and the JSON-escaped names of the table's columns (none for an
+ * envelope whose events carry their data whole).
+ */
+typedef struct Envelope
+{
+	int32		envelope_id;	/* hash key */
+	char	   *source_json;
+	char	   *pubsubname_json;
+	int			ncolumns;
+	char	  **column_json;
+} Envelope;
+
+static HTAB *Envelopes = NULL;
+static MemoryContext EnvelopeContext = NULL;
+static Oid	EnvelopesRelid = InvalidOid;
+static SPIPlanPtr EnvelopePlan = NULL;
+
+/*
+ * Relcache callback: envelopes are never changed, but the table can be
+ * dropped with the extension and created again with the same ids.
+ */
+static void
+InvalidateEnvelopes(Datum arg, Oid relid)
+{
+	if (Envelopes == NULL || (OidIsValid(relid) && relid != EnvelopesRelid))
+		return;
+	hash_destroy(Envelopes);
+	Envelopes = NULL;
+	MemoryContextReset(EnvelopeContext);
+	EnvelopesRelid = InvalidOid;
+}
+
+/*
+ * Register the envelope cache's invalidation callback; called once from
+ * _PG_init.
+ */
+void
+InitEnvelopeCache(void)
+{
+	if (!CacheMemoryContext)
+		CreateCacheMemoryContext();
+	EnvelopeContext = AllocSetContextCreate(CacheMemoryContext,
+											"taskevents envelopes",
+											ALLOCSET_SMALL_SIZES);
+	CacheRegisterRelcacheCallback(InvalidateEnvelopes, (Datum) 0);
+}
+
+static char *
+EscapedCopy(const char *s)
+{
+	StringInfoData buf;
+	char	   *result;
+
+	initStringInfo(&buf);
+	escape_json(&buf, s);
+	result = MemoryContextStrdup(EnvelopeContext, buf.data);
+	pfree(buf.data);
+	return result;
+}
+
+/*
+ * The envelope envelope_id, from the cache or read (as the extension owner)
+ * from taskevents.envelopes.
+ */
+static Envelope *
+GetEnvelope(int32 envelope_id)
+{
+	Envelope   *env;
+	bool		found;
+	Datum		arg = Int32GetDatum(envelope_id);
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+	int			ret;
+
+	if (Envelopes == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(Envelope);
+		ctl.hcxt = EnvelopeContext;
+		Envelopes = hash_create("taskevents envelopes", 16, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		EnvelopesRelid = get_relname_relid("envelopes", TaskeventsSchema());
+	}
+	env = hash_search(Envelopes, &envelope_id, HASH_FIND, NULL);
+	if (env != NULL)
+		return env;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (EnvelopePlan == NULL)
+	{
+		Oid			argtypes[1] = {INT4OID};
+
+		EnvelopePlan = PrepareAs(TaskeventsOwner(),
+								 "SELECT e.source, e.pubsubname, e.columns FROM taskevents.envelopes e"
+								 " WHERE e.envelope_id OPERATOR(pg_catalog.=) $1",
+								 1, argtypes, false);
+	}
+	ret = RunAs(TaskeventsOwner(), EnvelopePlan, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading taskevents.envelopes failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("envelope %d of an outbox row does not exist", envelope_id),
+				 errhint("taskevents.envelopes must be restored together with the outbox.")));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+
+	env = hash_search(Envelopes, &envelope_id, HASH_ENTER, &found);
+	env->source_json = EscapedCopy(SPI_getvalue(tup, desc, 1));
+	env->pubsubname_json = EscapedCopy(SPI_getvalue(tup, desc, 2));
+	env->ncolumns = 0;
+	env->column_json = NULL;
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	if (!isnull)
+	{
+		Datum	   *names;
+		bool	   *nulls;
+		int			n,
+					i;
+
+		deconstruct_array(DatumGetArrayTypeP(d), NAMEOID, NAMEDATALEN, false,
+						  TYPALIGN_CHAR, &names, &nulls, &n);
+		env->column_json = MemoryContextAlloc(EnvelopeContext, sizeof(char *) * Max(n, 1));
+		for (i = 0; i < n; i++)
+			env->column_json[i] = EscapedCopy(NameStr(*DatumGetName(names[i])));
+		env->ncolumns = n;
+	}
+	SPI_finish();
+	return env;
+}
+
 /* ,"key":"escaped value" */
 static void
 AppendString(StringInfo buf, const char *key, const char *value)
@@ -102,80 +256,164 @@ AppendString(StringInfo buf, const char *key, const char *value)
 	escape_json(buf, value);
 }
 
-/*
- * Build the CloudEvent for parts as JSON text, attributes first in a fixed
- * order, data last.  The event id is written to id_out when that is not
- * NULL.
- *
- * The outbox stores this text as it is (type json), so it is rendered once,
- * here, and the relay reads it without PostgreSQL rendering it again on
- * every read, which is what a jsonb column would cost (see "The outbox" in
- * README.md).  Every string goes through escape_json(); the data is
- * row_to_json() of the row or the text of a jsonb value, so the result is
- * always valid JSON.
- */
-text *
-BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out)
+/* ,"key":<JSON text> */
+static void
+AppendJson(StringInfo buf, const char *key, const char *json)
 {
-	StringInfoData buf;
-	pg_uuid_t	id;
-	char		idbuf[37];
-	char		timebuf[MAXDATELEN + 1];
-	int			utc = 0;
+	appendStringInfoChar(buf, ',');
+	escape_json(buf, key);
+	appendStringInfoChar(buf, ':');
+	appendStringInfoString(buf, json);
+}
+
+/*
+ * Format a UUID the way uuid_out does, into buf (37 bytes).
+ */
+static void
+FormatUuid(const pg_uuid_t *id, char *buf)
+{
 	static const char hex[] = "0123456789abcdef";
 	int			i,
 				j;
-	text	   *result;
 
-	if (parts->id)
-		id = *parts->id;
-	else
-		GenerateUuidV7(&id);
 	for (i = 0, j = 0; i < UUID_LEN; i++)
 	{
 		if (i == 4 || i == 6 || i == 8 || i == 10)
-			idbuf[j++] = '-';
-		idbuf[j++] = hex[id.data[i] >> 4];
-		idbuf[j++] = hex[id.data[i] & 0x0f];
+			buf[j++] = '-';
+		buf[j++] = hex[id->data[i] >> 4];
+		buf[j++] = hex[id->data[i] & 0x0f];
 	}
-	idbuf[j] = '\0';
-	if (id_out)
-		*id_out = id;
+	buf[j] = '\0';
+}
 
-	JsonEncodeDateTime(timebuf,
-					   TimestampTzGetDatum(GetCurrentStatementStartTimestamp()),
-					   TIMESTAMPTZOID, &utc);
+/*
+ * Append the CloudEvent of parts to buf: attributes in a fixed order, data
+ * last.  Every string goes through escape_json() (or was escaped once when
+ * its envelope was read); the data is JSON text, a jsonb value, the row's
+ * object rebuilt from its values and the envelope's names, or null, so the
+ * result is always valid JSON.
+ */
+static void
+AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
+{
+	char		idbuf[37];
+	char		timebuf[MAXDATELEN + 1];
+	int			utc = 0;
+
+	FormatUuid(parts->id, idbuf);
+	JsonEncodeDateTime(timebuf, TimestampTzGetDatum(parts->time), TIMESTAMPTZOID, &utc);
+
+	appendStringInfoString(buf, "{\"specversion\":\"1.0\"");
+	AppendString(buf, "id", idbuf);
+	if (parts->source_json)
+		AppendJson(buf, "source", parts->source_json);
+	else
+		AppendString(buf, "source", parts->source);
+	AppendString(buf, "type", parts->type);
+	if (parts->subject)
+		AppendString(buf, "subject", parts->subject);
+	AppendString(buf, "time", timebuf);
+	AppendString(buf, "datacontenttype", "application/json");
+	if (parts->partitionkey)
+		AppendString(buf, "partitionkey", parts->partitionkey);
+	AppendString(buf, "topic", parts->topic);
+	if (parts->pubsubname_json)
+		AppendJson(buf, "pubsubname", parts->pubsubname_json);
+	else if (parts->pubsubname)
+		AppendString(buf, "pubsubname", parts->pubsubname);
+	if (parts->traceparent && parts->traceparent[0] != '\0')
+		AppendString(buf, "traceparent", parts->traceparent);
+
+	appendStringInfoString(buf, ",\"data\":");
+	if (parts->row_names)
+	{
+		if (!AppendRowObject(buf, parts->row_names, parts->row_ncolumns,
+							 parts->data_text, parts->data_len))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the values of event %s do not match the %d column names of its envelope",
+							idbuf, parts->row_ncolumns)));
+	}
+	else if (parts->data_text)
+		appendBinaryStringInfo(buf, parts->data_text, parts->data_len);
+	else if (parts->data)
+		(void) JsonbToCString(buf, &parts->data->root, VARSIZE(parts->data));
+	else
+		appendStringInfoString(buf, "null");
+	appendStringInfoChar(buf, '}');
+}
+
+/*
+ * The CloudEvent of parts as a text datum (publish() stores it whole).
+ */
+text *
+BuildCloudEvent(const CloudEventParts *parts)
+{
+	StringInfoData buf;
+	text	   *result;
 
 	/* room for the varlena header, written in place at the end */
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, "    ", VARHDRSZ);
-	appendStringInfoString(&buf, "{\"specversion\":\"1.0\"");
-	AppendString(&buf, "id", idbuf);
-	AppendString(&buf, "source", parts->source);
-	AppendString(&buf, "type", parts->type);
-	if (parts->subject)
-		AppendString(&buf, "subject", parts->subject);
-	AppendString(&buf, "time", timebuf);
-	AppendString(&buf, "datacontenttype", "application/json");
-	if (parts->partitionkey)
-		AppendString(&buf, "partitionkey", parts->partitionkey);
-	AppendString(&buf, "topic", parts->topic);
-	if (parts->pubsubname)
-		AppendString(&buf, "pubsubname", parts->pubsubname);
-	if (taskevents_traceparent && taskevents_traceparent[0] != '\0')
-		AppendString(&buf, "traceparent", taskevents_traceparent);
-
-	appendStringInfoString(&buf, ",\"data\":");
-	if (parts->data_json)
-		appendBinaryStringInfo(&buf, VARDATA_ANY(parts->data_json),
-							   VARSIZE_ANY_EXHDR(parts->data_json));
-	else if (parts->data)
-		(void) JsonbToCString(&buf, &parts->data->root, VARSIZE(parts->data));
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfoChar(&buf, '}');
-
+	AppendCloudEvent(&buf, parts);
 	result = (text *) buf.data;
 	SET_VARSIZE(result, buf.len);
 	return result;
+}
+
+/*
+ * taskevents._event_json(event_id uuid, envelope integer, type text,
+ *						  subject text, created_at timestamptz, topic text,
+ *						  partition_key text, traceparent text, data text)
+ *		RETURNS text
+ *
+ * The CloudEvent of an outbox row, exactly as consumers receive it: with
+ * no envelope, data is the complete event already; otherwise the event is
+ * rendered from the row's facts and its envelope.
+ */
+PG_FUNCTION_INFO_V1(event_json);
+Datum
+event_json(PG_FUNCTION_ARGS)
+{
+	CloudEventParts parts;
+	Envelope   *env;
+	text	   *data;
+	StringInfoData buf;
+	text	   *result;
+
+	if (PG_ARGISNULL(8))
+		PG_RETURN_NULL();
+	data = PG_GETARG_TEXT_PP(8);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_TEXT_P(data);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event id, type, time and topic of an outbox row must not be null")));
+
+	env = GetEnvelope(PG_GETARG_INT32(1));
+	memset(&parts, 0, sizeof(parts));
+	parts.id = PG_GETARG_UUID_P(0);
+	parts.source_json = env->source_json;
+	parts.pubsubname_json = env->pubsubname_json;
+	parts.type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	parts.subject = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	parts.time = PG_GETARG_TIMESTAMPTZ(4);
+	parts.topic = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	parts.partitionkey = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	parts.traceparent = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+	parts.data_text = VARDATA_ANY(data);
+	parts.data_len = VARSIZE_ANY_EXHDR(data);
+	if (env->column_json)
+	{
+		parts.row_names = env->column_json;
+		parts.row_ncolumns = env->ncolumns;
+	}
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, "    ", VARHDRSZ);
+	AppendCloudEvent(&buf, &parts);
+	result = (text *) buf.data;
+	SET_VARSIZE(result, buf.len);
+	PG_RETURN_TEXT_P(result);
 }

@@ -45,6 +45,7 @@ static MemoryContext ConfigContext = NULL;
 static Oid	CachedOwner = InvalidOid;
 static Oid	CachedSchema = InvalidOid;
 static SPIPlanPtr RegistryPlan = NULL;
+static SPIPlanPtr EnvelopePlan = NULL;
 
 /*
  * Relcache invalidation callback: mark the entry of the invalidated
@@ -211,6 +212,87 @@ CopyTextColumn(HeapTuple regtup, TupleDesc regdesc, int col)
 }
 
 /*
+ * The names of rel's columns, in order, as a name[] datum: what an envelope
+ * records so that events can carry the row's values alone.
+ */
+static Datum
+ColumnNames(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *names = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			names[n++] = NameGetDatum(&TupleDescAttr(desc, i)->attname);
+	return DatumArray(names, NULL, n, NAMEOID);
+}
+
+/*
+ * Find the envelopes of rel's events (attach() and the event trigger
+ * _track_table_changes() create them) and work out how to render its rows'
+ * values.  The caller is connected to SPI.
+ */
+static void
+LoadEnvelopes(Relation rel, TableConfig *entry)
+{
+	Datum		args[4];
+	int			ret;
+	uint64		i;
+
+	if (EnvelopePlan == NULL)
+	{
+		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID};
+
+		EnvelopePlan = PrepareAs(TaskeventsOwner(),
+								 "SELECT e.envelope_id, e.topic, e.columns IS NOT NULL"
+								 "  FROM taskevents.envelopes e"
+								 " WHERE e.source OPERATOR(pg_catalog.=) $1"
+								 "   AND e.pubsubname OPERATOR(pg_catalog.=) $2"
+								 "   AND (e.topic OPERATOR(pg_catalog.=) $3 OR e.topic OPERATOR(pg_catalog.=) 'reminders')"
+								 "   AND (e.columns IS NULL OR e.columns OPERATOR(pg_catalog.=) $4)",
+								 4, argtypes, false);
+	}
+	args[0] = CStringGetTextDatum(entry->source);
+	args[1] = CStringGetTextDatum(entry->pubsubname);
+	args[2] = CStringGetTextDatum(entry->topic);
+	args[3] = ColumnNames(rel);
+	ret = RunAs(TaskeventsOwner(), EnvelopePlan, args, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading taskevents.envelopes failed: %s", SPI_result_code_string(ret));
+
+	entry->values_envelope = entry->whole_envelope = entry->reminders_envelope = 0;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *topic = SPI_getvalue(tup, desc, 2);
+		bool		with_columns = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+
+		if (strcmp(topic, entry->topic) == 0)
+		{
+			if (with_columns)
+				entry->values_envelope = id;
+			else
+				entry->whole_envelope = id;
+		}
+		if (strcmp(topic, TASKEVENTS_REMINDERS_TOPIC) == 0 && !with_columns)
+			entry->reminders_envelope = id;
+	}
+	if (entry->whole_envelope == 0 || entry->reminders_envelope == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the envelopes of \"%s\" are missing", RelationGetRelationName(rel)),
+				 errhint("Run taskevents.attach() for the table again.")));
+
+	FreeRowJsonPlan(entry->rowjson);
+	entry->rowjson = MakeRowJsonPlan(RelationGetDescr(rel), ConfigContext);
+}
+
+/*
  * Read the registry row of rel (as the extension owner) and fill entry;
  * *attached says whether there was one.
  */
@@ -286,6 +368,8 @@ LoadTableConfig(Relation rel, TableConfig *entry, bool *attached)
 
 	/* row_to_json(record) reads the row type from the composite datum */
 	fmgr_info_cxt(F_ROW_TO_JSON_RECORD, &entry->row_to_json, ConfigContext);
+
+	LoadEnvelopes(rel, entry);
 
 	if (entry->id_attnum == InvalidAttrNumber ||
 		entry->user_id_attnum == InvalidAttrNumber ||

@@ -3,47 +3,96 @@
  * outbox.c
  *	  The one path by which events enter taskevents.outbox, and publish().
  *
- * Every event, whether from the row trigger, publish() or a dead-letter
- * replay, is inserted here with a prepared plan kept for the life of the
- * backend.  The insert runs as the extension owner (the way SECURITY
- * DEFINER would, without its per-call cost), so callers need no privilege
- * on the outbox.  The top-level transaction id is assigned before the row's
- * id is drawn from the sequence; the relay's batching relies on that order
- * (see "The outbox" in README.md).
+ * Every event, whether from the row trigger, a reminder, publish() or a
+ * dead-letter replay, is inserted here as its facts (OutboxFacts): the
+ * events of attached tables with their table's envelope, so that the row
+ * holds only what differs from event to event (cloudevent.c renders the
+ * CloudEvent when it is read); publish() and replays with the complete
+ * event.  The insert goes straight into the heap and the two indexes (see
+ * EnqueueEvent), so callers need no privilege on the outbox.  The
+ * top-level transaction id is assigned before the row's id is drawn from
+ * the sequence; the relay's batching relies on that order (see "The
+ * outbox" in README.md).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "catalog/namespace.h"
 #include "commands/sequence.h"
-#include "executor/executor.h"
-#include "nodes/makefuncs.h"
-#include "utils/lsyscache.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "executor/executor.h"
+#include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
+#include "nodes/pg_list.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 #include "utils/xid8.h"
 
 #include "taskevents.h"
 
-static Oid	OutboxPartition[3] = {InvalidOid, InvalidOid, InvalidOid};
+/*
+ * The outbox partitions and their indexes, with the IndexInfo each
+ * insertion needs, looked up once per backend (and again when the
+ * extension was dropped and created again, or an index was added).
+ */
+typedef struct OutboxPartitionInfo
+{
+	Oid			relid;
+	List	   *indexes;		/* index OIDs, in RelationGetIndexList order */
+	IndexInfo **index_info;
+	bool		plain;			/* every index is on plain columns, no
+								 * predicate: index_insert() directly */
+} OutboxPartitionInfo;
+
+static OutboxPartitionInfo Partitions[3];
 static Oid	OutboxSequence = InvalidOid;
+static MemoryContext OutboxContext = NULL;
+
+/* ExecInsertIndexTuples() gained an argument in PostgreSQL 16. */
+#if PG_VERSION_NUM >= 160000
+#define ExecInsertIndexTuplesCompat(rri, slot, estate) \
+	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false)
+#else
+#define ExecInsertIndexTuplesCompat(rri, slot, estate) \
+	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL)
+#endif
+
+/* The outbox's columns (see extension/sql/00_outbox.sql). */
+#define OUTBOX_NATTS		12
+#define Anum_txid			1
+#define Anum_id				2
+#define Anum_created_at		3
+#define Anum_event_id		4
+#define Anum_envelope		5
+#define Anum_slot			6
+#define Anum_topic			7
+#define Anum_partition_key	8
+#define Anum_type			9
+#define Anum_subject		10
+#define Anum_traceparent	11
+#define Anum_data			12
 
 /*
  * The outbox partition written at this statement's time: partitions take
  * turns every taskevents.rotation_period seconds.  This only decides where
- * rows go; taskevents.maintain() never truncates a partition that still
- * holds an undelivered row, whatever this returns.
+ * rows go; the rotate_outbox maintenance operation never truncates a
+ * partition that still holds an undelivered row, whatever this returns.
  */
 static int16
 CurrentSlot(void)
@@ -57,7 +106,35 @@ CurrentSlot(void)
 }
 
 /*
- * Look up (and remember) the OIDs of the outbox partitions and sequence.
+ * Refuse a partition whose layout is not the one this library writes: a
+ * library of another version than the installed SQL (a new .so before
+ * ALTER EXTENSION ... UPDATE) must refuse, not write datums of the wrong
+ * type.
+ */
+static void
+CheckLayout(Relation rel)
+{
+	static const Oid types[OUTBOX_NATTS] = {
+		XID8OID, INT8OID, TIMESTAMPTZOID, UUIDOID, INT4OID, INT2OID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID
+	};
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+	bool		ok = (desc->natts == OUTBOX_NATTS);
+
+	for (i = 0; ok && i < OUTBOX_NATTS; i++)
+		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
+			  !TupleDescAttr(desc, i)->attisdropped);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("taskevents.outbox does not have the layout this pg_taskevents library writes"),
+				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
+}
+
+/*
+ * Look up (and remember) the outbox partitions, their indexes and the
+ * sequence.
  */
 static void
 ResolveOutbox(void)
@@ -67,14 +144,20 @@ ResolveOutbox(void)
 
 	ResetExtensionIdentity();
 	nsp = TaskeventsSchema();
+	if (OutboxContext == NULL)
+		OutboxContext = AllocSetContextCreate(TopMemoryContext, "taskevents outbox",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(OutboxContext);
+	memset(Partitions, 0, sizeof(Partitions));
+	OutboxSequence = InvalidOid;
 
 	for (i = 0; i < 3; i++)
 	{
 		char		name[NAMEDATALEN];
 
 		snprintf(name, sizeof(name), "outbox_%d", i);
-		OutboxPartition[i] = get_relname_relid(name, nsp);
-		if (!OidIsValid(OutboxPartition[i]))
+		Partitions[i].relid = get_relname_relid(name, nsp);
+		if (!OidIsValid(Partitions[i].relid))
 			elog(ERROR, "outbox partition taskevents.%s is missing", name);
 	}
 	OutboxSequence = get_relname_relid("outbox_id_seq", nsp);
@@ -83,113 +166,192 @@ ResolveOutbox(void)
 }
 
 /*
+ * Remember the indexes of partition rel and how to fill them.
+ */
+static void
+ResolveIndexes(OutboxPartitionInfo *part, Relation rel)
+{
+	MemoryContext old = MemoryContextSwitchTo(OutboxContext);
+	ListCell   *lc;
+	int			n = 0;
+
+	part->indexes = RelationGetIndexList(rel);
+	part->index_info = palloc(sizeof(IndexInfo *) * Max(list_length(part->indexes), 1));
+	part->plain = true;
+	foreach(lc, part->indexes)
+	{
+		Relation	irel = index_open(lfirst_oid(lc), AccessShareLock);
+		IndexInfo  *ii = BuildIndexInfo(irel);
+
+		part->index_info[n++] = ii;
+		if (ii->ii_Expressions != NIL || ii->ii_Predicate != NIL || ii->ii_Unique)
+			part->plain = false;
+		index_close(irel, AccessShareLock);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Open the outbox partition of slot, re-resolving the OIDs when the
- * extension was dropped and re-created during this backend's life.
+ * extension was dropped and created again during this backend's life, and
+ * check that it has the layout this library writes and the indexes it
+ * knows.
  */
 static Relation
 OpenPartition(int16 slot)
 {
 	Relation	rel;
+	OutboxPartitionInfo *part = &Partitions[slot];
+	List	   *indexes;
 
-	if (!OidIsValid(OutboxPartition[slot]) || !OidIsValid(OutboxSequence))
+	if (!OidIsValid(part->relid))
 		ResolveOutbox();
-	rel = try_table_open(OutboxPartition[slot], RowExclusiveLock);
+	rel = try_table_open(part->relid, RowExclusiveLock);
 	if (rel == NULL || RelationGetNamespace(rel) != TaskeventsSchema())
 	{
 		if (rel != NULL)
 			table_close(rel, RowExclusiveLock);
 		ResolveOutbox();
-		rel = table_open(OutboxPartition[slot], RowExclusiveLock);
+		rel = table_open(part->relid, RowExclusiveLock);
 	}
-	/*
-	 * The row is built by hand below, so the table must be exactly what this
-	 * library writes: a library of another version than the installed SQL
-	 * (a new .so before ALTER EXTENSION ... UPDATE) must refuse, not write a
-	 * datum of the wrong type.
-	 */
-	if (RelationGetDescr(rel)->natts != 7 ||
-		TupleDescAttr(RelationGetDescr(rel), 6)->atttypid != JSONOID)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("taskevents.outbox does not have the layout this pg_taskevents library writes"),
-				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
+	CheckLayout(rel);
+	indexes = RelationGetIndexList(rel);
+	if (part->index_info == NULL || !equal(indexes, part->indexes))
+		ResolveIndexes(part, rel);
+	list_free(indexes);
 	return rel;
+}
+
+/*
+ * Insert the index entries of tuple tup of partition rel: straight into
+ * each index when they are all on plain columns, else through the
+ * executor (an index a DBA added with an expression or predicate).
+ */
+static void
+InsertIndexEntries(OutboxPartitionInfo *part, Relation rel, HeapTuple tup,
+				   Datum *values, bool *isnull)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	if (part->plain)
+	{
+		foreach(lc, part->indexes)
+		{
+			IndexInfo  *ii = part->index_info[n++];
+			Relation	irel = index_open(lfirst_oid(lc), RowExclusiveLock);
+			Datum		ivalues[INDEX_MAX_KEYS];
+			bool		inulls[INDEX_MAX_KEYS];
+			int			k;
+
+			for (k = 0; k < ii->ii_NumIndexAttrs; k++)
+			{
+				AttrNumber	attnum = ii->ii_IndexAttrNumbers[k];
+
+				ivalues[k] = values[attnum - 1];
+				inulls[k] = isnull[attnum - 1];
+			}
+			index_insert(irel, ivalues, inulls, &tup->t_self, rel, UNIQUE_CHECK_NO,
+						 false, ii);
+			index_close(irel, NoLock);
+		}
+	}
+	else
+	{
+		EState	   *estate = CreateExecutorState();
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+		TupleTableSlot *slot;
+
+		InitResultRelInfo(rri, rel, 1, NULL, 0);
+		ExecOpenIndices(rri, false);
+		slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsHeapTuple);
+		ExecStoreHeapTuple(tup, slot, false);
+		ExecInsertIndexTuplesCompat(rri, slot, estate);
+		ExecCloseIndices(rri);
+		ExecDropSingleTupleTableSlot(slot);
+		FreeExecutorState(estate);
+	}
+}
+
+static Datum
+TextOrNull(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
 /*
  * Insert one event into the outbox in the current transaction.
  *
- * The row goes straight into the current partition with its indexes
- * maintained, without planning or executing an INSERT statement: per event
- * that is most of the difference between a cheap trigger and one as costly
- * as PL/pgSQL.  Everything the INSERT would have checked holds here: no
- * NULL in a NOT NULL column, the row's slot matches its partition, and the
- * outbox has no triggers, rules, foreign keys or check constraints.  The
- * transaction id is assigned before the id is drawn from the sequence (see
- * "The outbox" in README.md).  No privilege check: this is the extension
- * writing its own table, which is why application roles need no grant.
+ * The row goes straight into the current partition with heap_insert() and
+ * its two index entries with index_insert(), without planning or executing
+ * an INSERT and without an executor state: per event that is most of the
+ * difference between a cheap trigger and one as costly as PL/pgSQL.
+ * Everything an INSERT would have checked holds here: no NULL in a NOT NULL
+ * column, the row's slot matches its partition, and the outbox has no
+ * triggers, rules, foreign keys, check constraints or expression indexes.
+ * The transaction id is assigned before the id is drawn from the sequence
+ * (see "The outbox" in README.md).  No privilege check: this is the
+ * extension writing its own table, which is why application roles need no
+ * grant.
  */
 void
-EnqueueEvent(const char *topic, const char *partition_key, text *event)
+EnqueueEvent(const OutboxFacts *f)
 {
 	int16		slot = CurrentSlot();
 	Relation	rel = OpenPartition(slot);
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot *tts;
+	OutboxPartitionInfo *part = &Partitions[slot];
+	Datum		values[OUTBOX_NATTS];
+	bool		isnull[OUTBOX_NATTS];
+	HeapTuple	tup;
 
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+	memset(isnull, 0, sizeof(isnull));
+	values[Anum_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_id - 1] = Int64GetDatum(nextval_internal(OutboxSequence, false));
+	values[Anum_created_at - 1] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
+	values[Anum_event_id - 1] = UUIDPGetDatum(&f->event_id);
+	values[Anum_envelope - 1] = Int32GetDatum(f->envelope);
+	isnull[Anum_envelope - 1] = (f->envelope == 0);
+	values[Anum_slot - 1] = Int16GetDatum(slot);
+	values[Anum_topic - 1] = CStringGetTextDatum(f->topic);
+	values[Anum_partition_key - 1] = TextOrNull(f->partition_key, &isnull[Anum_partition_key - 1]);
+	values[Anum_type - 1] = CStringGetTextDatum(f->type);
+	values[Anum_subject - 1] = TextOrNull(f->subject, &isnull[Anum_subject - 1]);
+	values[Anum_traceparent - 1] = CStringGetTextDatum(f->traceparent ? f->traceparent : "");
+	values[Anum_data - 1] = PointerGetDatum(cstring_to_text_with_len(f->data, f->data_len));
 
-	tts = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
-	ExecClearTuple(tts);
-	tts->tts_values[0] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	tts->tts_isnull[0] = false;
-	tts->tts_values[1] = Int64GetDatum(nextval_internal(OutboxSequence, false));
-	tts->tts_isnull[1] = false;
-	tts->tts_values[2] = Int16GetDatum(slot);
-	tts->tts_isnull[2] = false;
-	tts->tts_values[3] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
-	tts->tts_isnull[3] = false;
-	tts->tts_values[4] = CStringGetTextDatum(topic);
-	tts->tts_isnull[4] = false;
-	tts->tts_values[5] = partition_key ? CStringGetTextDatum(partition_key) : (Datum) 0;
-	tts->tts_isnull[5] = (partition_key == NULL);
-	tts->tts_values[6] = PointerGetDatum(event);
-	tts->tts_isnull[6] = false;
-	ExecStoreVirtualTuple(tts);
+	tup = heap_form_tuple(RelationGetDescr(rel), values, isnull);
+	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
 
-	simple_table_tuple_insert(rel, tts);
-	ExecInsertIndexTuples(rri, tts, estate, false, false, NULL, NIL);
-
-	ExecCloseIndices(rri);
-	ExecDropSingleTupleTableSlot(tts);
-	FreeExecutorState(estate);
+	InsertIndexEntries(part, rel, tup, values, isnull);
+	heap_freetuple(tup);
 	table_close(rel, NoLock);	/* the lock is kept until commit, as by INSERT */
 }
 
 /*
- * Write one event about a task of cfg's table on topic, with the table's
- * source and pubsubname (the envelope of the table's own task.* events):
- * the reminder.* events.
+ * Write one event about a task of cfg's table on topic (the table's own or
+ * the reminders topic), with the table's envelope for that topic (source,
+ * pubsubname) and data as its data: the reminder.* events.
  */
 void
 EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 			   const char *subject, const char *partition_key, Jsonb *data)
 {
-	CloudEventParts parts;
+	OutboxFacts f;
+	char	   *json = JsonbToCString(NULL, &data->root, VARSIZE(data));
 
-	memset(&parts, 0, sizeof(parts));
-	parts.type = type;
-	parts.source = cfg->source;
-	parts.topic = topic;
-	parts.pubsubname = cfg->pubsubname;
-	parts.subject = subject;
-	parts.partitionkey = partition_key;
-	parts.data = data;
-	EnqueueEvent(topic, partition_key, BuildCloudEvent(&parts, NULL));
+	memset(&f, 0, sizeof(f));
+	GenerateUuidV7(&f.event_id);
+	f.envelope = strcmp(topic, TASKEVENTS_REMINDERS_TOPIC) == 0 ?
+		cfg->reminders_envelope : cfg->whole_envelope;
+	f.topic = topic;
+	f.partition_key = partition_key;
+	f.type = type;
+	f.subject = subject;
+	f.traceparent = taskevents_traceparent;
+	f.data = json;
+	f.data_len = strlen(json);
+	EnqueueEvent(&f);
 }
 
 /*
@@ -260,6 +422,7 @@ publish(PG_FUNCTION_ARGS)
 	char	   *partition_key = NULL;
 	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 	text	   *event;
+	OutboxFacts f;
 
 	ValidateTopicName(topic);
 	RefuseReservedEvent(topic, type);
@@ -274,6 +437,9 @@ publish(PG_FUNCTION_ARGS)
 	}
 
 	memset(&parts, 0, sizeof(parts));
+	GenerateUuidV7(id);
+	parts.id = id;
+	parts.time = GetCurrentStatementStartTimestamp();
 	parts.type = type;
 	parts.topic = topic;
 	parts.source = DatabaseSource();
@@ -281,16 +447,65 @@ publish(PG_FUNCTION_ARGS)
 	parts.subject = (PG_NARGS() > 4 && !PG_ARGISNULL(4)) ?
 		text_to_cstring(PG_GETARG_TEXT_PP(4)) : NULL;
 	parts.pubsubname = taskevents_pubsubname;
+	parts.traceparent = taskevents_traceparent;
 	parts.data = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	event = BuildCloudEvent(&parts);
 
-	event = BuildCloudEvent(&parts, id);
-	EnqueueEvent(topic, partition_key, event);
+	/* the event is stored whole: no envelope */
+	memset(&f, 0, sizeof(f));
+	f.event_id = *id;
+	f.topic = topic;
+	f.partition_key = partition_key;
+	f.type = type;
+	f.subject = parts.subject;
+	f.traceparent = parts.traceparent;
+	f.data = VARDATA(event);
+	f.data_len = VARSIZE(event) - VARHDRSZ;
+	EnqueueEvent(&f);
 
 	PG_RETURN_UUID_P(id);
 }
 
 /*
- * taskevents.enqueue_event(topic text, partition_key text, event jsonb)
+ * The string member key of a jsonb object, or NULL.
+ */
+static char *
+JsonbStringMember(Jsonb *jb, const char *key)
+{
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return NULL;
+	v = getKeyJsonValueFromContainer(&jb->root, key, strlen(key), NULL);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * Parse a UUID in its canonical text form (8-4-4-4-12 hex digits); false
+ * for anything else.
+ */
+static bool
+ParseUuid(const char *s, pg_uuid_t *uuid)
+{
+	int			i;
+
+	if (strlen(s) != 36)
+		return false;
+	for (i = 0; i < 36; i++)
+	{
+		bool		dash = (i == 8 || i == 13 || i == 18 || i == 23);
+
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	*uuid = *DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s)));
+	return true;
+}
+
+/*
+ * taskevents._enqueue_event(topic text, partition_key text, event jsonb)
  *
  * Re-insert a complete, already built event (dead-letter replay).  Not
  * granted to PUBLIC.
@@ -308,10 +523,24 @@ enqueue_event(PG_FUNCTION_ARGS)
 				 errmsg("event must not be null")));
 	{
 		Jsonb	   *ev = PG_GETARG_JSONB_P(2);
+		OutboxFacts f;
+		char	   *id = JsonbStringMember(ev, "id");
+		char	   *json = JsonbToCString(NULL, &ev->root, VARSIZE(ev));
 
-		EnqueueEvent(topic,
-					 PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-					 cstring_to_text(JsonbToCString(NULL, &ev->root, VARSIZE(ev))));
+		/* the event is stored whole; the facts are for queries only */
+		memset(&f, 0, sizeof(f));
+		if (id == NULL || !ParseUuid(id, &f.event_id))
+			GenerateUuidV7(&f.event_id);
+		f.topic = topic;
+		f.partition_key = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+		f.type = JsonbStringMember(ev, "type");
+		if (f.type == NULL)
+			f.type = "";
+		f.subject = JsonbStringMember(ev, "subject");
+		f.traceparent = "";
+		f.data = json;
+		f.data_len = strlen(json);
+		EnqueueEvent(&f);
 	}
 	PG_RETURN_VOID();
 }

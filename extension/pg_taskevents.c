@@ -165,5 +165,6 @@ _PG_init(void)
 	MarkGUCPrefixReserved("taskevents");
 
 	InitConfigCache();
+	InitEnvelopeCache();
 	InitRecurrenceCache();
 }

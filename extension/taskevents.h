@@ -12,7 +12,9 @@
  *					the one way to run SQL as another role
  *	config.c		the extension's identity (schema, owner) and the per-table
  *					configuration cache of attached tables
- *	cloudevent.c	the CloudEvents envelope, UUIDv7 ids, topic names
+ *	rowjson.c		a row's values as JSON, without the column names
+ *	cloudevent.c	the CloudEvent JSON of every event (written by publish(),
+ *					rendered from the outbox's facts for readers); UUIDv7 ids
  *	outbox.c		the outbox insert path; publish(), enqueue_event()
  *	recurrence.c	the date rule of recurring tasks and their next instance
  *	reminders.c		reminders kept in step with tasks; every reminder.* payload;
@@ -31,6 +33,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "lib/stringinfo.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/jsonb.h"
@@ -86,7 +89,17 @@ typedef struct TableConfig
 	/* output functions for the key and the user id */
 	FmgrInfo	id_out;
 	FmgrInfo	user_id_out;
-	/* row_to_json(record): the row as JSON text, in column order */
+	/*
+	 * The envelopes of its events (taskevents.envelopes): task.* events carry
+	 * only the row's values when an envelope holds the table's current
+	 * column names (values_envelope), else the whole row (whole_envelope);
+	 * reminder.* events use reminders_envelope.
+	 */
+	int32		values_envelope;	/* 0: none for the current columns */
+	int32		whole_envelope;
+	int32		reminders_envelope;
+	struct RowJsonPlan *rowjson;	/* how to render the row's values */
+	/* row_to_json(record): the whole row as JSON text, in column order */
 	FmgrInfo	row_to_json;
 } TableConfig;
 
@@ -121,27 +134,64 @@ extern Oid	TaskeventsSchema(void);
 extern void ResetExtensionIdentity(void);
 extern void InitConfigCache(void);
 
+/* rowjson.c */
+typedef struct RowJsonPlan RowJsonPlan;
+
+extern RowJsonPlan *MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt);
+extern void FreeRowJsonPlan(RowJsonPlan *plan);
+extern void AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup,
+							TupleDesc desc);
+extern bool AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
+							const char *values, int len);
+
 /* cloudevent.c */
 typedef struct CloudEventParts
 {
+	pg_uuid_t  *id;
+	TimestampTz time;
 	const char *type;
-	const char *source;
+	const char *source;			/* or source_json, already JSON-escaped */
+	const char *source_json;
 	const char *subject;		/* may be NULL */
 	const char *partitionkey;	/* may be NULL */
 	const char *topic;
-	const char *pubsubname;		/* may be NULL */
-	Jsonb	   *data;			/* may be NULL */
-	text	   *data_json;		/* JSON text, used instead of data when set */
-	pg_uuid_t  *id;				/* NULL: generate a UUIDv7 */
+	const char *pubsubname;		/* may be NULL; or pubsubname_json */
+	const char *pubsubname_json;
+	const char *traceparent;	/* may be NULL or empty: none */
+	const char *data_text;		/* JSON text of data, or with row_names the
+								 * row's values (rowjson.c) */
+	int			data_len;
+	char	  **row_names;		/* JSON-escaped column names, or NULL */
+	int			row_ncolumns;
+	Jsonb	   *data;			/* used when data_text is NULL; NULL: null */
 } CloudEventParts;
 
-extern text *BuildCloudEvent(const CloudEventParts *parts, pg_uuid_t *id_out);
+extern text *BuildCloudEvent(const CloudEventParts *parts);
 extern void GenerateUuidV7(pg_uuid_t *uuid);
 extern void ValidateTopicName(const char *topic);
+extern void InitEnvelopeCache(void);
 
 /* outbox.c */
-extern void EnqueueEvent(const char *topic, const char *partition_key,
-						 text *event);
+
+/*
+ * The facts of one event as the outbox stores them (the columns of
+ * taskevents.outbox that the writer chooses; txid, id, time and slot are
+ * added by EnqueueEvent).
+ */
+typedef struct OutboxFacts
+{
+	pg_uuid_t	event_id;
+	int32		envelope;		/* 0: data is the complete CloudEvent */
+	const char *topic;
+	const char *partition_key;	/* may be NULL */
+	const char *type;
+	const char *subject;		/* may be NULL */
+	const char *traceparent;	/* may be NULL or empty: none */
+	const char *data;			/* JSON text (see outbox.data) */
+	int			data_len;
+} OutboxFacts;
+
+extern void EnqueueEvent(const OutboxFacts *f);
 extern void EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 						   const char *subject, const char *partition_key,
 						   Jsonb *data);

@@ -140,7 +140,8 @@ task_trigger(PG_FUNCTION_ARGS)
 	TableConfig *cfg;
 	TaskEventKind kind;
 	HeapTuple	row;
-	CloudEventParts parts;
+	OutboxFacts f;
+	StringInfoData data;
 	bool		isnull;
 	Datum		d;
 	char	   *user_id;
@@ -208,18 +209,37 @@ task_trigger(PG_FUNCTION_ARGS)
 						 NameStr(TupleDescAttr(desc, cfg->user_id_attnum - 1)->attname))));
 	user_id = OutputFunctionCall(&cfg->user_id_out, d);
 
-	memset(&parts, 0, sizeof(parts));
-	parts.type = EventTypeName(kind);
-	parts.source = cfg->source;
-	parts.topic = cfg->topic;
-	parts.pubsubname = cfg->pubsubname;
-	parts.partitionkey = user_id;
+	/*
+	 * The event's facts.  The data is the row: its values alone when the
+	 * table's envelope holds its current column names, else row_to_json()
+	 * of it (cloudevent.c renders the same text from either).
+	 */
+	memset(&f, 0, sizeof(f));
+	GenerateUuidV7(&f.event_id);
+	f.topic = cfg->topic;
+	f.partition_key = user_id;
+	f.type = EventTypeName(kind);
 	d = heap_getattr(row, cfg->id_attnum, desc, &isnull);
-	parts.subject = isnull ? NULL : OutputFunctionCall(&cfg->id_out, d);
-	parts.data_json = DatumGetTextPP(FunctionCall1(&cfg->row_to_json,
-												   heap_copy_tuple_as_datum(row, desc)));
+	f.subject = isnull ? NULL : OutputFunctionCall(&cfg->id_out, d);
+	f.traceparent = taskevents_traceparent;
+	initStringInfo(&data);
+	if (cfg->values_envelope != 0)
+	{
+		f.envelope = cfg->values_envelope;
+		AppendRowValues(&data, cfg->rowjson, row, desc);
+	}
+	else
+	{
+		text	   *json = DatumGetTextPP(FunctionCall1(&cfg->row_to_json,
+														heap_copy_tuple_as_datum(row, desc)));
 
-	EnqueueEvent(cfg->topic, user_id, BuildCloudEvent(&parts, NULL));
+		f.envelope = cfg->whole_envelope;
+		appendBinaryStringInfo(&data, VARDATA_ANY(json), VARSIZE_ANY_EXHDR(json));
+	}
+	f.data = data.data;
+	f.data_len = data.len;
+	EnqueueEvent(&f);
+	pfree(data.data);
 
 	AfterRowEvent(cfg, trigdata, kind);
 

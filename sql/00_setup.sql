@@ -22,7 +22,7 @@ CREATE FUNCTION ev_since(mark bigint)
 RETURNS TABLE (topic text, partition_key text, event jsonb)
 LANGUAGE sql AS $$
     SELECT o.topic, o.partition_key, o.event::jsonb - 'id' - 'time'
-      FROM taskevents.outbox o WHERE o.id > mark ORDER BY o.id
+      FROM taskevents.outbox_events o WHERE o.id > mark ORDER BY o.id
 $$;
 
 -- The newest outbox id, to pass to ev_since() later.

@@ -9,10 +9,10 @@ SET TimeZone = 'UTC';
 SELECT enabled, retention, keep_payload FROM taskevents.analytics_settings;
 
 -- a scratch table shaped like an outbox partition, with fixed events
-CREATE TABLE analytics_scratch (LIKE taskevents.outbox);
+CREATE TABLE analytics_scratch (LIKE taskevents.outbox INCLUDING DEFAULTS);
 CREATE FUNCTION analytics_ev(at timestamptz, typ text, usr text, subj text, topic text DEFAULT NULL)
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, event)
+    INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, data)
     VALUES (pg_current_xact_id(), (SELECT count(*) + 1 FROM analytics_scratch), 0, at,
             coalesce(topic, CASE WHEN typ LIKE 'reminder.%' THEN 'reminders' ELSE 'tasks' END), usr,
             jsonb_build_object('specversion', '1.0', 'id', gen_random_uuid(),
@@ -52,7 +52,7 @@ SELECT analytics_ev('2026-03-03 09:30+00', 'task.completed', 'alice', '2'),
        analytics_ev('2026-03-03 15:00+00', 'task.deleted', 'carol', '20'),
        analytics_ev('2026-03-03 16:00+00', 'report.exported', 'carol', NULL, 'exports');
 -- rows capture must survive: not an object, an id that is no UUID
-INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, event)
+INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, data)
 VALUES (pg_current_xact_id(), 100, 0, '2026-03-03 17:00+00', 'tasks', NULL, '"not an object"'),
        (pg_current_xact_id(), 101, 0, '2026-03-03 17:00+00', 'tasks', 'dave',
         '{"id": "order-17", "type": "x.y", "source": "/elsewhere"}');
@@ -114,7 +114,7 @@ SELECT tableoid::regclass = ('taskevents.' || taskevents._analytics_partition_na
 -- each row is the outbox event it came from
 SELECT count(*) AS matching
   FROM taskevents.analytics_events a
-  JOIN taskevents.outbox o ON (o.event->>'id')::uuid = a.event_id
+  JOIN taskevents.outbox_events o ON (o.event->>'id')::uuid = a.event_id
  WHERE a.source = '/analytics/test'
    AND a.event_time = o.created_at AND a.type = o.event->>'type' AND a.subject = o.event->>'subject';
 

@@ -17,7 +17,7 @@ SELECT jsonb_pretty(event) FROM ev_since(:mark);
 SELECT event->>'id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' AS id_is_uuidv7,
        (event->>'time')::timestamptz <= now() + interval '1 minute' AS time_parses,
        event->>'time' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$' AS time_is_rfc3339
-  FROM taskevents.outbox WHERE id > :mark;
+  FROM taskevents.outbox_events WHERE id > :mark;
 
 SELECT ev_mark() AS mark \gset
 -- an UPDATE that changes something
@@ -90,10 +90,10 @@ INSERT INTO ev_tasks (id, user_id, title, description, tags)
 VALUES (7, 'mallory "quoted"', E'tab\there, newline\nthere, back\\slash', '{"json": "inside"}', '{"a\"b"}');
 SELECT regexp_replace(regexp_replace(event::text,
          '"id":"[0-9a-f-]{36}"', '"id":"<uuid>"'), '"time":"[^"]+"', '"time":"<time>"', 'g') AS stored_text
-  FROM taskevents.outbox WHERE id > :mark;
+  FROM taskevents.outbox_events WHERE id > :mark;
 SELECT pg_typeof(event) AS column_type, event::jsonb->'data'->>'title' = E'tab\there, newline\nthere, back\\slash' AS title_roundtrips,
        event::jsonb->>'partitionkey' AS partitionkey
-  FROM taskevents.outbox WHERE id > :mark;
+  FROM taskevents.outbox_events WHERE id > :mark;
 
 -- a library that does not match the outbox's layout (a new .so before
 -- ALTER EXTENSION UPDATE) refuses to write instead of writing a bad row
@@ -102,3 +102,70 @@ ALTER TABLE taskevents.outbox ADD COLUMN extra integer;
 SELECT try($$INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'layout', 'y')$$);
 ROLLBACK;
 INSERT INTO ev_tasks (id, user_id, title) VALUES (8, 'layout', 'fine again');
+
+-- The outbox keeps a row's values and the envelope its column names; what
+-- a consumer gets as data is exactly row_to_json(row), for every kind of
+-- column (each rendered by its json category, see extension/rowjson.c)
+CREATE TYPE ev_mood AS ENUM ('ok', 'meh');
+CREATE TYPE ev_pair AS (a integer, b text);
+CREATE DOMAIN ev_positive AS integer CHECK (VALUE > 0);
+CREATE TABLE ev_kinds (
+    id bigint PRIMARY KEY, user_id text NOT NULL, completed boolean NOT NULL DEFAULT false,
+    i2 smallint, i4 integer, n numeric, f4 real, f8 double precision, b boolean,
+    t text, vc varchar(10), c3 char(3), u uuid, d date, ts timestamp, tstz timestamptz,
+    tm time, tmtz timetz, iv interval, j json, jb jsonb, ta text[], i2d integer[],
+    pair ev_pair, mood ev_mood, pos ev_positive, by bytea, ip inet, pt point, m money,
+    "odd ""name""" text);
+SELECT taskevents.attach('ev_kinds', due_date_column => NULL, is_recurring_column => NULL,
+                         recurring_interval_column => NULL);
+SELECT ev_mark() AS mark \gset
+INSERT INTO ev_kinds VALUES
+    (1, 'u', false, 1, -2, 3.14159265358979323846, 1.5, -0.0, true,
+     E'quote " backslash \\ tab \t nl \n bell \x07 ∑ 🙂', 'vc', 'ab', '00000000-0000-0000-0000-000000000001',
+     '2026-02-28', '2026-03-29 02:30', '2026-03-29 02:30+01', '23:59:59.999999', '10:00+05:30',
+     '1 year 2 mons 3 days 04:05:06.7', '{ "a" : [1, 2],  "b":null }', '{"b": [true, {"c": "d"}], "a": 1}',
+     ARRAY['x', NULL, 'y "z"'], ARRAY[[1, 2], [3, 4]], ROW(7, 'seven'), 'meh', 42, '\xdeadbeef',
+     '192.168.0.1/24', '(1.5,2)', 12.34, 'odd'),
+    (2, 'u', true, NULL, NULL, 'NaN', 'Infinity', '-Infinity', NULL, '', NULL, NULL, NULL,
+     'infinity', '-infinity', 'infinity', NULL, NULL, NULL, 'null', '"just a string"', '{}', '{}',
+     ROW(NULL, NULL), NULL, NULL, '', NULL, NULL, NULL, NULL),
+    (3, 'u', false, 32767, 2147483647, 1e-30, 3.4e38, 1e308, false, 'x', 'y', 'z  ', NULL,
+     '0001-01-01 BC', '294276-12-31 23:59:59', '1999-12-31 23:59:59.999999+14', '00:00', '00:00-12',
+     '-178000000 years', '[]', '[]', ARRAY[]::text[], NULL, NULL, 'ok', 1, NULL, '::1', '(0,0)', -0.01, NULL);
+-- each event's data against row_to_json() of the row as it is now (right
+-- after the write)
+CREATE FUNCTION ev_kinds_check(mark bigint)
+RETURNS TABLE (type text, subject text, data_is_row_to_json boolean)
+LANGUAGE sql AS $$
+    SELECT o.event->>'type', o.event->>'subject', (o.event->'data')::text = row_to_json(k)::text
+      FROM taskevents.outbox_events o
+      JOIN ev_kinds k ON k.id::text = o.event->>'subject'
+     WHERE o.id > mark AND o.topic = 'tasks' ORDER BY o.id
+$$;
+SELECT * FROM ev_kinds_check(:mark);
+SELECT ev_mark() AS mark \gset
+UPDATE ev_kinds SET t = t || '!' WHERE id = 1;
+SELECT * FROM ev_kinds_check(:mark);
+-- the stored rows hold the values alone, the envelope the names
+SELECT o.envelope = e.envelope_id AS values_envelope, e.columns[1:3] AS first_columns,
+       o.data NOT LIKE '%"user_id"%' AS names_not_stored
+  FROM taskevents.outbox o JOIN taskevents.envelopes e ON e.envelope_id = o.envelope
+ WHERE e.source LIKE '%/ev_kinds' AND e.columns IS NOT NULL ORDER BY o.id LIMIT 1;
+-- after ALTER TABLE the events carry the new columns (a new envelope),
+-- and the events written before render as they were written
+SELECT ev_mark() AS mark \gset
+CREATE TEMP TABLE ev_before AS
+    SELECT o.id, o.event::text AS event FROM taskevents.outbox_events o WHERE o.event->>'source' LIKE '%/ev_kinds';
+ALTER TABLE ev_kinds ADD COLUMN added text DEFAULT 'new', DROP COLUMN pt;
+UPDATE ev_kinds SET t = 'after alter' WHERE id = 2;
+SELECT *, (SELECT (o.event->'data')::jsonb ? 'added' AND NOT (o.event->'data')::jsonb ? 'pt'
+             FROM taskevents.outbox_events o WHERE o.id > :mark AND o.topic = 'tasks') AS new_columns
+  FROM ev_kinds_check(:mark);
+SELECT bool_and(b.event = o.event::text) AS old_events_unchanged, count(*) AS old_events
+  FROM ev_before b JOIN taskevents.outbox_events o USING (id);
+SELECT count(DISTINCT columns) AS column_sets FROM taskevents.envelopes WHERE source LIKE '%/ev_kinds';
+SELECT taskevents.detach('ev_kinds', force => true);
+DROP TABLE ev_kinds;
+DROP FUNCTION ev_kinds_check(bigint);
+DROP TYPE ev_pair, ev_mood;
+DROP DOMAIN ev_positive;

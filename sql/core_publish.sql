@@ -11,7 +11,7 @@ SELECT topic, partition_key, jsonb_pretty(event) FROM ev_since(:mark);
 
 -- the returned id is the event's id
 SELECT taskevents.publish('audit', 'x.y', '{}', 'carol') AS id \gset
-SELECT event->>'id' = :'id' AS id_matches FROM taskevents.outbox WHERE id = (SELECT max(id) FROM taskevents.outbox);
+SELECT event->>'id' = :'id' AS id_matches FROM taskevents.outbox_events WHERE id = (SELECT max(id) FROM taskevents.outbox_events);
 
 -- rolled back: nothing
 SELECT ev_mark() AS mark \gset

@@ -62,9 +62,9 @@ SELECT taskevents.relay_release('rp', 2) AS released;
 SELECT taskevents.relay_lease('rp', 'relay-a', 1) AS taken_after_release;
 
 -- dead letters are kept and can be replayed with the same id
-SELECT id AS dl_outbox_id, event->>'id' AS dl_event_id FROM taskevents.outbox ORDER BY id DESC LIMIT 1 \gset
+SELECT id AS dl_outbox_id, event->>'id' AS dl_event_id FROM taskevents.outbox_events ORDER BY id DESC LIMIT 1 \gset
 SELECT taskevents.relay_dead_letter('rp', 3, :dl_outbox_id, 'tasks', 'tasks-dlq', 'alice',
-           (SELECT event::text FROM taskevents.outbox WHERE id = :dl_outbox_id),
+           (SELECT event::text FROM taskevents.outbox_events WHERE id = :dl_outbox_id),
            'Broker: Message size too large', 4, now()) AS dead_letter_id \gset
 SELECT topic, dlq_topic, partition_key, reason, attempts, event_id = :'dl_event_id' AS same_id
   FROM taskevents.dead_letters WHERE dead_letter_id = :dead_letter_id;
@@ -78,7 +78,7 @@ SELECT try($$SELECT taskevents.replay_dead_letter(-1)$$);
 -- truncated; the current one and undelivered rows are kept
 SELECT taskevents.relay_tick('rp', 3) AS tick;
 SELECT taskevents.relay_ack('rp', 3, 3, 0, true);
-INSERT INTO taskevents.outbox (slot, topic, partition_key, event)
+INSERT INTO taskevents.outbox (slot, topic, partition_key, data)
 VALUES ((taskevents._current_slot() + 1) % 3, 'tasks', 'x', '{"specversion": "1.0"}');
 SELECT count(*) AS pending FROM taskevents.pending_events;
 SELECT taskevents.maintain() >= 0 AS maintained;

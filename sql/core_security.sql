@@ -21,7 +21,7 @@ DELETE FROM sec_tasks WHERE id = 1;
 -- but cannot touch the extension's tables or call its privileged functions
 SELECT try('SELECT * FROM taskevents.outbox');
 SELECT try('SELECT * FROM taskevents.pending_events');
-SELECT try($$INSERT INTO taskevents.outbox (slot, topic, event) VALUES (0, 'tasks', '{}')$$);
+SELECT try($$INSERT INTO taskevents.outbox (slot, topic, data) VALUES (0, 'tasks', '{}')$$);
 SELECT try('DELETE FROM taskevents.outbox_0');
 SELECT try('TRUNCATE taskevents.outbox_0');
 SELECT try('UPDATE taskevents.attached_tables SET topic = $$x$$');

@@ -69,7 +69,7 @@ SELECT * FROM rem_state();
 -- the envelope: source and pubsubname of the table, subject = task id,
 -- partition key = user id, topic reminders
 SELECT event::jsonb - 'id' - 'time' - 'data' AS envelope
-  FROM taskevents.outbox WHERE id > :mark AND topic = 'reminders' ORDER BY id LIMIT 1;
+  FROM taskevents.outbox_events WHERE id > :mark AND topic = 'reminders' ORDER BY id LIMIT 1;
 
 -- move, clear, set, move into the past, complete, un-complete, delete
 SELECT ev_mark() AS mark \gset
@@ -134,7 +134,7 @@ SELECT count(DISTINCT run_id) AS runs FROM taskevents.reminder_log
 -- the triggered event names the notification and the run
 SELECT (e.event->'data'->>'notification_id')::bigint = n.notification_id AS names_notification,
        (e.event->'data'->>'run_id')::uuid = l.run_id AS names_run
-  FROM taskevents.outbox e
+  FROM (SELECT o.id, o.event::jsonb AS event FROM taskevents.outbox_events o) e
   JOIN taskevents.notifications n ON n.task_table = 'rem_tasks'::regclass AND n.task_id = e.event->>'subject'
   JOIN taskevents.reminder_log l ON l.task_table = 'rem_tasks'::regclass AND l.task_id = e.event->>'subject'
  WHERE e.id > :mark AND e.event->>'type' = 'reminder.triggered' AND e.event->>'subject' = '1'

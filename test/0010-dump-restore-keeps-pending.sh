@@ -33,7 +33,7 @@ SELECT taskevents.relay_ack('default', 1, 1, 0, true);
 UPDATE tasks SET completed = true WHERE id <= 3;
 SELECT taskevents.publish('audit', 'com.example.custom', '{"k": 1}', 'u9');
 SELECT taskevents.relay_dead_letter('default', 1, 1, 'tasks', 'tasks-dlq', 'u1',
-         (SELECT event::text FROM taskevents.outbox ORDER BY id LIMIT 1), 'test reason', 4, now());
+         (SELECT event::text FROM taskevents.outbox_events ORDER BY id LIMIT 1), 'test reason', 4, now());
 SQL
 
 q -d te_dump_src -c "SELECT event->>'id' FROM taskevents.pending_events ORDER BY id" > "$work/pending_src"

@@ -8,10 +8,10 @@ source "$(dirname "$0")/lib/relay.sh"
 rl_setup malformed
 
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'before')"
-q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, event) VALUES
-  (taskevents.current_slot(), 'tasks', 'alice', '[\"not\", \"an\", \"object\"]'),
-  (taskevents.current_slot(), 'tasks', 'alice', '{\"specversion\": \"0.3\", \"id\": \"x1\", \"source\": \"s\", \"type\": \"t\"}'),
-  (taskevents.current_slot(), 'tasks', 'bob', '{\"specversion\": \"1.0\", \"id\": 42, \"source\": \"s\", \"type\": \"t\"}')"
+q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, data) VALUES
+  (taskevents._current_slot(), 'tasks', 'alice', '[\"not\", \"an\", \"object\"]'),
+  (taskevents._current_slot(), 'tasks', 'alice', '{\"specversion\": \"0.3\", \"id\": \"x1\", \"source\": \"s\", \"type\": \"t\"}'),
+  (taskevents._current_slot(), 'tasks', 'bob', '{\"specversion\": \"1.0\", \"id\": 42, \"source\": \"s\", \"type\": \"t\"}')"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'after'), ('bob', 'after')"
 port=$((KAFKA_PORT + 300))
 rl_relay relay --metrics-addr 127.0.0.1:$port

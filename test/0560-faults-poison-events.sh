@@ -18,8 +18,8 @@ rl_wait 30 kafka_wait_count tasks 100 1 >/dev/null 2>&1 || fail "nothing deliver
 bad() {   # bad N JSON: a malformed outbox row, recorded as expected on the DLQ
   q -d "$DB" -c "BEGIN;
     INSERT INTO chk.committed (ekey, user_id, wseq, expect) VALUES ('m:$1', 'poison-bad', 0, 'dlq');
-    INSERT INTO taskevents.outbox (slot, topic, partition_key, event)
-      VALUES (taskevents.current_slot(), 'tasks', 'poison-bad', '$2');
+    INSERT INTO taskevents.outbox (slot, topic, partition_key, data)
+      VALUES (taskevents._current_slot(), 'tasks', 'poison-bad', '$2');
     COMMIT;" >/dev/null
 }
 q -d "$DB" -c "INSERT INTO tasks (user_id, title, description) VALUES ('poison-big', 'huge 1', repeat('x', 1100000))"

@@ -19,7 +19,7 @@ expect() {  # expect SQLSTATE LABEL SQL
   [ "$got" = "$1" ] || fail "$2: SQLSTATE $got, expected $1 ($(head -c 300 "$WORK/err"))"
   echo "  $2: $1" >>"$WORK/results.txt"
 }
-last_event() { q -d "$DB" -c "SELECT event$1 FROM taskevents.outbox ORDER BY id DESC LIMIT 1"; }
+last_event() { q -d "$DB" -c "SELECT event$1 FROM taskevents.outbox_events ORDER BY id DESC LIMIT 1"; }
 n_events() { q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox"; }
 
 q -d "$DB" <<'SQL'
@@ -53,7 +53,7 @@ ctrl=$(printf 'ctl\001\002\033[31m\t\r\n')
 for v in "$hostile" "$ctrl" "$(python3 -c 'print("é" * 3000)')"; do
   echo "INSERT INTO tasks (user_id, title, description, tags) VALUES (:'v', :'v', :'v', ARRAY[:'v', NULL, ''])" \
     | q -d "$DB" -v v="$v" || fail "hostile value refused"
-  echo "SELECT 1 FROM taskevents.outbox WHERE id = (SELECT max(id) FROM taskevents.outbox)
+  echo "SELECT 1 FROM taskevents.outbox_events WHERE id = (SELECT max(id) FROM taskevents.outbox)
      AND partition_key = :'v' AND event->>'partitionkey' = :'v' AND event->'data'->>'title' = :'v'
      AND event->'data'->>'description' = :'v' AND (event->'data'->'tags')::jsonb = jsonb_build_array(:'v', NULL, '')" | q -d "$DB" -v v="$v" | grep -qx 1 \
     || fail "hostile value changed on its way into the event: $(printf %q "$v" | head -c 80)"

@@ -51,23 +51,23 @@ SELECT count(*) FROM outbox;
 SQL
 after=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox")
 [ $((after - before)) -eq 4 ] || fail "$((after - before)) events reached taskevents.outbox, 4 expected"
-[ "$(q -d "$DB" -c "SELECT string_agg(event->>'type', ',' ORDER BY id) FROM taskevents.outbox WHERE partition_key = 'app'")" \
+[ "$(q -d "$DB" -c "SELECT string_agg(event->>'type', ',' ORDER BY id) FROM taskevents.outbox_events WHERE partition_key = 'app'")" \
   = "task.created,task.updated,task.completed,task.deleted" ] || fail "wrong events"
-[ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE partition_key = 'app' AND event->>'specversion' = '1.0'
+[ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE partition_key = 'app' AND event->>'specversion' = '1.0'
     AND event->>'id' ~ '^[0-9a-f-]{36}$' AND (event->>'time') IS NOT NULL AND txid IS NOT NULL")" -eq 4 ] || fail "events not intact"
 [ "$(q -d "$DB" -c "SELECT (SELECT count(*) FROM public.outbox) + (SELECT count(*) FROM taskevents_shadow.outbox)")" -eq 0 ] \
   || fail "an impostor outbox received rows"
 
 # the unprivileged role reaches nothing of the extension's state
 denied=0
-for sql in "SELECT * FROM taskevents.outbox" "INSERT INTO taskevents.outbox (slot, topic, event) VALUES (0, 't', '{}')" \
+for sql in "SELECT * FROM taskevents.outbox" "INSERT INTO taskevents.outbox (slot, topic, data) VALUES (0, 't', '{}')" \
            "UPDATE taskevents.outbox SET topic = 'x'" "DELETE FROM taskevents.outbox" "TRUNCATE taskevents.outbox_0" \
            "SELECT * FROM taskevents.outbox_0" "SELECT * FROM taskevents.pending_events" "SELECT * FROM taskevents.dead_letters" \
            "SELECT * FROM taskevents.relay_consumers" "UPDATE taskevents.relay_consumers SET epoch = 99" \
            "SELECT * FROM taskevents.relay_fetch('default', 1, 0, 10)" "SELECT taskevents.relay_ack('default', 1, 1, 1, true)" \
            "SELECT taskevents.maintain()" "SELECT taskevents.replay_dead_letter(1)" "SELECT taskevents.relay_lease('default', 'x', 0, '1 s')" \
            "SELECT nextval('taskevents.outbox_id_seq')" "SELECT setval('taskevents.outbox_id_seq', 1)" \
-           "CREATE TABLE taskevents.mine (i int)" "CREATE FUNCTION taskevents.current_slot() RETURNS smallint LANGUAGE sql AS 'SELECT 0::smallint'" \
+           "CREATE TABLE taskevents.mine (i int)" "CREATE FUNCTION taskevents._current_slot() RETURNS smallint LANGUAGE sql AS 'SELECT 0::smallint'" \
            "ALTER TABLE taskevents.outbox ADD COLUMN x int" "SELECT taskevents.detach('public.tasks')" "SELECT taskevents.grant_relay('chk_app')"; do
   st=$(printf '%s;\n\\echo state=:LAST_ERROR_SQLSTATE\n' "$sql" | psql -X -q -At -d "$DB" -U chk_app 2>/dev/null | sed -n 's/^state=//p')
   [ "$st" = 42501 ] || fail "chk_app: '$sql' gave SQLSTATE $st, 42501 expected"

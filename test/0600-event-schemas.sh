@@ -36,7 +36,7 @@ SQL
 
 # Short retries: the oversize event reaches tasks-dlq after one retry.
 rl_relay relay --retry-backoff-ms 50
-triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE event->>'type' = 'reminder.triggered'")" -ge 1 ]; }
+triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE event->>'type' = 'reminder.triggered'")" -ge 1 ]; }
 rl_wait 30 triggered || fail "reminder.triggered not written (relay reminders hook)"
 dead() { [ "$(rl_count tasks-dlq)" -ge 1 ]; }
 rl_wait 30 dead || fail "oversize event not dead-lettered"

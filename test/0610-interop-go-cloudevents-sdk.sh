@@ -25,12 +25,12 @@ SQL
 TYPES='["com.example.note","reminder.cancelled","reminder.scheduled","reminder.triggered","task.completed","task.created","task.deleted","task.updated"]'
 
 rl_relay relay
-triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE event->>'type' = 'reminder.triggered'")" -ge 1 ]; }
+triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE event->>'type' = 'reminder.triggered'")" -ge 1 ]; }
 rl_wait 30 triggered || fail "reminder.triggered not written"
 rl_wait 30 rl_all_delivered tasks || fail "tasks not delivered"
 rl_wait 30 rl_all_delivered reminders || fail "reminders not delivered"
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "relay exit status $?"
-q -d "$DB" -c "SELECT event FROM taskevents.outbox WHERE topic IN ('tasks', 'reminders') ORDER BY id" >"$WORK/outbox.jsonl"
+q -d "$DB" -c "SELECT event FROM taskevents.outbox_events WHERE topic IN ('tasks', 'reminders') ORDER BY id" >"$WORK/outbox.jsonl"
 
 # check MODE FILE: every record decoded by the SDK equals its outbox event.
 check() {

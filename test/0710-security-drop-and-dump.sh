@@ -35,7 +35,7 @@ SQL
 q -d "$DB" >/dev/null <<'SQL'
 SELECT taskevents.relay_lease('default', 'test', 0);
 SELECT taskevents.relay_dead_letter('default', 1, (SELECT min(id) FROM taskevents.outbox), 'tasks', 'tasks-dlq', 'u1',
-         (SELECT event::text FROM taskevents.outbox ORDER BY id LIMIT 1), 'test reason', 4, now());
+         (SELECT event::text FROM taskevents.outbox_events ORDER BY id LIMIT 1), 'test reason', 4, now());
 SQL
 state() { printf '%s;\n\\echo state=:LAST_ERROR_SQLSTATE\n' "$2" | psql -X -q -At -d "$DB" -U "$1" 2>/dev/null | sed -n 's/^state=//p'; }
 events() { q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events"; }

@@ -99,7 +99,7 @@ while [ $left -gt 0 ]; do
   left=$((left - n))
 done
 echo "  $(( N * 1000 / ($(now_ms) - t0 + 1) )) events/s written (trigger + outbox)"
-q -d $DB -c "COPY (SELECT partition_key || E'\t' || event::text FROM taskevents.outbox WHERE id > $mark ORDER BY id) TO STDOUT" >"$WORK/messages.tsv"
+q -d $DB -c "COPY (SELECT partition_key || E'\t' || event::text FROM taskevents.outbox_events WHERE id > $mark ORDER BY id) TO STDOUT" >"$WORK/messages.tsv"
 bytes=$(stat -c %s "$WORK/messages.tsv")
 echo "  average message $(( bytes / N )) bytes"
 

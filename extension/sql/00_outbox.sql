@@ -52,34 +52,93 @@ $$;
 -- Partitions take turns by time and are truncated once fully delivered.
 -------------------------------------------------------------------------------
 
-CREATE SEQUENCE @extschema@.outbox_id_seq AS bigint CACHE 1;
+-- What the events of one sender share, stored once: the CloudEvent
+-- attributes source and pubsubname, the topic, and, for the task.* events of
+-- a table, the names of the table's columns (then the outbox row keeps only
+-- the values of the row, and the reader puts the names back).  Written by
+-- attach() and, when an attached table's columns change, by the event
+-- trigger _track_table_changes(); never updated or deleted, so that every
+-- event can always be rendered as it was written.
+CREATE TABLE @extschema@.envelopes (
+    envelope_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source      text NOT NULL,
+    pubsubname  text NOT NULL,
+    topic       text NOT NULL,
+    columns     name[],
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
 
+CREATE UNIQUE INDEX envelopes_key_idx ON @extschema@.envelopes
+    (source, pubsubname, topic, (coalesce(columns, '{}'::pg_catalog.name[])));
+
+COMMENT ON TABLE @extschema@.envelopes IS
+    'What the events of one table share (source, pubsubname, topic, column names), stored once and referenced by outbox.envelope.';
+
+-- The columns are in the order of the row layout (fixed width first, then
+-- the short texts, data last), so that a task event takes no more room
+-- than its facts: about 290 bytes for a 300-byte row of the brief's table.
+-- (The defaults serve an INSERT by hand, a test's malformed row say; the
+-- triggers set every column themselves.  txid comes first: its default
+-- assigns the transaction id before the default of id draws from the
+-- sequence, as the batching needs.)
 CREATE TABLE @extschema@.outbox (
-    -- txid comes first: its default assigns the transaction id before the
-    -- default of id draws from the sequence (the batching relies on it).
     txid          pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-    id            bigint NOT NULL DEFAULT pg_catalog.nextval('@extschema@.outbox_id_seq'::pg_catalog.regclass),
-    slot          smallint NOT NULL,
+    id            bigint NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+    event_id      uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+    envelope      integer,
+    slot          smallint NOT NULL,
     topic         text NOT NULL,
     partition_key text,
-    event         json NOT NULL
+    type          text NOT NULL DEFAULT '',
+    subject       text,
+    traceparent   text NOT NULL DEFAULT '',
+    data          text NOT NULL
 ) PARTITION BY LIST (slot);
 
-ALTER SEQUENCE @extschema@.outbox_id_seq OWNED BY @extschema@.outbox.id;
+-- CACHE 1: ids are drawn in the order events are written, across
+-- sessions (the batching relies on it, see "The outbox" in README.md).
+CREATE SEQUENCE @extschema@.outbox_id_seq AS bigint CACHE 1 OWNED BY @extschema@.outbox.id;
+ALTER TABLE @extschema@.outbox
+    ALTER COLUMN id SET DEFAULT pg_catalog.nextval('@extschema@.outbox_id_seq'::pg_catalog.regclass);
 
 CREATE TABLE @extschema@.outbox_0 PARTITION OF @extschema@.outbox FOR VALUES IN (0);
 CREATE TABLE @extschema@.outbox_1 PARTITION OF @extschema@.outbox FOR VALUES IN (1);
 CREATE TABLE @extschema@.outbox_2 PARTITION OF @extschema@.outbox FOR VALUES IN (2);
 
 CREATE INDEX outbox_id_idx ON @extschema@.outbox (id);
--- (txid, id): the rows of one transaction in id order (_batch_events)
+-- (txid, id): the rows of one transaction in id order (_batch_query)
 CREATE INDEX outbox_txid_idx ON @extschema@.outbox (txid, id);
 
 COMMENT ON TABLE @extschema@.outbox IS
-    'Transactional outbox: one CloudEvent per row, delivered by taskevents-relay in batches cut by snapshots.';
-COMMENT ON COLUMN @extschema@.outbox.event IS
-    'The CloudEvent as JSON text, rendered once by the writer and read by the relay as it is (taskevents.pending_events shows it as jsonb).';
+    'Transactional outbox: the facts of one CloudEvent per row, delivered by taskevents-relay in batches cut by snapshots; outbox_events shows them as the events consumers receive.';
+COMMENT ON COLUMN @extschema@.outbox.txid IS
+    'Top-level transaction id of the writer, assigned before id was drawn.';
+COMMENT ON COLUMN @extschema@.outbox.created_at IS
+    'Statement time of the write: the CloudEvent time.';
+COMMENT ON COLUMN @extschema@.outbox.envelope IS
+    'The envelope (source, pubsubname, column names) of a table''s event; NULL when data is the complete CloudEvent (publish(), a replayed dead letter).';
+COMMENT ON COLUMN @extschema@.outbox.data IS
+    'JSON: the CloudEvent data; the row''s values alone (comma-separated JSON values, in column order) when the envelope has column names; the complete CloudEvent when envelope is NULL.';
+
+-- The CloudEvent of an outbox row as JSON text, exactly as consumers get it
+-- (extension/cloudevent.c).
+CREATE FUNCTION @extschema@._event_json(event_id uuid, envelope integer, type text, subject text,
+                                        created_at timestamptz, topic text, partition_key text,
+                                        traceparent text, data text)
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'event_json';
+
+-- Every event in the outbox as consumers get it (delivered or not).
+CREATE VIEW @extschema@.outbox_events AS
+SELECT o.id, o.txid, o.created_at, o.topic, o.partition_key,
+       @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at, o.topic,
+                               o.partition_key, o.traceparent, o.data)::pg_catalog.json AS event
+  FROM @extschema@.outbox o;
+
+COMMENT ON VIEW @extschema@.outbox_events IS
+    'Every event in the outbox, delivered or not, as the CloudEvent consumers receive (taskevents.pending_events: the undelivered ones).';
 
 -------------------------------------------------------------------------------
 -- The registry of attached tables.

@@ -32,6 +32,35 @@ COMMENT ON FUNCTION @extschema@._enqueue_event(text, text, jsonb) IS
 -- attach() / detach()
 -------------------------------------------------------------------------------
 
+-- Make sure the envelopes of an attached table's events exist: for its
+-- topic with its current column names (events carry the row's values
+-- alone), for its topic without them (the whole row, when the columns
+-- change without this being run), and for the reminders topic.  Envelopes
+-- are never changed or removed: old events keep rendering as written.
+CREATE FUNCTION @extschema@._register_envelopes(task_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    reg @extschema@.attached_tables;
+    cols name[];
+BEGIN
+    SELECT a.* INTO reg FROM @extschema@.attached_tables a WHERE a.task_table = _register_envelopes.task_table;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    cols := ARRAY(SELECT a.attname FROM pg_attribute a
+                   WHERE a.attrelid = task_table AND a.attnum > 0 AND NOT a.attisdropped
+                   ORDER BY a.attnum);
+    INSERT INTO @extschema@.envelopes (source, pubsubname, topic, columns)
+    VALUES (reg.source, reg.pubsubname, reg.topic, cols),
+           (reg.source, reg.pubsubname, reg.topic, NULL),
+           (reg.source, reg.pubsubname, 'reminders', NULL)
+    ON CONFLICT DO NOTHING;
+END;
+$$;
+
 -- Check that column colname of table tbl exists and has an acceptable type;
 -- return false when it is absent and absent_ok.
 CREATE FUNCTION @extschema@._check_column(tbl regclass, role text, colname name,
@@ -172,6 +201,10 @@ BEGIN
            reminder_sent_at_column = excluded.reminder_sent_at_column,
            reminder_lead = excluded.reminder_lead;
 
+    -- The envelopes of its events: task.* with the row's values alone and
+    -- with the whole row, reminder.* events.
+    PERFORM @extschema@._register_envelopes(task_table);
+
     -- CREATE OR REPLACE keeps one trigger however often attach() runs, and
     -- its relcache invalidation makes every backend reload the registry row.
     EXECUTE format('CREATE OR REPLACE TRIGGER taskevents_emit'
@@ -249,3 +282,33 @@ $$;
 
 CREATE EVENT TRIGGER taskevents_forget_dropped ON sql_drop
     EXECUTE FUNCTION @extschema@._forget_dropped_tables();
+
+-- When the columns of an attached table change (ALTER TABLE), register the
+-- envelope of its new column names in the same transaction, so that its
+-- events go on carrying the row's values alone.  (Without it they would
+-- carry the whole row: correct, just larger.)  SECURITY DEFINER: the role
+-- altering its table has no privilege on the envelopes.
+CREATE FUNCTION @extschema@._track_table_changes()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t regclass;
+BEGIN
+    IF pg_catalog.to_regnamespace('@extschema@') IS DISTINCT FROM
+       (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_taskevents') THEN
+        RETURN;
+    END IF;
+    FOR t IN SELECT DISTINCT a.task_table
+               FROM pg_catalog.pg_event_trigger_ddl_commands() c
+               JOIN @extschema@.attached_tables a ON a.task_table::oid = c.objid
+              WHERE c.classid = 'pg_catalog.pg_class'::regclass LOOP
+        PERFORM @extschema@._register_envelopes(t);
+    END LOOP;
+END;
+$$;
+
+CREATE EVENT TRIGGER taskevents_track_table_changes ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION @extschema@._track_table_changes();

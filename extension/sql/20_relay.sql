@@ -239,8 +239,14 @@ BEGIN
     -- The batch query itself, not _batch_events(): one set-returning
     -- function less to materialise every page through (about 40 % of the
     -- server's time per page).
-    RETURN QUERY EXECUTE @extschema@._batch_query(p.snapshot, c.snapshot,
-                                                 'o.id, o.topic, o.partition_key, o.event::text AS event, o.created_at')
+    -- The CloudEvents are rendered from the facts of the page's rows only,
+    -- after the branches are merged and cut to lim.
+    RETURN QUERY EXECUTE
+        'SELECT x.id, x.topic, x.partition_key,
+                @extschema@._event_json(x.event_id, x.envelope, x.type, x.subject, x.created_at,
+                                        x.topic, x.partition_key, x.traceparent, x.data),
+                x.created_at
+           FROM (' || @extschema@._batch_query(p.snapshot, c.snapshot, 'o.*') || ') x ORDER BY x.id'
         USING p.last_id, coalesce(after_id, 0), c.snapshot, pg_catalog.pg_snapshot_xmax(p.snapshot),
               coalesce(lim, 1000);
 END;
@@ -372,7 +378,9 @@ $$;
 
 CREATE VIEW @extschema@.pending_events AS
 WITH pos AS (SELECT * FROM @extschema@._consumer_positions())
-SELECT o.id, o.created_at, o.topic, o.partition_key, o.event::pg_catalog.jsonb AS event
+SELECT o.id, o.created_at, o.topic, o.partition_key,
+       @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at, o.topic,
+                               o.partition_key, o.traceparent, o.data)::pg_catalog.jsonb AS event
   FROM @extschema@.outbox o
  WHERE NOT EXISTS (SELECT 1 FROM pos)
     OR EXISTS (SELECT 1 FROM pos

@@ -65,16 +65,25 @@ BEGIN
     IF NOT coalesce(st.enabled, false) OR part IS NULL THEN
         RETURN 0;
     END IF;
+    -- An event stored as facts (envelope set) has them as columns; one
+    -- stored whole (publish(), a replay) is read from its JSON.
     EXECUTE format(
         'INSERT INTO @extschema@.analytics_events
                 (event_time, type, topic, partition_key, subject, event_id, source, payload)
-         SELECT o.created_at, e.ev ->> ''type'', o.topic, o.partition_key, e.ev ->> ''subject'',
-                CASE WHEN e.ev ->> ''id'' ~ ''^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$''
+         SELECT o.created_at,
+                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''type'' ELSE o.type END,
+                o.topic, o.partition_key,
+                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''subject'' ELSE o.subject END,
+                CASE WHEN o.envelope IS NOT NULL THEN o.event_id
+                     WHEN e.ev ->> ''id'' ~ ''^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$''
                      THEN (e.ev ->> ''id'')::uuid END,
-                e.ev ->> ''source'',
-                CASE WHEN $1 THEN e.ev -> ''data'' END
+                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''source'' ELSE v.source END,
+                CASE WHEN $1 THEN coalesce(e.ev,
+                                           @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at,
+                                                                   o.topic, o.partition_key, o.traceparent, o.data)::jsonb) -> ''data'' END
            FROM %s o
-          CROSS JOIN LATERAL (SELECT o.event::jsonb AS ev) e', part)
+           LEFT JOIN @extschema@.envelopes v ON v.envelope_id = o.envelope
+          CROSS JOIN LATERAL (SELECT CASE WHEN o.envelope IS NULL THEN o.data::jsonb END AS ev) e', part)
         USING st.keep_payload;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -82,7 +82,7 @@ rl_has_count() { [ "$(rl_count "$1")" -ge "$2" ]; }
 # The expected stream of TOPIC: "key<TAB>ce_id" in outbox order, without
 # the events that went to a dead-letter topic.
 rl_expected() {
-  q -d "$DB" -F $'\t' -c "SELECT o.partition_key, o.event->>'id' FROM taskevents.outbox o
+  q -d "$DB" -F $'\t' -c "SELECT o.partition_key, o.event->>'id' FROM taskevents.outbox_events o
      WHERE o.topic = '$1' AND NOT EXISTS (SELECT 1 FROM taskevents.dead_letters d WHERE d.outbox_id = o.id)
      ORDER BY o.id"
 }

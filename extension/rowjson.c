@@ -1,0 +1,326 @@
+/*-------------------------------------------------------------------------
+ *
+ * rowjson.c
+ *	  The data of a task event: a row's values as JSON, without the names.
+ *
+ * A task event's data is row_to_json(row).  Most of that text is the
+ * column names, the same in every event of a table, so the outbox keeps
+ * only the values ("v1,v2,...", each rendered exactly as row_to_json
+ * renders it) and the envelope of the table keeps the names; the reader
+ * (cloudevent.c) puts them back together.  The rendering of each value
+ * follows PostgreSQL's datum_to_json() category by category, with the
+ * category and output function of every column worked out once per table
+ * instead of once per value: booleans and valid JSON numbers bare,
+ * date/time types in JSON's ISO format, json/jsonb as they are, arrays and
+ * composites through array_to_json()/row_to_json(), types with a cast to
+ * json through the cast, everything else quoted.  sql/core_events.sql
+ * compares the result with row_to_json() for every kind of column.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_cast.h"
+#include "catalog/pg_type.h"
+#include "common/jsonapi.h"
+#include "parser/parse_coerce.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "taskevents.h"
+
+/*
+ * The categories of PostgreSQL's json_categorize_type().
+ */
+typedef enum RowJsonCategory
+{
+	RJ_BOOL,
+	RJ_NUMERIC,
+	RJ_DATE,
+	RJ_TIMESTAMP,
+	RJ_TIMESTAMPTZ,
+	RJ_JSON,
+	RJ_ARRAY,
+	RJ_COMPOSITE,
+	RJ_CAST,
+	RJ_OTHER
+} RowJsonCategory;
+
+/*
+ * How each column of a table is rendered.
+ */
+struct RowJsonPlan
+{
+	int			natts;
+	bool	   *skip;			/* dropped column */
+	RowJsonCategory *category;
+	FmgrInfo   *func;			/* output function, or the cast to json */
+};
+
+static RowJsonCategory
+Categorize(Oid typoid, Oid *funcoid)
+{
+	bool		typisvarlena;
+
+	typoid = getBaseType(typoid);
+	*funcoid = InvalidOid;
+	switch (typoid)
+	{
+		case BOOLOID:
+			return RJ_BOOL;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+			getTypeOutputInfo(typoid, funcoid, &typisvarlena);
+			return RJ_NUMERIC;
+		case DATEOID:
+			return RJ_DATE;
+		case TIMESTAMPOID:
+			return RJ_TIMESTAMP;
+		case TIMESTAMPTZOID:
+			return RJ_TIMESTAMPTZ;
+		case JSONOID:
+		case JSONBOID:
+			getTypeOutputInfo(typoid, funcoid, &typisvarlena);
+			return RJ_JSON;
+		default:
+			break;
+	}
+	if (OidIsValid(get_element_type(typoid)) || typoid == ANYARRAYOID ||
+		typoid == ANYCOMPATIBLEARRAYOID || typoid == RECORDARRAYOID)
+		return RJ_ARRAY;
+	if (type_is_rowtype(typoid))
+		return RJ_COMPOSITE;
+	if (typoid >= FirstNormalObjectId)
+	{
+		Oid			castfunc;
+
+		if (find_coercion_pathway(JSONOID, typoid, COERCION_EXPLICIT, &castfunc) == COERCION_PATH_FUNC &&
+			OidIsValid(castfunc))
+		{
+			*funcoid = castfunc;
+			return RJ_CAST;
+		}
+	}
+	getTypeOutputInfo(typoid, funcoid, &typisvarlena);
+	return RJ_OTHER;
+}
+
+/*
+ * Work out how to render every column of desc, in memory context cxt.
+ */
+RowJsonPlan *
+MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt)
+{
+	RowJsonPlan *plan = MemoryContextAllocZero(cxt, sizeof(RowJsonPlan));
+	int			i;
+
+	plan->natts = desc->natts;
+	plan->skip = MemoryContextAllocZero(cxt, sizeof(bool) * Max(desc->natts, 1));
+	plan->category = MemoryContextAllocZero(cxt, sizeof(RowJsonCategory) * Max(desc->natts, 1));
+	plan->func = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * Max(desc->natts, 1));
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			funcoid;
+
+		plan->skip[i] = att->attisdropped;
+		if (att->attisdropped)
+			continue;
+		plan->category[i] = Categorize(att->atttypid, &funcoid);
+		if (OidIsValid(funcoid))
+			fmgr_info_cxt(funcoid, &plan->func[i], cxt);
+	}
+	return plan;
+}
+
+/*
+ * Free a plan made by MakeRowJsonPlan.
+ */
+void
+FreeRowJsonPlan(RowJsonPlan *plan)
+{
+	if (plan == NULL)
+		return;
+	pfree(plan->skip);
+	pfree(plan->category);
+	pfree(plan->func);
+	pfree(plan);
+}
+
+static void
+AppendDateTime(StringInfo buf, Datum value, Oid typid)
+{
+	char		tmp[MAXDATELEN + 1];
+
+	JsonEncodeDateTime(tmp, value, typid, NULL);
+	appendStringInfoChar(buf, '"');
+	appendStringInfoString(buf, tmp);
+	appendStringInfoChar(buf, '"');
+}
+
+/*
+ * Append one value as datum_to_json() renders it (not as an object key).
+ */
+static void
+AppendValue(StringInfo buf, RowJsonPlan *plan, int i, Datum value, bool isnull)
+{
+	char	   *s;
+
+	if (isnull)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	switch (plan->category[i])
+	{
+		case RJ_BOOL:
+			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+			break;
+		case RJ_NUMERIC:
+			s = OutputFunctionCall(&plan->func[i], value);
+			if (IsValidJsonNumber(s, strlen(s)))
+				appendStringInfoString(buf, s);
+			else
+				escape_json(buf, s);
+			pfree(s);
+			break;
+		case RJ_DATE:
+			AppendDateTime(buf, value, DATEOID);
+			break;
+		case RJ_TIMESTAMP:
+			AppendDateTime(buf, value, TIMESTAMPOID);
+			break;
+		case RJ_TIMESTAMPTZ:
+			AppendDateTime(buf, value, TIMESTAMPTZOID);
+			break;
+		case RJ_JSON:
+			s = OutputFunctionCall(&plan->func[i], value);
+			appendStringInfoString(buf, s);
+			pfree(s);
+			break;
+		case RJ_ARRAY:
+			{
+				text	   *t = DatumGetTextPP(DirectFunctionCall1(array_to_json, value));
+
+				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case RJ_COMPOSITE:
+			{
+				text	   *t = DatumGetTextPP(DirectFunctionCall1(row_to_json, value));
+
+				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case RJ_CAST:
+			{
+				text	   *t = DatumGetTextPP(FunctionCall1(&plan->func[i], value));
+
+				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+			}
+			break;
+		case RJ_OTHER:
+			s = OutputFunctionCall(&plan->func[i], value);
+			escape_json(buf, s);
+			pfree(s);
+			break;
+	}
+}
+
+/*
+ * Append the values of row tup (of descriptor desc) to buf, comma-separated
+ * and each exactly as row_to_json() renders it: row_to_json(tup) is "{"
+ * then, for each column, its JSON-escaped name, ":" and this value, comma-
+ * separated, then "}".
+ */
+void
+AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc)
+{
+	int			i;
+	bool		first = true;
+
+	Assert(plan->natts == desc->natts);
+	for (i = 0; i < desc->natts; i++)
+	{
+		bool		isnull;
+		Datum		value;
+
+		if (plan->skip[i])
+			continue;
+		if (!first)
+			appendStringInfoChar(buf, ',');
+		first = false;
+		value = heap_getattr(tup, i + 1, desc, &isnull);
+		AppendValue(buf, plan, i, value, isnull);
+	}
+}
+
+/*
+ * Append the JSON object of column names and values: what row_to_json()
+ * makes of a row, from its names (each already JSON-escaped) and the text
+ * AppendRowValues() wrote.  The values are split at the commas between
+ * them, that is, outside strings and at nesting depth zero.  Returns false
+ * (and appends nothing) when the values do not match the names, so that the
+ * caller can report it.
+ */
+bool
+AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
+				const char *values, int len)
+{
+	int			start = buf->len;
+	int			col = 0;
+	int			depth = 0;
+	bool		in_string = false;
+	int			from = 0;
+	int			i;
+
+	appendStringInfoChar(buf, '{');
+	for (i = 0; i <= len; i++)
+	{
+		char		c = i < len ? values[i] : ',';
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == '"')
+			in_string = true;
+		else if (c == '[' || c == '{')
+			depth++;
+		else if (c == ']' || c == '}')
+			depth--;
+		else if (c == ',' && depth == 0)
+		{
+			if (col >= nnames)
+				break;
+			if (col > 0)
+				appendStringInfoChar(buf, ',');
+			appendStringInfoString(buf, escaped_names[col]);
+			appendStringInfoChar(buf, ':');
+			appendBinaryStringInfo(buf, values + from, i - from);
+			col++;
+			from = i + 1;
+		}
+	}
+	if (col != nnames || i <= len)
+	{
+		buf->len = start;
+		buf->data[start] = '\0';
+		return false;
+	}
+	appendStringInfoChar(buf, '}');
+	return true;
+}
