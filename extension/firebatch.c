@@ -86,15 +86,50 @@ KeyArray(TaskTableSql *ts, DueReminder **r, int n)
 	return DatumArray(elems, NULL, n, ts->idtype);
 }
 
-static DueReminder *
-FindByTaskId(DueReminder **r, int n, const char *task_id)
+static int
+CompareTaskId(const void *a, const void *b)
 {
-	int			i;
+	return strcmp((*(DueReminder *const *) a)->task_id, (*(DueReminder *const *) b)->task_id);
+}
 
-	for (i = 0; i < n; i++)
-		if (r[i]->outcome == DUE_PENDING && strcmp(r[i]->task_id, task_id) == 0)
-			return r[i];
-	return NULL;
+static int
+CompareReminderId(const void *a, const void *b)
+{
+	int64		x = (*(DueReminder *const *) a)->reminder_id;
+	int64		y = (*(DueReminder *const *) b)->reminder_id;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * The undecided reminder of task task_id among by_task[0..n-1] (sorted by
+ * task id), or NULL.
+ */
+static DueReminder *
+FindByTaskId(DueReminder **by_task, int n, const char *task_id)
+{
+	DueReminder key;
+	DueReminder *keyp = &key;
+	DueReminder **found;
+
+	key.task_id = (char *) task_id;
+	found = bsearch(&keyp, by_task, n, sizeof(DueReminder *), CompareTaskId);
+	return (found != NULL && (*found)->outcome == DUE_PENDING) ? *found : NULL;
+}
+
+/*
+ * The reminder reminder_id among by_id[0..n-1] (sorted by id), or NULL.
+ */
+static DueReminder *
+FindByReminderId(DueReminder **by_id, int n, int64 reminder_id)
+{
+	DueReminder key;
+	DueReminder *keyp = &key;
+	DueReminder **found;
+
+	key.reminder_id = reminder_id;
+	found = bsearch(&keyp, by_id, n, sizeof(DueReminder *), CompareReminderId);
+	return found ? *found : NULL;
 }
 
 /* The fields of due reminders that go into arrays for FireGroup. */
@@ -225,9 +260,15 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 	int			j;
 	int			nfire = 0;
 	DueReminder **fire;
+	DueReminder **by_task = palloc(sizeof(DueReminder *) * n);
+	DueReminder **by_id;
 
 	for (j = 0; j < n; j++)
+	{
 		r[j]->outcome = DUE_PENDING;
+		by_task[j] = r[j];
+	}
+	qsort(by_task, n, sizeof(DueReminder *), CompareTaskId);
 
 	/* the tasks we can lock, as the table's owner */
 	argtypes[0] = ts->idarraytype;
@@ -241,7 +282,7 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		char	   *task_id = SPI_getvalue(tup, desc, 1);
-		DueReminder *d = FindByTaskId(r, n, task_id);
+		DueReminder *d = FindByTaskId(by_task, n, task_id);
 		bool		isnull;
 		Datum		v;
 
@@ -279,7 +320,7 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 		for (i = 0; i < SPI_processed; i++)
 		{
 			char	   *task_id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-			DueReminder *d = FindByTaskId(r, n, task_id);
+			DueReminder *d = FindByTaskId(by_task, n, task_id);
 
 			if (d != NULL)
 				d->outcome = DUE_BUSY;
@@ -296,6 +337,10 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 	for (j = 0; j < n; j++)
 		if (r[j]->outcome == DUE_FIRED)
 			fire[nfire++] = r[j];
+
+	by_id = palloc(sizeof(DueReminder *) * Max(nfire, 1));
+	memcpy(by_id, fire, sizeof(DueReminder *) * nfire);
+	qsort(by_id, nfire, sizeof(DueReminder *), CompareReminderId);
 
 	if (nfire > 0)
 	{
@@ -340,10 +385,11 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 		{
 			int64		reminder_id = SpiGetInt8(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
-			for (j = 0; j < nfire; j++)
-				if (fire[j]->reminder_id == reminder_id)
-					fire[j]->notification_id = SpiGetInt8(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 2);
+			DueReminder *d = FindByReminderId(by_id, nfire, reminder_id);
+
+			if (d != NULL)
+				d->notification_id = SpiGetInt8(SPI_tuptable->vals[i],
+												SPI_tuptable->tupdesc, 2);
 		}
 
 		if (LogPlan == NULL)
