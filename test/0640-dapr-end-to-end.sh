@@ -107,7 +107,11 @@ NAMESPACE=taskevents "$DAPRD" --mode standalone "${flags[@]}" \
   >"$WORK/daprd.log" 2>&1 &
 DAPRD_PID=$!
 rl_wait 60 curl -fs -o /dev/null "http://127.0.0.1:$DAPR_HTTP_PORT/v1.0/healthz" || fail "daprd not ready"
-pass "daprd $("$DAPRD" --version) up as $APP_ID: resources from deploy/kubernetes/dapr.yaml, $(grep -vc -e '^--resources-path' -e '^--config' -e '^--app-port' "$WORK/daprd.flags") flags from the dapr.io annotations"
+# every listening socket of daprd and the subscriber is on 127.0.0.1
+ss -Hltnp | grep -E "pid=($DAPRD_PID|$SUB_PID)," | awk '{print $4}' >"$WORK/listen.txt" || true
+[ "$(wc -l <"$WORK/listen.txt")" -ge 5 ] && ! grep -qv '^127\.0\.0\.1:' "$WORK/listen.txt" \
+  || fail "listeners: $(tr '\n' ' ' <"$WORK/listen.txt")"
+pass "daprd $("$DAPRD" --version) up as $APP_ID: resources from deploy/kubernetes/dapr.yaml, $(grep -vc -e '^--resources-path' -e '^--config' -e '^--app-port' "$WORK/daprd.flags") flags from the dapr.io annotations, $(wc -l <"$WORK/listen.txt") listeners all on 127.0.0.1"
 
 # ---- 1. streaming while Dapr runs
 write_batch during
