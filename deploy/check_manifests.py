@@ -23,7 +23,13 @@ What is checked:
   * Dapr: Component pubsub.kafka named like taskevents.pubsubname's default,
     no rawPayload; Subscriptions on known topics with deadLetterTopic =
     topic + suffix and routing rules on event types of the catalog
-    (schemas/); Resiliency exponential, 3 retries, at most 4 s;
+    (schemas/) and a default route; Resiliency inbound: 3 retries, a timeout
+    per attempt, no circuit breaker, the retry window stated in the comments;
+  * the subscriber Deployment: dapr.io/* annotations (enabled, app id in
+    every scope, app port = the app's loopback listener, app health check on
+    a path the app serves), every Subscription route served by
+    examples/subscriber, probes on the probe listener, liveness not on the
+    database health;
   * brokers and secrets referenced exist (Secret example, KafkaUsers,
     the Strimzi cluster CA Secret);
   * compose binds published ports to 127.0.0.1 and creates the four topics;
@@ -49,6 +55,135 @@ def main(root, help_file, props_file):
     for p in problems:
         print(p)
     return 1 if problems else 0
+
+
+def seconds(d):
+    """A Go duration of the simple kinds used here ("2s", "500ms") in seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(d))
+    if not m:
+        return None
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
+def fmt_s(x):
+    return ("%g s" % x)
+
+
+def check_resiliency(root, rw, r, cname):
+    """The inbound policy of the pub/sub component: three retries, a bounded
+    attempt, no circuit breaker, and comments that state the real window."""
+    spec = r["spec"]
+    inbound = spec["targets"]["components"].get(cname, {}).get("inbound", {})
+    pol = spec["policies"].get("retries", {}).get(inbound.get("retry"), {})
+    if int(pol.get("maxRetries", -1)) != 3:
+        problem(rw, "inbound retry of %s does not give the 3 retries: %s" % (cname, pol))
+    if inbound.get("circuitBreaker"):
+        problem(rw, "circuit breaker on %s inbound: while open it sends every event straight to the "
+                    "deadLetterTopic" % cname)
+    timeout = seconds(spec["policies"].get("timeouts", {}).get(inbound.get("timeout"), ""))
+    if not timeout:
+        problem(rw, "no timeout on %s inbound: a hanging app would hold its partition forever" % cname)
+    text = open(os.path.join(root, "deploy/kubernetes/dapr.yaml")).read()
+    if pol.get("policy") == "constant":
+        d = seconds(pol.get("duration"))
+        n = int(pol.get("maxRetries", 0))
+        if d is None:
+            problem(rw, "constant retry without a duration")
+        else:
+            said = "%d retries %s apart" % (n, fmt_s(d))
+            window = "%d x %s = %s" % (n, fmt_s(d), fmt_s(n * d))
+            if said not in text or window not in text:
+                problem(rw, "the comment does not state the retry window (\"%s\", \"%s\")" % (said, window))
+            if timeout:
+                worst = "%d x %s + %d x %s = %s" % (n + 1, fmt_s(timeout), n, fmt_s(d), fmt_s((n + 1) * timeout + n * d))
+                if worst not in text:
+                    problem(rw, "the comment does not state the worst case with timeouts (\"%s\")" % worst)
+    elif pol.get("policy") == "exponential":
+        if not pol.get("maxInterval"):
+            problem(rw, "exponential retry without maxInterval")
+    else:
+        problem(rw, "inbound retry policy %s" % pol.get("policy"))
+    # the reference subscriber must give up on its database before Dapr
+    # gives up on the attempt, so that it answers 500 itself
+    main = os.path.join(root, "examples/subscriber/main.go")
+    m = re.search(r'"SUBSCRIBER_DB_TIMEOUT", "([^"]+)"', open(main).read()) if os.path.exists(main) else None
+    if timeout and (not m or seconds(m.group(1)) >= timeout):
+        problem(rw, "the subscriber's database timeout %s is not below the attempt timeout %s"
+                % (m and m.group(1), fmt_s(timeout)))
+
+
+def check_subscriber(root, objs, comp, subs, res):
+    """The subscriber Deployment: Dapr annotations that match the app, the
+    scopes, the routes the app serves, its listeners and probes."""
+    deps = [(w, d) for w, d in objs if d["kind"] == "Deployment"
+            and (d["spec"]["template"]["metadata"].get("annotations") or {}).get("dapr.io/app-id")]
+    if not deps:
+        problem("deploy/kubernetes", "no Deployment with Dapr annotations (the subscriber)")
+        return
+    main_go = os.path.join(root, "examples/subscriber/main.go")
+    src = open(main_go).read() if os.path.exists(main_go) else ""
+    served = set(re.findall(r'"(GET|POST) (/[^"]*)"', src))
+    kust = yaml.safe_load(open(os.path.join(root, "deploy/kubernetes/kustomization.yaml")))
+    for w, d in deps:
+        where = "%s %s" % (w, d["metadata"]["name"])
+        if os.path.basename(w) not in kust.get("resources", []):
+            problem(where, "not in kustomization.yaml")
+        ann = d["spec"]["template"]["metadata"]["annotations"]
+        app = ann["dapr.io/app-id"]
+        if ann.get("dapr.io/enabled") != "true":
+            problem(where, "dapr.io/enabled is not \"true\": no sidecar is injected")
+        for kind, items in (("Component", [comp]), ("Subscription", subs), ("Resiliency", res)):
+            for it in items:
+                if app not in (it.get("scopes") or []):
+                    problem(where, "app id %s is not in the scopes of %s %s" % (app, kind, it["metadata"]["name"]))
+        cs = d["spec"]["template"]["spec"]["containers"]
+        c = next((c for c in cs if "taskevents/subscriber" in c.get("image", "")), None)
+        if c is None:
+            problem(where, "no taskevents/subscriber container")
+            continue
+        if not os.path.exists(os.path.join(root, "deploy/docker/subscriber.Dockerfile")):
+            problem(where, "deploy/docker/subscriber.Dockerfile missing")
+        env = {e["name"]: e for e in c.get("env", [])}
+        listen = env.get("SUBSCRIBER_LISTEN", {}).get("value", "")
+        host, _, port = listen.rpartition(":")
+        if host != "127.0.0.1":
+            problem(where, "SUBSCRIBER_LISTEN %s is not on loopback: anyone in the cluster could post events" % listen)
+        if str(ann.get("dapr.io/app-port")) != port:
+            problem(where, "dapr.io/app-port %s != SUBSCRIBER_LISTEN port %s" % (ann.get("dapr.io/app-port"), port))
+        if "password" in env.get("DATABASE_URL", {}).get("value", "").lower():
+            problem(where, "password in DATABASE_URL")
+        for n, e in env.items():
+            if re.search(r"PASSWORD|SECRET", n) and "valueFrom" not in e:
+                problem(where, "%s is not from a Secret" % n)
+        for sub in subs:
+            r = sub["spec"].get("routes") or {}
+            for path in [x.get("path") for x in r.get("rules") or []] + [r.get("default")]:
+                if path and ("POST", path) not in served:
+                    problem(where, "route %s of %s is not served by examples/subscriber" % (path, sub["metadata"]["name"]))
+            if not r.get("default"):
+                problem(where, "%s has no default route: Dapr dead-letters what no rule matches"
+                        % sub["metadata"]["name"])
+        if ann.get("dapr.io/enable-app-health-check") == "true":
+            hp = ann.get("dapr.io/app-health-check-path", "/healthz")
+            if ("GET", hp) not in served:
+                problem(where, "app health check path %s is not served" % hp)
+            if int(ann.get("dapr.io/app-health-probe-timeout", 500)) > 1000 * int(ann.get("dapr.io/app-health-probe-interval", 5)):
+                problem(where, "app health probe timeout above the probe interval")
+        else:
+            problem(where, "no Dapr app health check: a database outage would dead-letter events")
+        probe_port = env.get("SUBSCRIBER_PROBE_LISTEN", {}).get("value", "").rpartition(":")[2]
+        ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+        for probe in ("readinessProbe", "livenessProbe"):
+            hg = (c.get(probe) or {}).get("httpGet") or {}
+            if ("GET", hg.get("path")) not in served or str(ports.get(hg.get("port"), hg.get("port"))) != probe_port:
+                problem(where, "%s %s is not served on SUBSCRIBER_PROBE_LISTEN" % (probe, hg))
+        live = ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path")
+        if live == ann.get("dapr.io/app-health-check-path", "/healthz"):
+            problem(where, "livenessProbe on %s: a database outage would restart the app" % live)
+        sc = c.get("securityContext", {})
+        psc = d["spec"]["template"]["spec"].get("securityContext", {})
+        if not (sc.get("runAsUser") or psc.get("runAsNonRoot")) or sc.get("allowPrivilegeEscalation") is not False:
+            problem(where, "subscriber container may run as root or escalate")
 
 
 def run_checks(root, help_file, props_file):
@@ -301,11 +436,8 @@ def run_checks(root, help_file, props_file):
         if not res:
             problem("dapr", "no Resiliency")
         for rw, r in res:
-            inbound = r["spec"]["targets"]["components"].get(cname, {}).get("inbound", {})
-            pol = r["spec"]["policies"]["retries"].get(inbound.get("retry"), {})
-            if pol.get("policy") != "exponential" or int(pol.get("maxRetries", -1)) != 3 \
-                    or pol.get("maxInterval") != "4s":
-                problem(rw, "inbound retry of %s is not exponential, 3 retries, at most 4s: %s" % (cname, pol))
+            check_resiliency(root, rw, r, cname)
+        check_subscriber(root, objs, comp, [d for _, d in of("Subscription")], [d for _, d in res])
 
     # ---- compose
     cp = os.path.join(root, "docker-compose.yml")

@@ -20,7 +20,7 @@ check() { "$PY" "$PGTE_ROOT/deploy/check_manifests.py" "$1" "$WORK/help.txt" "$W
 
 out=$(check "$PGTE_ROOT") || fail "deployment files inconsistent:"$'\n'"$out"
 n=$(cat "$PGTE_ROOT"/deploy/kubernetes/*.yaml | grep -c '^kind:')
-pass "$n Kubernetes objects, compose, 2 Dockerfiles, systemd unit: consistent with --help, topics, event types"
+pass "$n Kubernetes objects, compose, $(ls "$PGTE_ROOT"/deploy/docker/*Dockerfile | wc -l) Dockerfiles, systemd unit: consistent with --help, topics, event types"
 
 # --help documents every option of the relay's option table (docs/relay.md
 # is compared by the checker; here: each option's environment variable too)
@@ -40,7 +40,7 @@ mutate() {
   rm -rf "$copy"; mkdir -p "$copy/extension" "$copy/docs"
   cp -r "$PGTE_ROOT/deploy" "$PGTE_ROOT/schemas" "$PGTE_ROOT/docker-compose.yml" "$copy/"
   cp -r "$PGTE_ROOT/extension/sql" "$PGTE_ROOT/extension/pg_taskevents.c" "$PGTE_ROOT/extension/taskevents.h" "$copy/extension/"
-  cp "$PGTE_ROOT/docs/relay.md" "$copy/docs/"
+  cp "$PGTE_ROOT/docs/relay.md" "$copy/docs/"; cp -r "$PGTE_ROOT/examples" "$copy/"
   cp "$PGTE_ROOT/Makefile" "$PGTE_ROOT/pg_taskevents.control" "$copy/"; cp -r "$PGTE_ROOT/relay" "$copy/"
   sed -i -e "$expr" "$copy/$file"
   cmp -s "$copy/$file" "$PGTE_ROOT/$file" && fail "mutation did not apply: $file $expr"
@@ -54,7 +54,19 @@ mutate deploy/kubernetes/postgres-relay.yaml 's/path: \/healthz/path: \/health/'
 mutate deploy/kubernetes/topics.yaml 's/name: reminders-dlq/name: reminder-dlq/' 'KafkaTopics'
 mutate deploy/kubernetes/topics.yaml '0,/max.message.bytes: 1048588/s//max.message.bytes: 2097152/' 'above the broker'
 mutate deploy/kubernetes/dapr.yaml 's/    - name: initialOffset/    - name: rawPayload\n      value: "true"\n    - name: initialOffset/' 'rawPayload set'
-mutate deploy/kubernetes/dapr.yaml 's/maxRetries: 3/maxRetries: 5/' 'not exponential, 3 retries'
+mutate deploy/kubernetes/dapr.yaml 's/maxRetries: 3/maxRetries: 5/' 'does not give the 3 retries'
+mutate deploy/kubernetes/dapr.yaml 's/duration: 2s/duration: 3s/' 'does not state the retry window'
+mutate deploy/kubernetes/dapr.yaml 's/eventDelivery: 5s/eventDelivery: 2s/' 'not below the attempt timeout'
+mutate deploy/kubernetes/dapr.yaml 's/          retry: eventDelivery/          retry: eventDelivery\n          circuitBreaker: cb/' 'circuit breaker'
+mutate deploy/kubernetes/dapr.yaml 's/path: \/events\/reminders/path: \/events\/reminder/' 'not served by examples/subscriber'
+mutate deploy/kubernetes/dapr.yaml '0,/default: \/events\/other/{/default: \/events\/other/d}' 'no default route'
+mutate deploy/kubernetes/subscriber.yaml '/dapr.io\/enabled/d' 'dapr.io/enabled'
+mutate deploy/kubernetes/subscriber.yaml 's/dapr.io\/app-port: "3000"/dapr.io\/app-port: "3001"/' 'app-port 3001'
+mutate deploy/kubernetes/subscriber.yaml 's/dapr.io\/app-id: taskevents-subscriber/dapr.io\/app-id: notifier/' 'not in the scopes'
+mutate deploy/kubernetes/subscriber.yaml 's/value: 127.0.0.1:3000/value: 0.0.0.0:3000/' 'not on loopback'
+mutate deploy/kubernetes/subscriber.yaml 's/path: \/livez/path: \/healthz/' 'a database outage would restart'
+mutate deploy/kubernetes/subscriber.yaml 's/key: subscriber-password/key: subscriber-pass/' 'secret taskevents-db key subscriber-pass'
+mutate deploy/kubernetes/kustomization.yaml '/subscriber.yaml/d' 'not in kustomization.yaml'
 mutate deploy/kubernetes/dapr.yaml 's/"task.completed"/"task.finished"/' 'task.finished: no such event'
 mutate deploy/kubernetes/dapr.yaml 's/deadLetterTopic: reminders-dlq/deadLetterTopic: dead/' 'deadLetterTopic dead'
 mutate deploy/kubernetes/dapr.yaml 's/^  name: pubsub$/  name: kafka-pubsub/' 'taskevents.pubsubname default'
@@ -64,4 +76,4 @@ mutate docker-compose.yml 's/TASKEVENTS_LOG_LEVEL/TASKEVENTS_LOGLEVEL/' 'unknown
 mutate deploy/docker/relay.Dockerfile '/^USER /d' 'non-root USER'
 mutate deploy/systemd/taskevents-relay.service '/^NoNewPrivileges/d' 'NoNewPrivileges'
 mutate deploy/systemd/taskevents-relay.service 's/--consumer default/--consumers default/' 'unknown relay flag --consumers'
-pass "17 deliberate mistakes in copies of the files are each reported"
+pass "29 deliberate mistakes in copies of the files are each reported"
