@@ -3,7 +3,7 @@
 # INSERTs into an attached table with analytics off and on, interleaved in
 # rounds in one run, while a background loop performs maintain()'s rotation
 # step (capture + TRUNCATE) every second with a 5 s rotation period.
-# 2) analytics_capture() of 100,000 events, without and with payload.
+# 2) _capture_analytics() of 100,000 events, without and with payload.
 # Usage: bench/analytics/run.sh [seconds-per-run] [rounds]
 #   SYNC=off  synchronous_commit=off (CPU-bound: no disk flush per commit)
 set -euo pipefail
@@ -72,7 +72,7 @@ q -d bench -c "SELECT taskevents.detach('bench_tasks')" \
   -c "CREATE TABLE bench_capture_src AS SELECT * FROM taskevents.outbox" \
   -c "VACUUM ANALYZE bench_capture_src" >/dev/null
 echo
-echo "analytics_capture() of 100,000 events (3 runs each):"
+echo "_capture_analytics() of 100,000 events (3 runs each):"
 for payload in false true; do
   for i in 1 2 3; do
     q -d bench -F ' ' -c "SELECT ms, captured, bytes FROM bench_capture_ms($payload)"
