@@ -32,6 +32,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -131,16 +132,44 @@ EmitReminderEvent(TableConfig *cfg, const char *type, const ReminderFacts *f,
 				   partition_key, ReminderData(f));
 }
 
+/*
+ * The completion and due date of a task row.
+ */
 static void
-ReadView(TableConfig *cfg, TupleDesc desc, HeapTuple tup, ReminderView *v)
+ReadDue(TableConfig *cfg, TupleDesc desc, HeapTuple tup, ReminderView *v)
 {
 	Datum		d;
 
-	v->task_id = ColumnText(tup, desc, cfg->id_attnum);
-	v->user_id = ColumnText(tup, desc, cfg->user_id_attnum);
 	v->completed = ColumnIsTrue(tup, desc, cfg->completed_attnum);
 	d = heap_getattr(tup, cfg->due_date_attnum, desc, &v->due_null);
 	v->due = v->due_null ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * The key and user id of a task row, as text.
+ */
+static void
+ReadIds(TableConfig *cfg, TupleDesc desc, HeapTuple tup, ReminderView *v)
+{
+	v->task_id = ColumnText(tup, desc, cfg->id_attnum);
+	v->user_id = ColumnText(tup, desc, cfg->user_id_attnum);
+}
+
+/*
+ * Does column attnum hold the same value (binary equal) in both rows?
+ */
+static bool
+SameColumn(TupleDesc desc, HeapTuple a, HeapTuple b, AttrNumber attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	bool		anull,
+				bnull;
+	Datum		x = heap_getattr(a, attnum, desc, &anull);
+	Datum		y = heap_getattr(b, attnum, desc, &bnull);
+
+	if (anull || bnull)
+		return anull == bnull;
+	return datumIsEqual(x, y, att->attbyval, att->attlen);
 }
 
 /*
@@ -313,26 +342,35 @@ UpdateReminder(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
 	else
 		has_old = has_new = true;
 
+	/*
+	 * The cheap facts first (completion, due date): most writes of a task
+	 * with no due date, or of a completed one, end here without rendering
+	 * any value as text.
+	 */
 	if (has_old)
-		ReadView(cfg, desc, trigdata->tg_trigtuple, &oldv);
+		ReadDue(cfg, desc, trigdata->tg_trigtuple, &oldv);
 	if (has_new)
-		ReadView(cfg, desc, kind == TASK_EVENT_CREATED ? trigdata->tg_trigtuple :
-				 trigdata->tg_newtuple, &newv);
+		ReadDue(cfg, desc, kind == TASK_EVENT_CREATED ? trigdata->tg_trigtuple :
+				trigdata->tg_newtuple, &newv);
 
 	/* only a task that is not completed and has a due date has a reminder */
 	old_active = has_old && !oldv.completed && !oldv.due_null;
 	new_wanted = has_new && !newv.completed && !newv.due_null && newv.due > now;
-
-	if (has_old && has_new &&
-		strcmp(oldv.task_id, newv.task_id) == 0 &&
-		(oldv.user_id == NULL) == (newv.user_id == NULL) &&
-		(oldv.user_id == NULL || strcmp(oldv.user_id, newv.user_id) == 0) &&
-		oldv.completed == newv.completed &&
-		oldv.due_null == newv.due_null &&
-		(oldv.due_null || oldv.due == newv.due))
-		return;					/* nothing a reminder depends on changed */
 	if (!old_active && !new_wanted)
 		return;
+	if (has_old && has_new &&
+		oldv.completed == newv.completed &&
+		oldv.due_null == newv.due_null &&
+		(oldv.due_null || oldv.due == newv.due) &&
+		SameColumn(desc, trigdata->tg_trigtuple, trigdata->tg_newtuple, cfg->id_attnum) &&
+		SameColumn(desc, trigdata->tg_trigtuple, trigdata->tg_newtuple, cfg->user_id_attnum))
+		return;					/* nothing a reminder depends on changed */
+
+	if (has_old)
+		ReadIds(cfg, desc, trigdata->tg_trigtuple, &oldv);
+	if (has_new)
+		ReadIds(cfg, desc, kind == TASK_EVENT_CREATED ? trigdata->tg_trigtuple :
+				trigdata->tg_newtuple, &newv);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -25,6 +25,7 @@
 #include "catalog/pg_type.h"
 #include "common/jsonapi.h"
 #include "parser/parse_coerce.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -60,6 +61,15 @@ struct RowJsonPlan
 	bool	   *skip;			/* dropped column */
 	RowJsonCategory *category;
 	FmgrInfo   *func;			/* output function, or the cast to json */
+	/* arrays whose elements are rendered here (else array_to_json) */
+	Oid		   *elemtype;		/* InvalidOid: use array_to_json */
+	int16	   *elemlen;
+	bool	   *elembyval;
+	char	   *elemalign;
+	RowJsonCategory *elemcategory;
+	FmgrInfo   *elemfunc;
+	Datum	   *values;			/* room to deform a row */
+	bool	   *nulls;
 };
 
 static RowJsonCategory
@@ -127,6 +137,14 @@ MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt)
 	plan->skip = MemoryContextAllocZero(cxt, sizeof(bool) * Max(desc->natts, 1));
 	plan->category = MemoryContextAllocZero(cxt, sizeof(RowJsonCategory) * Max(desc->natts, 1));
 	plan->func = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * Max(desc->natts, 1));
+	plan->elemtype = MemoryContextAllocZero(cxt, sizeof(Oid) * Max(desc->natts, 1));
+	plan->elemlen = MemoryContextAllocZero(cxt, sizeof(int16) * Max(desc->natts, 1));
+	plan->elembyval = MemoryContextAllocZero(cxt, sizeof(bool) * Max(desc->natts, 1));
+	plan->elemalign = MemoryContextAllocZero(cxt, sizeof(char) * Max(desc->natts, 1));
+	plan->elemcategory = MemoryContextAllocZero(cxt, sizeof(RowJsonCategory) * Max(desc->natts, 1));
+	plan->elemfunc = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * Max(desc->natts, 1));
+	plan->values = MemoryContextAllocZero(cxt, sizeof(Datum) * Max(desc->natts, 1));
+	plan->nulls = MemoryContextAllocZero(cxt, sizeof(bool) * Max(desc->natts, 1));
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -138,6 +156,24 @@ MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt)
 		plan->category[i] = Categorize(att->atttypid, &funcoid);
 		if (OidIsValid(funcoid))
 			fmgr_info_cxt(funcoid, &plan->func[i], cxt);
+		if (plan->category[i] == RJ_ARRAY)
+		{
+			/* elements of a simple kind are rendered here, one level deep */
+			Oid			elem = get_element_type(getBaseType(att->atttypid));
+			RowJsonCategory ec;
+
+			if (!OidIsValid(elem))
+				continue;
+			ec = Categorize(elem, &funcoid);
+			if (ec == RJ_ARRAY || ec == RJ_COMPOSITE || ec == RJ_CAST)
+				continue;
+			plan->elemtype[i] = elem;
+			plan->elemcategory[i] = ec;
+			get_typlenbyvalalign(elem, &plan->elemlen[i], &plan->elembyval[i],
+								 &plan->elemalign[i]);
+			if (OidIsValid(funcoid))
+				fmgr_info_cxt(funcoid, &plan->elemfunc[i], cxt);
+		}
 	}
 	return plan;
 }
@@ -153,6 +189,14 @@ FreeRowJsonPlan(RowJsonPlan *plan)
 	pfree(plan->skip);
 	pfree(plan->category);
 	pfree(plan->func);
+	pfree(plan->elemtype);
+	pfree(plan->elemlen);
+	pfree(plan->elembyval);
+	pfree(plan->elemalign);
+	pfree(plan->elemcategory);
+	pfree(plan->elemfunc);
+	pfree(plan->values);
+	pfree(plan->nulls);
 	pfree(plan);
 }
 
@@ -168,25 +212,22 @@ AppendDateTime(StringInfo buf, Datum value, Oid typid)
 }
 
 /*
- * Append one value as datum_to_json() renders it (not as an object key).
+ * Append one scalar value of the given category as datum_to_json()
+ * renders it (not as an object key).  Arrays, composites and casts are
+ * handled by the caller.
  */
 static void
-AppendValue(StringInfo buf, RowJsonPlan *plan, int i, Datum value, bool isnull)
+AppendScalar(StringInfo buf, RowJsonCategory category, FmgrInfo *func, Datum value)
 {
 	char	   *s;
 
-	if (isnull)
-	{
-		appendStringInfoString(buf, "null");
-		return;
-	}
-	switch (plan->category[i])
+	switch (category)
 	{
 		case RJ_BOOL:
 			appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
 			break;
 		case RJ_NUMERIC:
-			s = OutputFunctionCall(&plan->func[i], value);
+			s = OutputFunctionCall(func, value);
 			if (IsValidJsonNumber(s, strlen(s)))
 				appendStringInfoString(buf, s);
 			else
@@ -203,35 +244,84 @@ AppendValue(StringInfo buf, RowJsonPlan *plan, int i, Datum value, bool isnull)
 			AppendDateTime(buf, value, TIMESTAMPTZOID);
 			break;
 		case RJ_JSON:
-			s = OutputFunctionCall(&plan->func[i], value);
+			s = OutputFunctionCall(func, value);
 			appendStringInfoString(buf, s);
 			pfree(s);
 			break;
-		case RJ_ARRAY:
-			{
-				text	   *t = DatumGetTextPP(DirectFunctionCall1(array_to_json, value));
-
-				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-			}
-			break;
-		case RJ_COMPOSITE:
-			{
-				text	   *t = DatumGetTextPP(DirectFunctionCall1(row_to_json, value));
-
-				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-			}
-			break;
-		case RJ_CAST:
-			{
-				text	   *t = DatumGetTextPP(FunctionCall1(&plan->func[i], value));
-
-				appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-			}
-			break;
-		case RJ_OTHER:
-			s = OutputFunctionCall(&plan->func[i], value);
+		default:
+			s = OutputFunctionCall(func, value);
 			escape_json(buf, s);
 			pfree(s);
+			break;
+	}
+}
+
+static void
+AppendText(StringInfo buf, Datum textdatum)
+{
+	text	   *t = DatumGetTextPP(textdatum);
+
+	appendBinaryStringInfo(buf, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+}
+
+/*
+ * Append a one-dimensional array of simple elements as array_to_json()
+ * renders it: "[" elements "]", "[]" when empty.  False for any other
+ * array, which the caller leaves to array_to_json().
+ */
+static bool
+AppendSimpleArray(StringInfo buf, RowJsonPlan *plan, int i, Datum value)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(value);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				k;
+
+	if (ARR_NDIM(arr) > 1)
+		return false;
+	deconstruct_array(arr, plan->elemtype[i], plan->elemlen[i], plan->elembyval[i],
+					  plan->elemalign[i], &elems, &nulls, &n);
+	appendStringInfoChar(buf, '[');
+	for (k = 0; k < n; k++)
+	{
+		if (k > 0)
+			appendStringInfoChar(buf, ',');
+		if (nulls[k])
+			appendStringInfoString(buf, "null");
+		else
+			AppendScalar(buf, plan->elemcategory[i], &plan->elemfunc[i], elems[k]);
+	}
+	appendStringInfoChar(buf, ']');
+	return true;
+}
+
+/*
+ * Append one column's value as datum_to_json() renders it (not as an
+ * object key).
+ */
+static void
+AppendValue(StringInfo buf, RowJsonPlan *plan, int i, Datum value, bool isnull)
+{
+	if (isnull)
+	{
+		appendStringInfoString(buf, "null");
+		return;
+	}
+	switch (plan->category[i])
+	{
+		case RJ_ARRAY:
+			if (!OidIsValid(plan->elemtype[i]) || !AppendSimpleArray(buf, plan, i, value))
+				AppendText(buf, DirectFunctionCall1(array_to_json, value));
+			break;
+		case RJ_COMPOSITE:
+			AppendText(buf, DirectFunctionCall1(row_to_json, value));
+			break;
+		case RJ_CAST:
+			AppendText(buf, FunctionCall1(&plan->func[i], value));
+			break;
+		default:
+			AppendScalar(buf, plan->category[i], &plan->func[i], value);
 			break;
 	}
 }
@@ -249,18 +339,15 @@ AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc
 	bool		first = true;
 
 	Assert(plan->natts == desc->natts);
+	heap_deform_tuple(tup, desc, plan->values, plan->nulls);
 	for (i = 0; i < desc->natts; i++)
 	{
-		bool		isnull;
-		Datum		value;
-
 		if (plan->skip[i])
 			continue;
 		if (!first)
 			appendStringInfoChar(buf, ',');
 		first = false;
-		value = heap_getattr(tup, i + 1, desc, &isnull);
-		AppendValue(buf, plan, i, value, isnull);
+		AppendValue(buf, plan, i, plan->values[i], plan->nulls[i]);
 	}
 }
 
