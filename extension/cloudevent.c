@@ -117,8 +117,13 @@ typedef struct Envelope
 	int32		envelope_id;	/* hash key */
 	char	   *source_json;
 	char	   *pubsubname_json;
+	char	   *type_prefix;
 	int			ncolumns;
 	char	  **column_json;
+	int			subject_at;		/* derived values, see taskevents.envelopes */
+	char		subject_json;
+	int			key_at;
+	char		key_json;
 } Envelope;
 
 static HTAB *Envelopes = NULL;
@@ -207,7 +212,9 @@ GetEnvelope(int32 envelope_id)
 		Oid			argtypes[1] = {INT4OID};
 
 		EnvelopePlan = PrepareAs(TaskeventsOwner(),
-								 "SELECT e.source, e.pubsubname, e.columns FROM taskevents.envelopes e"
+								 "SELECT e.source, e.pubsubname, e.columns, e.type_prefix,"
+								 "       e.subject_at, e.subject_json, e.key_at, e.key_json"
+								 "  FROM taskevents.envelopes e"
 								 " WHERE e.envelope_id OPERATOR(pg_catalog.=) $1",
 								 1, argtypes, false);
 	}
@@ -227,6 +234,11 @@ GetEnvelope(int32 envelope_id)
 	env->pubsubname_json = EscapedCopy(SPI_getvalue(tup, desc, 2));
 	env->ncolumns = 0;
 	env->column_json = NULL;
+	env->type_prefix = MemoryContextStrdup(EnvelopeContext, SPI_getvalue(tup, desc, 4));
+	env->subject_at = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+	env->subject_json = DatumGetChar(SPI_getbinval(tup, desc, 6, &isnull));
+	env->key_at = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
+	env->key_json = DatumGetChar(SPI_getbinval(tup, desc, 8, &isnull));
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	if (!isnull)
 	{
@@ -328,7 +340,8 @@ AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
 	if (parts->row_names)
 	{
 		if (!AppendRowObject(buf, parts->row_names, parts->row_ncolumns,
-							 parts->data_text, parts->data_len))
+							 parts->data_text, parts->data_len,
+							 &parts->row_subject, &parts->row_key))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("the values of event %s do not match the %d column names of its envelope",
@@ -396,7 +409,7 @@ event_json(PG_FUNCTION_ARGS)
 	parts.id = PG_GETARG_UUID_P(0);
 	parts.source_json = env->source_json;
 	parts.pubsubname_json = env->pubsubname_json;
-	parts.type = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	parts.type = psprintf("%s%s", env->type_prefix, text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	parts.subject = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	parts.time = PG_GETARG_TIMESTAMPTZ(4);
 	parts.topic = text_to_cstring(PG_GETARG_TEXT_PP(5));
@@ -408,6 +421,12 @@ event_json(PG_FUNCTION_ARGS)
 	{
 		parts.row_names = env->column_json;
 		parts.row_ncolumns = env->ncolumns;
+		parts.row_subject.at = env->subject_at;
+		parts.row_subject.kind = env->subject_json;
+		parts.row_subject.text = parts.subject;
+		parts.row_key.at = env->key_at;
+		parts.row_key.kind = env->key_json;
+		parts.row_key.text = parts.partitionkey;
 	}
 
 	initStringInfo(&buf);

@@ -237,27 +237,66 @@ ColumnNames(Relation rel)
 static void
 LoadEnvelopes(Relation rel, TableConfig *entry)
 {
-	Datum		args[4];
+	TupleDesc	rdesc = RelationGetDescr(rel);
+	Datum		args[8];
 	int			ret;
 	uint64		i;
+	int			pos = 0;
+	int			subject_at = 0,
+				key_at = 0;
+	char		subject_json,
+				key_json;
+	AttrNumber	a;
+
+	/* where the subject and the partition key are, and how they render */
+	for (a = 1; a <= rdesc->natts; a++)
+	{
+		if (TupleDescAttr(rdesc, a - 1)->attisdropped)
+			continue;
+		pos++;
+		if (a == entry->id_attnum)
+			subject_at = pos;
+		if (a == entry->user_id_attnum)
+			key_at = pos;
+	}
+	subject_json = JsonDerivable(TupleDescAttr(rdesc, entry->id_attnum - 1)->atttypid);
+	key_json = JsonDerivable(TupleDescAttr(rdesc, entry->user_id_attnum - 1)->atttypid);
+	if (subject_json == '\0')
+		subject_at = 0;
+	if (key_json == '\0' || key_at == subject_at)
+		key_at = 0;
 
 	if (EnvelopePlan == NULL)
 	{
-		Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID};
+		Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID,
+		INT2OID, CHAROID, INT2OID, CHAROID};
 
 		EnvelopePlan = PrepareAs(TaskeventsOwner(),
-								 "SELECT e.envelope_id, e.topic, e.columns IS NOT NULL"
+								 "SELECT e.envelope_id, e.type_prefix, e.columns IS NOT NULL"
 								 "  FROM taskevents.envelopes e"
 								 " WHERE e.source OPERATOR(pg_catalog.=) $1"
 								 "   AND e.pubsubname OPERATOR(pg_catalog.=) $2"
-								 "   AND (e.topic OPERATOR(pg_catalog.=) $3 OR e.topic OPERATOR(pg_catalog.=) 'reminders')"
-								 "   AND (e.columns IS NULL OR e.columns OPERATOR(pg_catalog.=) $4)",
-								 4, argtypes, false);
+								 "   AND ((e.topic OPERATOR(pg_catalog.=) $3"
+								 "         AND e.type_prefix OPERATOR(pg_catalog.=) 'task.'"
+								 "         AND (e.columns IS NULL"
+								 "              OR (e.columns OPERATOR(pg_catalog.=) $4"
+								 "                  AND e.subject_at OPERATOR(pg_catalog.=) $5"
+								 "                  AND e.subject_json OPERATOR(pg_catalog.=) $6"
+								 "                  AND e.key_at OPERATOR(pg_catalog.=) $7"
+								 "                  AND e.key_json OPERATOR(pg_catalog.=) $8)))"
+								 "        OR (e.topic OPERATOR(pg_catalog.=) 'reminders'"
+								 "            AND e.type_prefix OPERATOR(pg_catalog.=) 'reminder.'"
+								 "            AND e.columns IS NULL))",
+								 8, argtypes, false);
 	}
 	args[0] = CStringGetTextDatum(entry->source);
 	args[1] = CStringGetTextDatum(entry->pubsubname);
 	args[2] = CStringGetTextDatum(entry->topic);
 	args[3] = ColumnNames(rel);
+	args[4] = Int16GetDatum(subject_at);
+	args[5] = CharGetDatum(subject_at ? subject_json : ' ');
+	args[6] = Int16GetDatum(key_at);
+	args[7] = CharGetDatum(key_at ? key_json : ' ');
 	ret = RunAs(TaskeventsOwner(), EnvelopePlan, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading taskevents.envelopes failed: %s", SPI_result_code_string(ret));
@@ -269,24 +308,23 @@ LoadEnvelopes(Relation rel, TableConfig *entry)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *topic = SPI_getvalue(tup, desc, 2);
+		char	   *prefix = SPI_getvalue(tup, desc, 2);
 		bool		with_columns = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 
-		if (strcmp(topic, entry->topic) == 0)
-		{
-			if (with_columns)
-				entry->values_envelope = id;
-			else
-				entry->whole_envelope = id;
-		}
-		if (strcmp(topic, TASKEVENTS_REMINDERS_TOPIC) == 0 && !with_columns)
+		if (strcmp(prefix, "reminder.") == 0)
 			entry->reminders_envelope = id;
+		else if (with_columns)
+			entry->values_envelope = id;
+		else
+			entry->whole_envelope = id;
 	}
 	if (entry->whole_envelope == 0 || entry->reminders_envelope == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the envelopes of \"%s\" are missing", RelationGetRelationName(rel)),
 				 errhint("Run taskevents.attach() for the table again.")));
+	entry->values_skip_subject = subject_at ? entry->id_attnum : 0;
+	entry->values_skip_key = key_at ? entry->user_id_attnum : 0;
 
 	FreeRowJsonPlan(entry->rowjson);
 	entry->rowjson = MakeRowJsonPlan(RelationGetDescr(rel), ConfigContext);

@@ -339,14 +339,17 @@ EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 {
 	OutboxFacts f;
 	char	   *json = JsonbToCString(NULL, &data->root, VARSIZE(data));
+	const char *prefix = strcmp(topic, TASKEVENTS_REMINDERS_TOPIC) == 0 ? "reminder." : "task.";
 
+	if (strncmp(type, prefix, strlen(prefix)) != 0)
+		elog(ERROR, "event type \"%s\" does not belong to topic \"%s\"", type, topic);
 	memset(&f, 0, sizeof(f));
 	GenerateUuidV7(&f.event_id);
 	f.envelope = strcmp(topic, TASKEVENTS_REMINDERS_TOPIC) == 0 ?
 		cfg->reminders_envelope : cfg->whole_envelope;
 	f.topic = topic;
 	f.partition_key = partition_key;
-	f.type = type;
+	f.type = type + strlen(prefix);	/* the envelope has the prefix */
 	f.subject = subject;
 	f.traceparent = taskevents_traceparent;
 	f.data = json;

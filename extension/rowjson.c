@@ -328,12 +328,15 @@ AppendValue(StringInfo buf, RowJsonPlan *plan, int i, Datum value, bool isnull)
 
 /*
  * Append the values of row tup (of descriptor desc) to buf, comma-separated
- * and each exactly as row_to_json() renders it: row_to_json(tup) is "{"
- * then, for each column, its JSON-escaped name, ":" and this value, comma-
- * separated, then "}".
+ * and each exactly as row_to_json() renders it, leaving out the columns
+ * skip1 and skip2 (attribute numbers, 0 for none: the subject and partition
+ * key the reader derives, see JsonDerivable).  row_to_json(tup) is "{"
+ * then, for each column, its JSON-escaped name, ":" and its value,
+ * comma-separated, then "}".
  */
 void
-AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc)
+AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc,
+				AttrNumber skip1, AttrNumber skip2)
 {
 	int			i;
 	bool		first = true;
@@ -342,7 +345,7 @@ AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc
 	heap_deform_tuple(tup, desc, plan->values, plan->nulls);
 	for (i = 0; i < desc->natts; i++)
 	{
-		if (plan->skip[i])
+		if (plan->skip[i] || i + 1 == skip1 || i + 1 == skip2)
 			continue;
 		if (!first)
 			appendStringInfoChar(buf, ',');
@@ -352,16 +355,70 @@ AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc
 }
 
 /*
+ * How a value of type typid appears in row_to_json(), when that follows
+ * from its text (its output function's result): 'n' for the numeric types
+ * (bare when IsValidJsonNumber, else a JSON string), 's' for the types
+ * rendered as a JSON string of their text, '\0' for any other.
+ */
+char
+JsonDerivable(Oid typid)
+{
+	Oid			funcoid;
+
+	switch (Categorize(typid, &funcoid))
+	{
+		case RJ_NUMERIC:
+			return 'n';
+		case RJ_OTHER:
+			return 's';
+		default:
+			return '\0';
+	}
+}
+
+/*
+ * taskevents._json_derivable(typ regtype) RETURNS "char"
+ *
+ * JsonDerivable() for SQL (_register_envelopes()); NULL for '\0'.
+ */
+PG_FUNCTION_INFO_V1(json_derivable);
+Datum
+json_derivable(PG_FUNCTION_ARGS)
+{
+	char		c = JsonDerivable(PG_GETARG_OID(0));
+
+	if (c == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_CHAR(c);
+}
+
+/*
+ * Append the JSON of a derived value: its text as JsonDerivable() says.
+ */
+static void
+AppendDerived(StringInfo buf, const DerivedValue *d)
+{
+	if (d->text == NULL)
+		appendStringInfoString(buf, "null");
+	else if (d->kind == 'n' && IsValidJsonNumber(d->text, strlen(d->text)))
+		appendStringInfoString(buf, d->text);
+	else
+		escape_json(buf, d->text);
+}
+
+/*
  * Append the JSON object of column names and values: what row_to_json()
- * makes of a row, from its names (each already JSON-escaped) and the text
- * AppendRowValues() wrote.  The values are split at the commas between
- * them, that is, outside strings and at nesting depth zero.  Returns false
- * (and appends nothing) when the values do not match the names, so that the
+ * makes of a row, from its names (each already JSON-escaped), the text
+ * AppendRowValues() wrote and the derived values (column positions 1..n,
+ * at 0 when none).  The values are split at the commas between them, that
+ * is, outside strings and at nesting depth zero.  Returns false (and
+ * appends nothing) when the values do not match the names, so that the
  * caller can report it.
  */
 bool
 AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
-				const char *values, int len)
+				const char *values, int len,
+				const DerivedValue *d1, const DerivedValue *d2)
 {
 	int			start = buf->len;
 	int			col = 0;
@@ -371,10 +428,22 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 	int			i;
 
 	appendStringInfoChar(buf, '{');
-	for (i = 0; i <= len; i++)
+	for (i = 0; i <= len && col < nnames; i++)
 	{
 		char		c = i < len ? values[i] : ',';
 
+		/* derived columns take no text from values */
+		while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
+		{
+			if (col > 0)
+				appendStringInfoChar(buf, ',');
+			appendStringInfoString(buf, escaped_names[col]);
+			appendStringInfoChar(buf, ':');
+			AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
+			col++;
+		}
+		if (col >= nnames)
+			break;
 		if (in_string)
 		{
 			if (c == '\\')
@@ -391,8 +460,6 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 			depth--;
 		else if (c == ',' && depth == 0)
 		{
-			if (col >= nnames)
-				break;
 			if (col > 0)
 				appendStringInfoChar(buf, ',');
 			appendStringInfoString(buf, escaped_names[col]);
@@ -402,7 +469,17 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 			from = i + 1;
 		}
 	}
-	if (col != nnames || i <= len)
+	/* derived columns after the last stored value */
+	while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
+	{
+		if (col > 0)
+			appendStringInfoChar(buf, ',');
+		appendStringInfoString(buf, escaped_names[col]);
+		appendStringInfoChar(buf, ':');
+		AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
+		col++;
+	}
+	if (col != nnames || from < len)
 	{
 		buf->len = start;
 		buf->data[start] = '\0';

@@ -96,6 +96,8 @@ typedef struct TableConfig
 	 * reminder.* events use reminders_envelope.
 	 */
 	int32		values_envelope;	/* 0: none for the current columns */
+	AttrNumber	values_skip_subject;	/* columns the values envelope derives */
+	AttrNumber	values_skip_key;
 	int32		whole_envelope;
 	int32		reminders_envelope;
 	struct RowJsonPlan *rowjson;	/* how to render the row's values */
@@ -137,12 +139,22 @@ extern void InitConfigCache(void);
 /* rowjson.c */
 typedef struct RowJsonPlan RowJsonPlan;
 
+/* A value of a row rendered from its text (the subject, the partition key). */
+typedef struct DerivedValue
+{
+	int			at;				/* its position among the names, 1-based */
+	char		kind;			/* 'n' or 's', see JsonDerivable() */
+	const char *text;			/* NULL: JSON null */
+} DerivedValue;
+
 extern RowJsonPlan *MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt);
 extern void FreeRowJsonPlan(RowJsonPlan *plan);
 extern void AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup,
-							TupleDesc desc);
+							TupleDesc desc, AttrNumber skip1, AttrNumber skip2);
+extern char JsonDerivable(Oid typid);
 extern bool AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
-							const char *values, int len);
+							const char *values, int len,
+							const DerivedValue *d1, const DerivedValue *d2);
 
 /* cloudevent.c */
 typedef struct CloudEventParts
@@ -163,6 +175,8 @@ typedef struct CloudEventParts
 	int			data_len;
 	char	  **row_names;		/* JSON-escaped column names, or NULL */
 	int			row_ncolumns;
+	DerivedValue row_subject;	/* the values left out of data_text */
+	DerivedValue row_key;
 	Jsonb	   *data;			/* used when data_text is NULL; NULL: null */
 } CloudEventParts;
 
@@ -184,7 +198,7 @@ typedef struct OutboxFacts
 	int32		envelope;		/* 0: data is the complete CloudEvent */
 	const char *topic;
 	const char *partition_key;	/* may be NULL */
-	const char *type;
+	const char *type;			/* without the envelope's type_prefix */
 	const char *subject;		/* may be NULL */
 	const char *traceparent;	/* may be NULL or empty: none */
 	const char *data;			/* JSON text (see outbox.data) */

@@ -84,19 +84,22 @@ RowChanged(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup,
 	return false;
 }
 
+/*
+ * The type of a task event without its envelope's prefix "task.".
+ */
 static const char *
 EventTypeName(TaskEventKind kind)
 {
 	switch (kind)
 	{
 		case TASK_EVENT_CREATED:
-			return "task.created";
+			return "created";
 		case TASK_EVENT_UPDATED:
-			return "task.updated";
+			return "updated";
 		case TASK_EVENT_COMPLETED:
-			return "task.completed";
+			return "completed";
 		case TASK_EVENT_DELETED:
-			return "task.deleted";
+			return "deleted";
 		default:
 			elog(ERROR, "unexpected task event kind %d", (int) kind);
 	}
@@ -226,7 +229,8 @@ task_trigger(PG_FUNCTION_ARGS)
 	if (cfg->values_envelope != 0)
 	{
 		f.envelope = cfg->values_envelope;
-		AppendRowValues(&data, cfg->rowjson, row, desc);
+		AppendRowValues(&data, cfg->rowjson, row, desc,
+						cfg->values_skip_subject, cfg->values_skip_key);
 	}
 	else
 	{

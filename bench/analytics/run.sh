@@ -38,7 +38,7 @@ for r in $(seq 1 "$rounds"); do
   for v in off on; do
     [ "$v" = on ] && en=true || en=false
     q -d bench -c "UPDATE taskevents.analytics_settings SET enabled = $en, keep_payload = false" \
-      -c "SELECT taskevents.detach('bench_tasks')" \
+      -c "SELECT taskevents.detach('bench_tasks', force => true)" \
       -c "TRUNCATE bench_tasks, taskevents.outbox, taskevents.analytics_events" \
       -c "SELECT taskevents.attach('bench_tasks')" >/dev/null
     q -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
@@ -61,7 +61,7 @@ awk -v a="${tps[on]}" -v b="${tps[off]}" 'BEGIN { printf "  on / off = %.3f\n", 
 
 # 100,000 real events in one outbox partition, copied aside so that every
 # measurement captures the same rows
-q -d bench -c "SELECT taskevents.detach('bench_tasks')" \
+q -d bench -c "SELECT taskevents.detach('bench_tasks', force => true)" \
   -c "TRUNCATE bench_tasks, taskevents.outbox" \
   -c "SELECT taskevents.attach('bench_tasks')" \
   -c "SET taskevents.rotation_period = 86400" \

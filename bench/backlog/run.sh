@@ -52,7 +52,7 @@ echo "fixed cost of a --once run on an empty outbox: $fixed ms (subtracted below
 printf '%10s %10s %12s %12s %14s %16s\n' events drain_ms us/event events/s fetch_only_ms fetch_us/event
 for n in "${sizes[@]}"; do
   # (an attached table refuses TRUNCATE: detach around it)
-  q -d backlog -c "SELECT taskevents.detach('tasks')" -c "TRUNCATE tasks" -c "SELECT taskevents.attach('tasks')" \
+  q -d backlog -c "SELECT taskevents.detach('tasks', force => true)" -c "TRUNCATE tasks" -c "SELECT taskevents.attach('tasks')" \
     -c "TRUNCATE taskevents.outbox, taskevents.relay_acks, taskevents.relay_ticks" \
     -c "DELETE FROM taskevents.relay_consumers" >/dev/null
   left=$n

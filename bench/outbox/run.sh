@@ -28,7 +28,7 @@ declare -A tps wal n
 for v in plain attached plpgsql; do tps[$v]=0; wal[$v]=0; n[$v]=0; done
 for r in $(seq 1 "$rounds"); do
   for v in plain attached plpgsql; do
-    q -d bench -c "SELECT taskevents.detach('bench_attached')" >/dev/null
+    q -d bench -c "SELECT taskevents.detach('bench_attached', force => true)" >/dev/null
     q -d bench -c "TRUNCATE bench_plain, bench_attached, bench_plpgsql, bench_outbox, taskevents.outbox" >/dev/null
     q -d bench -c "SELECT taskevents.attach('bench_attached')" >/dev/null
     q -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null

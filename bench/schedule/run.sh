@@ -65,7 +65,7 @@ awk -v a="${tps[rec]}" -v b="${tps[once]}" -v r="$rounds" 'BEGIN {
 
 echo
 echo "== 2. firing $fire_n due reminders in batches of 1000"
-q -c "SELECT taskevents.detach('bench_rec'), taskevents.detach('bench_once')" \
+q -c "SELECT taskevents.detach('bench_rec', force => true), taskevents.detach('bench_once', force => true)" \
   -c "TRUNCATE bench_rec, bench_once, taskevents.reminders" >/dev/null
 # due in 2 hours: the reminder (24 h lead) is due now
 q -c "INSERT INTO bench_fire (user_id, title, due_date)

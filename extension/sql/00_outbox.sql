@@ -60,16 +60,27 @@ $$;
 -- trigger _track_table_changes(); never updated or deleted, so that every
 -- event can always be rendered as it was written.
 CREATE TABLE @extschema@.envelopes (
-    envelope_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    source      text NOT NULL,
-    pubsubname  text NOT NULL,
-    topic       text NOT NULL,
-    columns     name[],
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
+    envelope_id  integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source       text NOT NULL,
+    pubsubname   text NOT NULL,
+    topic        text NOT NULL,
+    -- the events' type is type_prefix || outbox.type ('task.', 'reminder.')
+    type_prefix  text NOT NULL DEFAULT '',
+    -- the names of the columns whose values outbox.data holds, in order
+    columns      name[],
+    -- the value of column number subject_at (key_at) of columns is the
+    -- event's subject (partition key) and is left out of data: 's' it is
+    -- rendered as a JSON string, 'n' as a number (0, ' ': not left out)
+    subject_at   smallint NOT NULL DEFAULT 0,
+    subject_json "char" NOT NULL DEFAULT ' ',
+    key_at       smallint NOT NULL DEFAULT 0,
+    key_json     "char" NOT NULL DEFAULT ' ',
+    created_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
 CREATE UNIQUE INDEX envelopes_key_idx ON @extschema@.envelopes
-    (source, pubsubname, topic, (coalesce(columns, '{}'::pg_catalog.name[])));
+    (source, pubsubname, topic, type_prefix, (coalesce(columns, '{}'::pg_catalog.name[])),
+     subject_at, subject_json, key_at, key_json);
 
 COMMENT ON TABLE @extschema@.envelopes IS
     'What the events of one table share (source, pubsubname, topic, column names), stored once and referenced by outbox.envelope.';
@@ -118,8 +129,19 @@ COMMENT ON COLUMN @extschema@.outbox.created_at IS
     'Statement time of the write: the CloudEvent time.';
 COMMENT ON COLUMN @extschema@.outbox.envelope IS
     'The envelope (source, pubsubname, column names) of a table''s event; NULL when data is the complete CloudEvent (publish(), a replayed dead letter).';
+COMMENT ON COLUMN @extschema@.outbox.type IS
+    'The event type, without its envelope''s type_prefix (created, for task.created).';
 COMMENT ON COLUMN @extschema@.outbox.data IS
-    'JSON: the CloudEvent data; the row''s values alone (comma-separated JSON values, in column order) when the envelope has column names; the complete CloudEvent when envelope is NULL.';
+    'JSON: the CloudEvent data; the row''s values alone (comma-separated JSON values, in column order, without the subject and partition key the envelope derives) when the envelope has column names; the complete CloudEvent when envelope is NULL.';
+
+-- How a value of type typ appears in row_to_json(): 'n' a JSON number when
+-- it is one, else a string (the numeric types), 's' a JSON string of its
+-- text (text, uuid, ...), NULL anything else.  The first two can be derived
+-- from the subject or partition key instead of being stored twice.
+CREATE FUNCTION @extschema@._json_derivable(typ regtype)
+RETURNS "char"
+LANGUAGE C STABLE STRICT PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'json_derivable';
 
 -- The CloudEvent of an outbox row as JSON text, exactly as consumers get it
 -- (extension/cloudevent.c).

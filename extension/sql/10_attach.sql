@@ -45,18 +45,34 @@ AS $$
 DECLARE
     reg @extschema@.attached_tables;
     cols name[];
+    types regtype[];
+    s_at integer;
+    k_at integer;
+    s_json "char";
+    k_json "char";
 BEGIN
     SELECT a.* INTO reg FROM @extschema@.attached_tables a WHERE a.task_table = _register_envelopes.task_table;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    cols := ARRAY(SELECT a.attname FROM pg_attribute a
-                   WHERE a.attrelid = task_table AND a.attnum > 0 AND NOT a.attisdropped
-                   ORDER BY a.attnum);
-    INSERT INTO @extschema@.envelopes (source, pubsubname, topic, columns)
-    VALUES (reg.source, reg.pubsubname, reg.topic, cols),
-           (reg.source, reg.pubsubname, reg.topic, NULL),
-           (reg.source, reg.pubsubname, 'reminders', NULL)
+    SELECT array_agg(a.attname ORDER BY a.attnum), array_agg(a.atttypid::regtype ORDER BY a.attnum)
+      INTO cols, types
+      FROM pg_attribute a
+     WHERE a.attrelid = task_table AND a.attnum > 0 AND NOT a.attisdropped;
+    -- the subject and the partition key need not be stored twice when
+    -- their JSON follows from their text (extension/rowjson.c)
+    s_at := array_position(cols, reg.id_column);
+    k_at := array_position(cols, reg.user_id_column);
+    s_json := @extschema@._json_derivable(types[s_at]);
+    k_json := @extschema@._json_derivable(types[k_at]);
+    INSERT INTO @extschema@.envelopes
+           (source, pubsubname, topic, type_prefix, columns, subject_at, subject_json, key_at, key_json)
+    VALUES (reg.source, reg.pubsubname, reg.topic, 'task.', cols,
+            CASE WHEN s_json IS NOT NULL THEN s_at ELSE 0 END, coalesce(s_json, ' '),
+            CASE WHEN k_json IS NOT NULL AND k_at <> s_at THEN k_at ELSE 0 END,
+            CASE WHEN k_at <> s_at THEN coalesce(k_json, ' ') ELSE ' ' END),
+           (reg.source, reg.pubsubname, reg.topic, 'task.', NULL, 0, ' ', 0, ' '),
+           (reg.source, reg.pubsubname, 'reminders', 'reminder.', NULL, 0, ' ', 0, ' ')
     ON CONFLICT DO NOTHING;
 END;
 $$;

@@ -71,7 +71,7 @@ BEGIN
         'INSERT INTO @extschema@.analytics_events
                 (event_time, type, topic, partition_key, subject, event_id, source, payload)
          SELECT o.created_at,
-                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''type'' ELSE o.type END,
+                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''type'' ELSE v.type_prefix || o.type END,
                 o.topic, o.partition_key,
                 CASE WHEN o.envelope IS NULL THEN e.ev ->> ''subject'' ELSE o.subject END,
                 CASE WHEN o.envelope IS NOT NULL THEN o.event_id
