@@ -238,7 +238,7 @@ static void
 LoadEnvelopes(Relation rel, TableConfig *entry)
 {
 	TupleDesc	rdesc = RelationGetDescr(rel);
-	Datum		args[8];
+	Datum		args[9];
 	int			ret;
 	uint64		i;
 	int			pos = 0;
@@ -268,8 +268,8 @@ LoadEnvelopes(Relation rel, TableConfig *entry)
 
 	if (EnvelopePlan == NULL)
 	{
-		Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID,
-		INT2OID, CHAROID, INT2OID, CHAROID};
+		Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID,
+		INT2OID, CHAROID, INT2OID, CHAROID, TEXTOID};
 
 		EnvelopePlan = PrepareAs(TaskeventsOwner(),
 								 "SELECT e.envelope_id, e.type_prefix, e.columns IS NOT NULL"
@@ -284,10 +284,10 @@ LoadEnvelopes(Relation rel, TableConfig *entry)
 								 "                  AND e.subject_json OPERATOR(pg_catalog.=) $6"
 								 "                  AND e.key_at OPERATOR(pg_catalog.=) $7"
 								 "                  AND e.key_json OPERATOR(pg_catalog.=) $8)))"
-								 "        OR (e.topic OPERATOR(pg_catalog.=) 'reminders'"
+								 "        OR (e.topic OPERATOR(pg_catalog.=) $9"
 								 "            AND e.type_prefix OPERATOR(pg_catalog.=) 'reminder.'"
 								 "            AND e.columns IS NULL))",
-								 8, argtypes, false);
+								 9, argtypes, false);
 	}
 	args[0] = CStringGetTextDatum(entry->source);
 	args[1] = CStringGetTextDatum(entry->pubsubname);
@@ -297,6 +297,7 @@ LoadEnvelopes(Relation rel, TableConfig *entry)
 	args[5] = CharGetDatum(subject_at ? subject_json : ' ');
 	args[6] = Int16GetDatum(key_at);
 	args[7] = CharGetDatum(key_at ? key_json : ' ');
+	args[8] = CStringGetTextDatum(TASKEVENTS_REMINDERS_TOPIC);
 	ret = RunAs(TaskeventsOwner(), EnvelopePlan, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading taskevents.envelopes failed: %s", SPI_result_code_string(ret));

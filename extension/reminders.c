@@ -511,3 +511,15 @@ schedule_reminders(PG_FUNCTION_ARGS)
 	table_close(rel, AccessShareLock);
 	PG_RETURN_INT32(n);
 }
+
+/*
+ * taskevents._reminders_topic() RETURNS text
+ *
+ * The topic of the reminder.* events, for the SQL that needs it.
+ */
+PG_FUNCTION_INFO_V1(reminders_topic);
+Datum
+reminders_topic(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(TASKEVENTS_REMINDERS_TOPIC));
+}

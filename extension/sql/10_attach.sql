@@ -37,6 +37,13 @@ COMMENT ON FUNCTION @extschema@._enqueue_event(text, text, jsonb) IS
 -- alone), for its topic without them (the whole row, when the columns
 -- change without this being run), and for the reminders topic.  Envelopes
 -- are never changed or removed: old events keep rendering as written.
+-- The topic of every reminder.* event (TASKEVENTS_REMINDERS_TOPIC in
+-- extension/taskevents.h: the one place it is defined).
+CREATE FUNCTION @extschema@._reminders_topic()
+RETURNS text
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'reminders_topic';
+
 CREATE FUNCTION @extschema@._register_envelopes(task_table regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -72,7 +79,7 @@ BEGIN
             CASE WHEN k_json IS NOT NULL AND k_at <> s_at THEN k_at ELSE 0 END,
             CASE WHEN k_at <> s_at THEN coalesce(k_json, ' ') ELSE ' ' END),
            (reg.source, reg.pubsubname, reg.topic, 'task.', NULL, 0, ' ', 0, ' '),
-           (reg.source, reg.pubsubname, 'reminders', 'reminder.', NULL, 0, ' ', 0, ' ')
+           (reg.source, reg.pubsubname, @extschema@._reminders_topic(), 'reminder.', NULL, 0, ' ', 0, ' ')
     ON CONFLICT DO NOTHING;
 END;
 $$;
