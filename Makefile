@@ -16,7 +16,8 @@ OBJS = \
 	extension/reminders.o \
 	extension/firebatch.o \
 	extension/firing.o \
-	extension/removal.o
+	extension/removal.o \
+	extension/wakeup.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,
 # so each concern keeps its own file (as pg_partman does).

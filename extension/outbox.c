@@ -324,6 +324,7 @@ EnqueueEvent(const OutboxFacts *f)
 	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
 
 	InsertIndexEntries(part, rel, tup, values, isnull);
+	NoteEventWritten();
 	heap_freetuple(tup);
 	table_close(rel, NoLock);	/* the lock is kept until commit, as by INSERT */
 }

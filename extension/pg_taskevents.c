@@ -164,6 +164,7 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("taskevents");
 
+	InitWakeup();
 	InitConfigCache();
 	InitEnvelopeCache();
 	InitRecurrenceCache();

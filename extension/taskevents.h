@@ -23,6 +23,7 @@
  *	firing.c		fire_due_reminders(): a run over every due reminder
  *	trigger.c		the row trigger: task.* events, then recurrence and reminders
  *	removal.c		DROP EXTENSION refused while events are undelivered
+ *	wakeup.c		a commit that wrote events wakes the waiting relay
  *	pg_taskevents.c	module entry: every taskevents.* setting, cache callbacks
  *
  *-------------------------------------------------------------------------
@@ -209,6 +210,10 @@ extern void EnqueueEvent(const OutboxFacts *f);
 extern void EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 						   const char *subject, const char *partition_key,
 						   Jsonb *data);
+
+/* wakeup.c */
+extern void InitWakeup(void);
+extern void NoteEventWritten(void);
 
 /* recurrence.c */
 typedef enum RecurrenceKind

@@ -207,6 +207,21 @@ BEGIN
 END;
 $$;
 
+-- Wait for a commit that wrote events (extension/wakeup.c): CALL
+-- taskevents.relay_wait(timeout_ms, commits) returns this database's
+-- commit counter when it differs from commits, or after timeout_ms.  It
+-- ends the CALL's transaction before it waits, so the waiting backend holds
+-- no snapshot.  Needs the library in shared_preload_libraries; otherwise it
+-- returns NULL at once and relay_wakeup_mode() says 'poll'.
+CREATE PROCEDURE @extschema@.relay_wait(timeout_ms integer, INOUT commits bigint DEFAULT NULL)
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'relay_wait';
+
+CREATE FUNCTION @extschema@.relay_wakeup_mode()
+RETURNS text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'relay_wakeup_mode';
+
 -- The newest tick of consumer (the relay resumes reading up to it).
 CREATE FUNCTION @extschema@.relay_last_tick(consumer text)
 RETURNS bigint
@@ -559,13 +574,15 @@ BEGIN
         '@extschema@.relay_ack(text, bigint, bigint, bigint, boolean)',
         '@extschema@.relay_dead_letter(text, bigint, bigint, text, text, text, text, text, integer, timestamptz)',
         '@extschema@.relay_backlog(text)',
+        '@extschema@.relay_wait(integer, bigint)',
+        '@extschema@.relay_wakeup_mode()',
         '@extschema@.maintain()',
         '@extschema@.maintenance_operations()',
         '@extschema@.run_maintenance(text)',
         -- callable directly too (extension/sql/40_reminders.sql)
         '@extschema@.fire_due_reminders(timestamptz, integer)']
     LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %s', f, relay_role);
+        EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO %s', f, relay_role);
     END LOOP;
 END;
 $$;
