@@ -52,7 +52,10 @@ SELECT partition_key, event->>'type' AS type FROM taskevents.pending_events;
 
 -- positions never go back; a stale epoch is fenced off
 SELECT regexp_replace(try($$SELECT taskevents.relay_ack('rp', 1, 1, 0, false)$$), '\(1, \d+, t\)', '(1, <last>, t)');
-UPDATE taskevents.relay_consumers SET lease_until = now() - interval '1 second' WHERE consumer = 'rp';
+-- (the lease runs out: a relay that stopped renewing it)
+INSERT INTO taskevents.relay_leases (consumer, epoch, holder, lease_until, slot)
+SELECT consumer, epoch, holder, now() - interval '1 second', taskevents._current_slot()
+  FROM taskevents.relay_consumers WHERE consumer = 'rp';
 SELECT taskevents.relay_lease('rp', 'relay-b', 0) AS epoch_b_after_expiry;
 SELECT try($$SELECT taskevents.relay_ack('rp', 1, 2, 0, true)$$);
 SELECT try($$SELECT taskevents.relay_tick('rp', 1)$$);

@@ -46,8 +46,8 @@ SELECT count(*) > 0 AS still_pending FROM taskevents.pending_events;
 -- a position whose tick is missing (forced in behind the functions' back)
 -- delivers nothing: the events stay pending, maintain() keeps them and the
 -- dump filter keeps them
-INSERT INTO taskevents.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done)
-VALUES ('forge', 1, 1000000, 0, true);
+INSERT INTO taskevents.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done, slot)
+VALUES ('forge', 1, 1000000, 0, true, taskevents._current_slot());
 SELECT count(*) > 0 AS still_pending FROM taskevents.pending_events;
 SELECT bool_and(NOT taskevents._is_delivered(o.txid)) AS dump_keeps_them FROM taskevents.outbox o;
 SELECT pending > 0 AS backlog_counts_them FROM taskevents.relay_backlog('forge');

@@ -14,7 +14,7 @@ for n in a b c; do
   rl_relay "$n" --lease-ttl-ms 2000 --standby-poll-ms 200 --maintain-interval-ms 500
   PID_OF[$n]=$RL_PID
 done
-holder_pid() { q -d "$DB" -c "SELECT split_part(holder, ':', 2) FROM taskevents.relay_consumers WHERE consumer = 'default' AND lease_until > now()"; }
+holder_pid() { q -d "$DB" -c "SELECT split_part(holder, ':', 2) FROM taskevents.relay_status WHERE consumer = 'default' AND lease_until > now()"; }
 epoch() { q -d "$DB" -c "SELECT epoch FROM taskevents.relay_consumers WHERE consumer = 'default'"; }
 has_leader() { [ -n "$(holder_pid)" ]; }
 epoch_above() { [ "$(epoch)" -gt "$1" ]; }

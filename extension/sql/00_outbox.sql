@@ -143,6 +143,13 @@ RETURNS "char"
 LANGUAGE C STABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'json_derivable';
 
+-- The time slot written to now: the outbox partition the triggers write
+-- to, and the relay state's.
+CREATE FUNCTION @extschema@._current_slot()
+RETURNS smallint
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'current_slot';
+
 -- The CloudEvent of an outbox row as JSON text, exactly as consumers get it
 -- (extension/cloudevent.c).
 CREATE FUNCTION @extschema@._event_json(event_id uuid, envelope integer, type text, subject text,
@@ -186,18 +193,39 @@ COMMENT ON TABLE @extschema@.attached_tables IS
     'Tables attached with taskevents.attach(): which column plays which role, and where their events go.';
 
 -------------------------------------------------------------------------------
--- Relay state: leases, ticks (batch boundaries) and acks (progress).
--- Ticks and acks are insert-only and read newest-first through their
--- primary keys, so a long transaction elsewhere cannot make them slow.
+-- Relay state: consumers, leases, ticks (batch boundaries) and acks
+-- (progress).  Leases, ticks and acks are insert-only and read newest-first
+-- through their primary keys, so a long transaction elsewhere cannot make
+-- them slow; like the outbox they are partitioned by a time slot and
+-- rotated by TRUNCATE (the rotate_relay_state maintenance operation carries
+-- the few rows still needed into the current slot first), so they leave no
+-- dead tuples for a held snapshot to keep.  A consumer's row changes only
+-- when a relay takes over (its fencing epoch).
 -------------------------------------------------------------------------------
 
 CREATE TABLE @extschema@.relay_consumers (
     consumer    text PRIMARY KEY,
     epoch       bigint NOT NULL DEFAULT 0,
     holder      text,
-    lease_until timestamptz,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+
+COMMENT ON TABLE @extschema@.relay_consumers IS
+    'Relay consumers: the fencing epoch and the relay that took it; leases, ticks and acks are in relay_leases, relay_ticks and relay_acks (relay_status shows them together).';
+
+CREATE TABLE @extschema@.relay_leases (
+    consumer    text NOT NULL REFERENCES @extschema@.relay_consumers ON DELETE CASCADE,
+    renewal_id  bigint GENERATED ALWAYS AS IDENTITY,
+    epoch       bigint NOT NULL,
+    holder      text NOT NULL,
+    lease_until timestamptz NOT NULL,
+    renewed_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    slot        smallint NOT NULL,
+    PRIMARY KEY (consumer, renewal_id, slot)
+) PARTITION BY LIST (slot);
+
+COMMENT ON TABLE @extschema@.relay_leases IS
+    'Relay leases: one row per take-over, renewal or release; the newest row of a consumer is its lease.';
 
 CREATE TABLE @extschema@.relay_ticks (
     consumer   text NOT NULL REFERENCES @extschema@.relay_consumers ON DELETE CASCADE,
@@ -205,8 +233,9 @@ CREATE TABLE @extschema@.relay_ticks (
     snapshot   pg_catalog.pg_snapshot NOT NULL,
     last_id    bigint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    PRIMARY KEY (consumer, tick_id)
-);
+    slot       smallint NOT NULL,
+    PRIMARY KEY (consumer, tick_id, slot)
+) PARTITION BY LIST (slot);
 
 CREATE TABLE @extschema@.relay_acks (
     consumer   text NOT NULL REFERENCES @extschema@.relay_consumers ON DELETE CASCADE,
@@ -216,11 +245,22 @@ CREATE TABLE @extschema@.relay_acks (
     cursor_id  bigint NOT NULL,
     batch_done boolean NOT NULL,
     acked_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    PRIMARY KEY (consumer, ack_id)
-);
+    slot       smallint NOT NULL,
+    PRIMARY KEY (consumer, ack_id, slot)
+) PARTITION BY LIST (slot);
 
 COMMENT ON TABLE @extschema@.relay_acks IS
     'Relay progress: batches up to tick_id-1 are resolved, and in batch tick_id every event with id <= cursor_id (all of it when batch_done).';
+
+DO $$
+BEGIN
+    FOR s IN 0..2 LOOP
+        EXECUTE pg_catalog.format('CREATE TABLE @extschema@.relay_leases_%s PARTITION OF @extschema@.relay_leases FOR VALUES IN (%s)', s, s);
+        EXECUTE pg_catalog.format('CREATE TABLE @extschema@.relay_ticks_%s PARTITION OF @extschema@.relay_ticks FOR VALUES IN (%s)', s, s);
+        EXECUTE pg_catalog.format('CREATE TABLE @extschema@.relay_acks_%s PARTITION OF @extschema@.relay_acks FOR VALUES IN (%s)', s, s);
+    END LOOP;
+END;
+$$;
 
 -------------------------------------------------------------------------------
 -- Dead letters: events the relay gave up on, kept for review and replay.

@@ -79,8 +79,8 @@ BEGIN
     END IF;
     UPDATE @extschema@.outbox o SET txid = pg_catalog.pg_current_xact_id()
      WHERE o.txid >= pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot());
-    INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id)
-    VALUES (_init_consumer.consumer, 0, '1:1:', 0);
+    INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id, slot)
+    VALUES (_init_consumer.consumer, 0, '1:1:', 0, @extschema@._current_slot());
 END;
 $$;
 
@@ -112,6 +112,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c @extschema@.relay_consumers;
+    l @extschema@.relay_leases;
 BEGIN
     IF coalesce(consumer, '') = '' OR coalesce(holder, '') = '' THEN
         RAISE EXCEPTION 'consumer and holder must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -120,15 +121,22 @@ BEGIN
         RAISE EXCEPTION 'lease ttl must be positive' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM @extschema@._init_consumer(consumer);
+    -- the row lock serialises lease changes of a consumer; the row itself
+    -- changes only on a take-over
     SELECT * INTO c FROM @extschema@.relay_consumers r WHERE r.consumer = relay_lease.consumer FOR UPDATE;
+    SELECT * INTO l FROM @extschema@.relay_leases x
+     WHERE x.consumer = relay_lease.consumer ORDER BY x.renewal_id DESC LIMIT 1;
     IF c.holder = relay_lease.holder AND c.epoch = relay_lease.epoch THEN
-        UPDATE @extschema@.relay_consumers r SET lease_until = clock_timestamp() + ttl
-         WHERE r.consumer = relay_lease.consumer;
+        INSERT INTO @extschema@.relay_leases (consumer, epoch, holder, lease_until, slot)
+        VALUES (relay_lease.consumer, c.epoch, relay_lease.holder, clock_timestamp() + ttl,
+                @extschema@._current_slot());
         RETURN c.epoch;
-    ELSIF c.lease_until IS NULL OR c.lease_until < clock_timestamp() THEN
-        UPDATE @extschema@.relay_consumers r
-           SET holder = relay_lease.holder, epoch = c.epoch + 1, lease_until = clock_timestamp() + ttl
+    ELSIF l.lease_until IS NULL OR l.lease_until < clock_timestamp() THEN
+        UPDATE @extschema@.relay_consumers r SET holder = relay_lease.holder, epoch = c.epoch + 1
          WHERE r.consumer = relay_lease.consumer;
+        INSERT INTO @extschema@.relay_leases (consumer, epoch, holder, lease_until, slot)
+        VALUES (relay_lease.consumer, c.epoch + 1, relay_lease.holder, clock_timestamp() + ttl,
+                @extschema@._current_slot());
         RETURN c.epoch + 1;
     END IF;
     RETURN NULL;
@@ -142,8 +150,10 @@ RETURNS boolean
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE @extschema@.relay_consumers r SET lease_until = NULL
-     WHERE r.consumer = relay_release.consumer AND r.epoch = relay_release.epoch
+    INSERT INTO @extschema@.relay_leases (consumer, epoch, holder, lease_until, slot)
+    SELECT c.consumer, c.epoch, c.holder, '-infinity', @extschema@._current_slot()
+      FROM @extschema@.relay_consumers c
+     WHERE c.consumer = relay_release.consumer AND c.epoch = relay_release.epoch
     RETURNING true;
 $$;
 
@@ -201,8 +211,8 @@ BEGIN
                                                                       own_xid::text::bigint - 1)) s
                      ORDER BY x), ','))::pg_catalog.pg_snapshot;
     END IF;
-    INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id)
-    VALUES (relay_tick.consumer, last.tick_id + 1, snap, seq_last);
+    INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id, slot)
+    VALUES (relay_tick.consumer, last.tick_id + 1, snap, seq_last, @extschema@._current_slot());
     RETURN last.tick_id + 1;
 END;
 $$;
@@ -310,8 +320,9 @@ BEGIN
             consumer, pos.tick_id, pos.cursor_id, pos.batch_done, tick_id, cursor_id, batch_done
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO @extschema@.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done)
-    VALUES (relay_ack.consumer, relay_ack.epoch, relay_ack.tick_id, relay_ack.cursor_id, relay_ack.batch_done);
+    INSERT INTO @extschema@.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done, slot)
+    VALUES (relay_ack.consumer, relay_ack.epoch, relay_ack.tick_id, relay_ack.cursor_id, relay_ack.batch_done,
+            @extschema@._current_slot());
 END;
 $$;
 
@@ -439,12 +450,6 @@ BEGIN
 END;
 $$;
 
--- The partition the triggers write to now.
-CREATE FUNCTION @extschema@._current_slot()
-RETURNS smallint
-LANGUAGE C STABLE
-AS 'MODULE_PATHNAME', 'current_slot';
-
 -- Maintenance operation rotate_outbox: truncate every outbox partition
 -- other than the current one whose rows are all delivered to every
 -- consumer.  Safe at any time: the partition is locked (NOWAIT) before the
@@ -496,35 +501,80 @@ BEGIN
 END;
 $$;
 
--- Maintenance operation prune_relay_state: ticks before the oldest one
--- still needed, and all but the newest acks.  done = rows removed.
-CREATE FUNCTION @extschema@._maint_prune_relay_state(OUT done bigint, OUT failed bigint)
+-- Maintenance operation rotate_relay_state: truncate the relay_leases,
+-- relay_ticks and relay_acks partitions of every slot but the current one,
+-- after carrying into the current slot what is still needed: each
+-- consumer's newest lease and ack, and the ticks of its position onwards
+-- (the batch in progress and the one before).  No DELETE, so no dead
+-- tuples for a long transaction elsewhere to keep.  done = partitions
+-- truncated (three per slot).
+CREATE FUNCTION @extschema@._maint_rotate_relay_state(OUT done bigint, OUT failed bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    n bigint;
+    s integer;
+    cur smallint := @extschema@._current_slot();
 BEGIN
-    DELETE FROM @extschema@.relay_ticks t
-     USING (SELECT c.consumer, p.tick_id FROM @extschema@.relay_consumers c
-             CROSS JOIN LATERAL @extschema@.relay_position(c.consumer) p) pos
-     WHERE t.consumer = pos.consumer AND t.tick_id < pos.tick_id - 1;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    done := n;
-    DELETE FROM @extschema@.relay_acks a
-     USING (SELECT x.consumer, max(x.ack_id) AS newest FROM @extschema@.relay_acks x GROUP BY x.consumer) newest
-     WHERE a.consumer = newest.consumer AND a.ack_id < newest.newest - 100;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    done := done + n;
+    done := 0;
     failed := 0;
+    FOR s IN 0..2 LOOP
+        CONTINUE WHEN s = cur;
+        BEGIN
+            EXECUTE format('LOCK TABLE @extschema@.relay_leases_%s, @extschema@.relay_ticks_%s, @extschema@.relay_acks_%s
+                            IN ACCESS EXCLUSIVE MODE NOWAIT', s, s, s);
+            EXECUTE format(
+                'INSERT INTO @extschema@.relay_ticks (consumer, tick_id, snapshot, last_id, created_at, slot)
+                 SELECT t.consumer, t.tick_id, t.snapshot, t.last_id, t.created_at, $1
+                   FROM @extschema@.relay_ticks_%s t
+                   JOIN (SELECT c.consumer, p.tick_id FROM @extschema@.relay_consumers c
+                          CROSS JOIN LATERAL @extschema@.relay_position(c.consumer) p) pos
+                     ON pos.consumer = t.consumer
+                  WHERE t.tick_id >= pos.tick_id - 1', s) USING cur;
+            EXECUTE format(
+                'INSERT INTO @extschema@.relay_acks
+                        (consumer, ack_id, epoch, tick_id, cursor_id, batch_done, acked_at, slot)
+                 OVERRIDING SYSTEM VALUE
+                 SELECT a.consumer, a.ack_id, a.epoch, a.tick_id, a.cursor_id, a.batch_done, a.acked_at, $1
+                   FROM @extschema@.relay_acks_%s a
+                  WHERE a.ack_id = (SELECT max(x.ack_id) FROM @extschema@.relay_acks x
+                                     WHERE x.consumer = a.consumer)', s) USING cur;
+            EXECUTE format(
+                'INSERT INTO @extschema@.relay_leases
+                        (consumer, renewal_id, epoch, holder, lease_until, renewed_at, slot)
+                 OVERRIDING SYSTEM VALUE
+                 SELECT l.consumer, l.renewal_id, l.epoch, l.holder, l.lease_until, l.renewed_at, $1
+                   FROM @extschema@.relay_leases_%s l
+                  WHERE l.renewal_id = (SELECT max(x.renewal_id) FROM @extschema@.relay_leases x
+                                         WHERE x.consumer = l.consumer)', s) USING cur;
+            EXECUTE format('TRUNCATE @extschema@.relay_leases_%s, @extschema@.relay_ticks_%s, @extschema@.relay_acks_%s',
+                           s, s, s);
+            done := done + 3;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;   -- a relay is using it; next time
+        END;
+    END LOOP;
 END;
 $$;
+
+-- Who holds each consumer's lease and where it stands.
+CREATE VIEW @extschema@.relay_status AS
+SELECT c.consumer, c.epoch, l.holder, l.lease_until, l.renewed_at,
+       p.tick_id, p.cursor_id, p.batch_done
+  FROM @extschema@.relay_consumers c
+  LEFT JOIN LATERAL (SELECT x.holder, x.lease_until, x.renewed_at FROM @extschema@.relay_leases x
+                      WHERE x.consumer OPERATOR(pg_catalog.=) c.consumer
+                      ORDER BY x.renewal_id DESC LIMIT 1) l ON true
+ CROSS JOIN LATERAL @extschema@.relay_position(c.consumer) p;
+
+COMMENT ON VIEW @extschema@.relay_status IS
+    'Per relay consumer: its fencing epoch, the holder of its lease and until when, and its position (tick and cursor).';
 
 INSERT INTO @extschema@.maintenance_registry (operation, feature, function, period, position, description) VALUES
     ('rotate_outbox', 'outbox', '@extschema@._maint_rotate_outbox()', '5 seconds', 20,
      'Truncate the outbox partitions every consumer is done with (recording their events for analytics first, when that is on).'),
-    ('prune_relay_state', 'relay', '@extschema@._maint_prune_relay_state()', '5 seconds', 30,
-     'Remove relay ticks and acks no consumer needs any more.');
+    ('rotate_relay_state', 'relay', '@extschema@._maint_rotate_relay_state()', '5 seconds', 30,
+     'Truncate the relay''s lease, tick and ack partitions of past slots, carrying what is still needed.');
 
 -- Deprecated (0.1.0's maintenance call; taskevents-relay 0.2.0 runs the
 -- maintenance list instead): run the outbox, relay, analytics and inbox
