@@ -17,7 +17,8 @@ OBJS = \
 	extension/firebatch.o \
 	extension/firing.o \
 	extension/removal.o \
-	extension/wakeup.o
+	extension/wakeup.o \
+	extension/previous.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,
 # so each concern keeps its own file (as pg_partman does).
@@ -31,6 +32,7 @@ REGRESS_OPTS = --load-extension=$(EXTENSION)
 ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --load-extension=$(EXTENSION)
 
+PG_CPPFLAGS = -DTASKEVENTS_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay
 

@@ -266,6 +266,14 @@ LoadEnvelopes(Relation rel, TableConfig *entry)
 	if (key_json == '\0' || key_at == subject_at)
 		key_at = 0;
 
+	/* SQL objects older than the library (0.1.0): no envelopes yet */
+	if (!OidIsValid(get_relname_relid("envelopes", TaskeventsSchema())))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the SQL objects of pg_taskevents are older than its library %s",
+						TASKEVENTS_VERSION_STRING),
+				 errhint("Run ALTER EXTENSION pg_taskevents UPDATE.")));
+
 	if (EnvelopePlan == NULL)
 	{
 		Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID,

@@ -24,6 +24,7 @@
  *	trigger.c		the row trigger: task.* events, then recurrence and reminders
  *	removal.c		DROP EXTENSION refused while events are undelivered
  *	wakeup.c		a commit that wrote events wakes the waiting relay
+ *	previous.c		the C functions only the previous version's SQL names
  *	pg_taskevents.c	module entry: every taskevents.* setting, cache callbacks
  *
  *-------------------------------------------------------------------------
@@ -41,6 +42,12 @@
 #include "utils/timestamp.h"
 #include "pgtime.h"
 #include "utils/uuid.h"
+
+/* The library's version (the Makefile passes the .control file's). */
+#ifndef TASKEVENTS_VERSION
+#define TASKEVENTS_VERSION "unknown"
+#endif
+#define TASKEVENTS_VERSION_STRING TASKEVENTS_VERSION
 
 /* Maximum Kafka topic length (249) minus room for the "-dlq" suffix. */
 #define TASKEVENTS_MAX_TOPIC_LEN	245

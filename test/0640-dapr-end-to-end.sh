@@ -116,10 +116,10 @@ pass "daprd $("$DAPRD" --version) up as $APP_ID: resources from deploy/kubernete
 # ---- 1. streaming while Dapr runs
 write_batch during
 outbox_count() {
-  q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE topic IN ('tasks', 'reminders') AND event->>'type' NOT LIKE 'com.%'"
+  q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE topic IN ('tasks', 'reminders') AND event->>'type' NOT LIKE 'com.%'"
 }
 applied() { q -d "$DB" -c "SELECT count(*) FROM feed.activity"; }
-triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE event->>'type' = 'reminder.triggered'")" -ge 2 ]; }
+triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE event->>'type' = 'reminder.triggered'")" -ge 2 ]; }
 rl_wait 30 triggered || fail "reminders not fired"
 all_applied() { [ "$(applied)" -ge "$(outbox_count)" ]; }
 rl_wait 60 all_applied || fail "applied $(applied) of $(outbox_count) events"
@@ -127,7 +127,7 @@ n=$(applied)
 
 # the subscriber's view against the outbox: once, intact, right route, order
 cat >"$WORK/check.sql" <<'SQL'
-WITH o AS (SELECT id, topic, event::jsonb AS e FROM taskevents.outbox
+WITH o AS (SELECT id, topic, event::jsonb AS e FROM taskevents.outbox_events
             WHERE topic IN ('tasks', 'reminders') AND event->>'type' NOT LIKE 'com.%')
 SELECT 'missing', count(*) FROM o WHERE NOT EXISTS (SELECT 1 FROM feed.activity a WHERE a.source = o.e->>'source' AND a.event_id = o.e->>'id')
 UNION ALL
@@ -164,7 +164,7 @@ pass "$n events (7 types, 2 topics) applied once each, CloudEvent equal to the o
 
 # a re-send with the same id (what a relay does after a crash or takeover):
 # Dapr delivers it again, receive() says false, nothing is applied twice
-q -d "$DB" -F $'\t' -c "SELECT partition_key, event FROM taskevents.outbox
+q -d "$DB" -F $'\t' -c "SELECT partition_key, event FROM taskevents.outbox_events
                         WHERE topic = 'tasks' AND event->>'type' LIKE 'task.%' ORDER BY id DESC LIMIT 3" >"$WORK/resend.tsv"
 kcat -b "$RL_BROKER" -P -t tasks -K $'\t' -H 'content-type=application/cloudevents+json; charset=UTF-8' \
   <"$WORK/resend.tsv" || fail "kcat produce"
@@ -198,7 +198,7 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('poison-user', 'a $POI
 q -d "$DB" -c "INSERT INTO tasks (user_id, title)
                SELECT u, 'after the poison' FROM unnest(ARRAY[$(users_sql "$SAME"),$(users_sql "$OTHER")]) u;
                INSERT INTO tasks (user_id, title) VALUES ('poison-user', 'after its own poison')" >/dev/null
-POISON_ID=$(q -d "$DB" -c "SELECT event->>'id' FROM taskevents.outbox WHERE event->'data'->>'title' LIKE '%$POISON%'")
+POISON_ID=$(q -d "$DB" -c "SELECT event->>'id' FROM taskevents.outbox_events WHERE event->'data'->>'title' LIKE '%$POISON%'")
 dlq_has_poison() { rl_consume tasks-dlq | jq -e --arg id "$POISON_ID" 'select((.payload | fromjson).id == $id)' >/dev/null; }
 rl_wait 60 dlq_has_poison || fail "poison event not in tasks-dlq; attempts: $(grep -c "$POISON_ID" "$WORK/subscriber.log")"
 all_but_poison() { [ "$(applied)" -ge $(( $(outbox_count) - 1 )) ]; }
@@ -206,13 +206,13 @@ rl_wait 30 all_but_poison || fail "after the poison: applied $(applied) of $(( $
 
 rl_consume tasks >"$WORK/tasks.json"
 rl_consume tasks-dlq >"$WORK/dlq.json"
-q -d "$DB" -c "SELECT event FROM taskevents.outbox WHERE event->>'id' = '$POISON_ID'" >"$WORK/poison.json"
+q -d "$DB" -c "SELECT event FROM taskevents.outbox_events WHERE event->>'id' = '$POISON_ID'" >"$WORK/poison.json"
 q -d "$DB" -F $'\t' -c "SELECT event_id, task_id, user_id,
     extract(epoch FROM occurred_at), extract(epoch FROM applied_at)
     FROM feed.activity WHERE event->'data'->>'title' LIKE 'after %'" >"$WORK/after-applied.tsv"
 # in the inbox?  (process_once() in a transaction that is rolled back: true = not marked)
 marked=$(q -d "$DB" -c "BEGIN" -c "SELECT NOT taskevents.process_once(event->>'source', event->>'id')
-                                  FROM taskevents.outbox WHERE event->>'id' = '$POISON_ID'" -c "ROLLBACK")
+                                  FROM taskevents.outbox_events WHERE event->>'id' = '$POISON_ID'" -c "ROLLBACK")
 [ "$marked" = f ] || fail "the poison event is marked processed in the inbox"
 
 "$PY" - "$WORK" "$POISON_ID" "$SAME" "$OTHER" <<'PY' || fail "poison event: see above"
