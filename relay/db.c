@@ -3,8 +3,14 @@
  *		The SQL relay protocol over one libpq connection: lease, position,
  *		tick, fetch, ack, dead letters and maintenance.  Every call is a
  *		prepared statement with parameters, in its own (autocommit, READ
- *		COMMITTED) transaction.  A second, asynchronous connection runs the
- *		backlog sample and the reminders hook (see "side connection").
+ *		COMMITTED) transaction.  dbside.c runs the backlog sample and the
+ *		reminders hook on a second connection; both are opened by db_open().
+ *
+ * Every connection pins search_path to pg_catalog, pg_temp, and every
+ * function, operator and cast in the statements below is schema-qualified:
+ * nothing the relay sends can be redirected to an object that the relay
+ * role's search_path (ALTER ROLE/DATABASE ... SET, PGOPTIONS, the conninfo)
+ * puts first.
  *
  * Results are classified for the caller: DB_FENCED for SQLSTATE 55000 (the
  * lease epoch moved on: another relay took over), DB_CONN when the
@@ -33,16 +39,23 @@ typedef struct statement
 	const char *sql;
 } statement;
 
+/*
+ * Parameters of the taskevents functions take their types from the
+ * function's signature; casts, operators and functions are qualified.
+ * (EXTRACT is grammar: the parser turns it into pg_catalog.extract.)
+ */
 static const statement statements[] = {
-	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, make_interval(secs => $4::double precision / 1000))"},
+	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, "
+	"pg_catalog.make_interval(secs => $4::pg_catalog.float8 OPERATOR(pg_catalog./) 1000::pg_catalog.float8))"},
 	{"release", "SELECT taskevents.relay_release($1, $2)"},
 	{"position", "SELECT tick_id, cursor_id, batch_done FROM taskevents.relay_position($1)"},
 	{"last_tick", "SELECT taskevents.relay_last_tick($1)"},
 	{"tick", "SELECT taskevents.relay_tick($1, $2)"},
-	{"fetch", "SELECT id, topic, partition_key, event, extract(epoch FROM created_at)::float8 "
+	{"fetch", "SELECT id, topic, partition_key, event, extract(epoch FROM created_at)::pg_catalog.float8 "
 	"FROM taskevents.relay_fetch($1, $2, $3, $4)"},
 	{"ack", "SELECT taskevents.relay_ack($1, $2, $3, $4, $5)"},
-	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10::float8))"},
+	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+	"pg_catalog.to_timestamp($10::pg_catalog.float8))"},
 	{"maintain", "SELECT taskevents.maintain()"},
 };
 
@@ -83,29 +96,85 @@ note_error(PGresult *res)
 		last_error[--n] = '\0';
 }
 
+/*
+ * Open a connection for the relay: the conninfo (a key=value string or a
+ * URI; empty means libpq's PG* environment) with keepalives and a fallback
+ * application name it may override, and search_path pinned to pg_catalog,
+ * pg_temp.  The pin is appended to the "options" the conninfo (or, when it
+ * has none, PGOPTIONS) gives, so those options still apply and the pin
+ * comes last and wins, also over ALTER ROLE/DATABASE ... SET search_path.
+ * Returns NULL after writing libpq's message into errbuf.
+ */
+PGconn *
+db_open(const char *conninfo, const char *appname, char *errbuf, size_t errlen)
+{
+	static const char pin[] = "-c search_path=pg_catalog,pg_temp";
+	const char *keys[8];
+	const char *vals[8];
+	const char *user_opts = NULL;
+	PQconninfoOption *parsed = NULL;
+	char	   *opts;
+	int			n = 0;
+	PGconn	   *c;
+
+	/* defaults first: a keyword repeated later (in the conninfo) wins */
+	keys[n] = "keepalives_idle";
+	vals[n++] = "10";
+	keys[n] = "keepalives_interval";
+	vals[n++] = "5";
+	keys[n] = "fallback_application_name";
+	vals[n++] = appname;
+	if (conninfo && conninfo[0] != '\0')
+	{
+		keys[n] = "dbname";
+		vals[n++] = conninfo;
+		/* a bare database name does not parse; libpq takes it as dbname */
+		parsed = PQconninfoParse(conninfo, NULL);
+		for (PQconninfoOption *o = parsed; o && o->keyword; o++)
+			if (strcmp(o->keyword, "options") == 0)
+				user_opts = o->val;
+	}
+	if (user_opts == NULL)
+		user_opts = getenv("PGOPTIONS");
+	if (user_opts && user_opts[0] != '\0')
+	{
+		opts = malloc(strlen(user_opts) + sizeof(pin) + 1);
+		sprintf(opts, "%s %s", user_opts, pin);
+	}
+	else
+		opts = strdup(pin);
+	keys[n] = "options";
+	vals[n++] = opts;
+	keys[n] = NULL;
+	vals[n] = NULL;
+	c = PQconnectdbParams(keys, vals, 1);
+	free(opts);
+	if (parsed)
+		PQconninfoFree(parsed);
+	if (PQstatus(c) != CONNECTION_OK)
+	{
+		size_t		len;
+
+		snprintf(errbuf, errlen, "%s", PQerrorMessage(c));
+		len = strlen(errbuf);
+		while (len > 0 && (errbuf[len - 1] == '\n' || errbuf[len - 1] == ' '))
+			errbuf[--len] = '\0';
+		PQfinish(c);
+		return NULL;
+	}
+	return c;
+}
+
 /* Connect and prepare every statement. */
 bool
 db_connect(const char *conninfo)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", "keepalives_idle", "keepalives_interval", NULL};
-	const char *vals[] = {conninfo && *conninfo ? conninfo : NULL, "taskevents-relay", "10", "5", NULL};
 	PGresult   *res;
 
 	db_disconnect();
-	if (vals[0] == NULL)
-	{
-		/* no conninfo: libpq's PG* environment; skip the dbname slot */
-		keys[0] = "fallback_application_name";
-		vals[0] = "taskevents-relay";
-		keys[1] = NULL;
-	}
-	conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		note_error(NULL);
-		db_disconnect();
+	conn = db_open(conninfo, "taskevents-relay", last_error, sizeof(last_error));
+	if (conn == NULL)
 		return false;
-	}
 	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
 	{
 		res = PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL);
@@ -438,150 +507,4 @@ db_maintain(int *truncated)
 	*truncated = (int) getint(res, 0, 0);
 	PQclear(res);
 	return DB_OK;
-}
-
-/*
- * The side connection: housekeeping whose cost grows with the outbox
- * (relay_backlog() counts it) or is not ours to bound (fire_due_reminders())
- * runs here, asynchronously, so it never holds up delivery on the main
- * connection.  One query at a time; db_side_poll() collects its result.
- */
-static PGconn *side;
-static db_side_kind side_kind = DB_SIDE_NONE;
-static bool side_reminders;
-static int64_t side_started;
-
-bool
-db_side_busy(void)
-{
-	return side_kind != DB_SIDE_NONE;
-}
-
-static void
-side_close(void)
-{
-	if (side)
-		PQfinish(side);
-	side = NULL;
-	side_kind = DB_SIDE_NONE;
-}
-
-static bool
-side_connect(const char *conninfo)
-{
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *vals[] = {conninfo, "taskevents-relay-side", NULL};
-	PGresult   *res;
-
-	if (conninfo == NULL || conninfo[0] == '\0')
-	{
-		keys[0] = "fallback_application_name";
-		vals[0] = "taskevents-relay-side";
-		keys[1] = NULL;
-	}
-	side = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(side) != CONNECTION_OK)
-	{
-		log_warn("side database connection failed", "{s:s}", "error", PQerrorMessage(side));
-		side_close();
-		return false;
-	}
-	res = PQexec(side, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p "
-				 "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-				 "WHERE n.nspname = 'taskevents' AND p.proname = 'fire_due_reminders' AND p.pronargs = p.pronargdefaults)");
-	side_reminders = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	if (side_reminders)
-		log_info("reminders hook on: calling taskevents.fire_due_reminders()", NULL);
-	return true;
-}
-
-/* Start kind on the side connection; false when it cannot (or need not). */
-bool
-db_side_begin(const char *conninfo, db_side_kind kind, const char *consumer)
-{
-	const char *sql;
-	const char *params[1] = {consumer};
-	int			nparams = 0;
-
-	if (side_kind != DB_SIDE_NONE)
-		return false;
-	if (side == NULL && !side_connect(conninfo))
-		return false;
-	if (kind == DB_SIDE_REMINDERS)
-	{
-		if (!side_reminders)
-			return false;
-		sql = "SELECT taskevents.fire_due_reminders()";
-	}
-	else
-	{
-		sql = "SELECT pending, extract(epoch FROM clock_timestamp() - oldest_pending)::float8 "
-			"FROM taskevents.relay_backlog($1)";
-		nparams = 1;
-	}
-	if (!PQsendQueryParams(side, sql, nparams, NULL, params, NULL, NULL, 0))
-	{
-		side_close();
-		return false;
-	}
-	side_kind = kind;
-	side_started = mono_ms();
-	return true;
-}
-
-/* Collect the side query's result when it is ready; never blocks. */
-void
-db_side_poll(void)
-{
-	PGresult   *res;
-
-	if (side_kind == DB_SIDE_NONE)
-		return;
-	if (!PQconsumeInput(side))
-	{
-		log_warn("side database connection lost", "{s:s}", "error", PQerrorMessage(side));
-		side_close();
-		return;
-	}
-	if (PQisBusy(side))
-		return;
-	while ((res = PQgetResult(side)) != NULL)
-	{
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		{
-			if (side_kind == DB_SIDE_BACKLOG)
-			{
-				atomic_store(&metrics.backlog, strtol(PQgetvalue(res, 0, 0), NULL, 10));
-				atomic_store(&metrics.oldest_pending_ms, PQgetisnull(res, 0, 1) ? 0 :
-							 (long) (strtod(PQgetvalue(res, 0, 1), NULL) * 1000));
-				log_debug("backlog sampled", "{s:I, s:I}", "count",
-						  (json_int_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-						  "took_ms", (json_int_t) (mono_ms() - side_started));
-			}
-			else if (!PQgetisnull(res, 0, 0) && strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0)
-				log_info("reminders fired", "{s:I}", "count",
-						 (json_int_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-		}
-		else if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		{
-			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-			log_warn(side_kind == DB_SIDE_BACKLOG ? "relay_backlog() failed" : "fire_due_reminders() failed",
-					 "{s:s}", "error", PQresultErrorMessage(res));
-			/* not granted or gone: stop calling it until the next connect */
-			if (side_kind == DB_SIDE_REMINDERS && state &&
-				(strcmp(state, "42501") == 0 || strcmp(state, "42883") == 0))
-				side_reminders = false;
-		}
-		PQclear(res);
-	}
-	side_kind = DB_SIDE_NONE;
-}
-
-void
-db_side_close(void)
-{
-	side_close();
 }

@@ -5,7 +5,7 @@
  *
  * Each concern lives in its own file: config.c (flags, environment, config
  * file), log.c (JSON log lines), db.c (the SQL relay protocol over libpq),
- * producer.c (librdkafka), cloudevent.c (validating and taking apart an
+ * dbside.c (the side connection: backlog sample, reminders), producer.c (librdkafka), cloudevent.c (validating and taking apart an
  * event), pipeline.c (in-flight events, per-key order, retries, dead
  * letters, acks), metrics.c (HTTP /metrics and /healthz) and main.c (startup
  * and the main loop).
@@ -115,6 +115,8 @@ typedef struct db_row
 	double		created_at;
 } db_row;
 
+/* A connection with search_path pinned (db.c); NULL and errbuf on failure. */
+extern struct pg_conn *db_open(const char *conninfo, const char *appname, char *errbuf, size_t errlen);
 extern bool db_connect(const char *conninfo);
 extern void db_disconnect(void);
 extern bool db_connected(void);
@@ -135,6 +137,8 @@ extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t out
 								double first_failed_at);
 extern db_result db_maintain(int *truncated);
 extern const char *db_last_error(void);
+
+/* ------------------------------------------------------------- dbside.c */
 
 typedef enum
 {
