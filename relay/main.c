@@ -398,6 +398,7 @@ main(int argc, char **argv)
 	saved_argv = argv;
 	if (config_load(&cfg, argc, argv, err, sizeof(err)) != 0)
 	{
+		secrets_register(&cfg);
 		log_error("invalid configuration", "{s:s}", "error", err);
 		config_free(&cfg);
 		return 2;
@@ -414,6 +415,7 @@ main(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	secrets_register(&cfg);
 	log_set_level(cfg.log_level);
 	install_signals();
 	make_holder();
@@ -430,10 +432,11 @@ main(int argc, char **argv)
 
 	/* 3. up */
 	masked = conninfo_masked(cfg.db);
-	log_info("process up", "{s:s, s:s, s:s, s:s, s:s, s:s, s:b}",
+	log_info("process up", "{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
 			 "version", RELAY_VERSION, "consumer", cfg.consumer, "holder", holder,
 			 "db", masked, "brokers", cfg.dev_mock_kafka ? "(mock cluster)" : cfg.brokers,
-			 "mode", cfg.binary ? "binary" : "structured", "once", cfg.once);
+			 "mode", cfg.binary ? "binary" : "structured", "once", cfg.once,
+			 "kafka_properties", kafka_props_masked(&cfg));
 	free(masked);
 
 	/* 4. main loop */

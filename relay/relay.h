@@ -43,6 +43,7 @@ extern const char *log_level_name(int level);
  * fmt is NULL.  Never pass payloads or secrets.
  */
 extern void log_msg(int level, const char *msg, const char *fmt, ...);
+extern void log_add_secret(const char *value);
 
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
@@ -93,7 +94,16 @@ extern int	config_load(relay_config *cfg, int argc, char **argv, char *errbuf, s
 extern void config_apply_reload(relay_config *live, const relay_config *fresh);
 extern void config_free(relay_config *cfg);
 extern void config_print_help(void);
+
+/* ------------------------------------------------------------ secrets.c */
+
+extern bool conninfo_key_is_secret(const char *keyword);
+extern bool conninfo_is_string(const char *conninfo);
+extern int	conninfo_check(const char *conninfo, char *errbuf, size_t errlen);
 extern char *conninfo_masked(const char *conninfo);
+extern bool kafka_prop_is_secret(const char *name);
+extern struct json_t *kafka_props_masked(const relay_config *cfg);
+extern void secrets_register(const relay_config *cfg);
 
 /* ----------------------------------------------------------------- db.c */
 
