@@ -435,6 +435,13 @@ config_load(relay_config *cfg, int argc, char **argv, char *errbuf, size_t errle
 	return 0;
 }
 
+/* The dead-letter topic of topic: the one place its name is built. */
+void
+config_dlq_topic(const relay_config *cfg, const char *topic, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", topic, cfg->dlq_suffix);
+}
+
 /* Copy the reloadable options of a freshly loaded config into the live one. */
 void
 config_apply_reload(relay_config *live, const relay_config *fresh)

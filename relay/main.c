@@ -299,6 +299,18 @@ leader_turn(int64_t now, bool *finished)
 	return n > 0;
 }
 
+/*
+ * A turn that moved no event waits here, at most timeout_ms, serving
+ * delivery reports as they arrive.  This is the one place to wait: a
+ * "wake on commit" step would block here on the database too, instead of
+ * the leader polling relay_tick() every --poll-interval-ms.
+ */
+static void
+idle_wait(int timeout_ms)
+{
+	producer_poll(timeout_ms);
+}
+
 static int
 run(void)
 {
@@ -369,11 +381,7 @@ run(void)
 			break;
 		}
 		if (!busy)
-		{
-			int			wait = role == ROLE_LEADER ? cfg.poll_interval_ms : 50;
-
-			producer_poll(wait);
-		}
+			idle_wait(role == ROLE_LEADER ? cfg.poll_interval_ms : 50);
 	}
 	if (role == ROLE_LEADER)
 	{
@@ -422,7 +430,7 @@ main(int argc, char **argv)
 
 	/* 2. subsystems */
 	pipeline_init(&cfg, holder);
-	if (producer_init(&cfg, err, sizeof(err)) != 0 || metrics_start(cfg.metrics_addr, err, sizeof(err)) != 0)
+	if (producer_init(&cfg, pipeline_on_delivery, err, sizeof(err)) != 0 || metrics_start(cfg.metrics_addr, err, sizeof(err)) != 0)
 	{
 		log_error("invalid configuration", "{s:s}", "error", err);
 		producer_destroy();

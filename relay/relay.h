@@ -3,12 +3,24 @@
  *		Shared declarations of taskevents-relay, the daemon that drains the
  *		pg_taskevents outbox into Apache Kafka.
  *
- * Each concern lives in its own file: config.c (flags, environment, config
- * file), log.c (JSON log lines), db.c (the SQL relay protocol over libpq),
- * dbside.c (the side connection: backlog sample, reminders), producer.c (librdkafka), cloudevent.c (validating and taking apart an
- * event), pipeline.c (in-flight events, per-key order, retries, dead
- * letters, acks), metrics.c (HTTP /metrics and /healthz) and main.c (startup
- * and the main loop).
+ * Each concern lives in its own file:
+ *
+ *	main.c		startup in a visible order, the main loop (disconnected ->
+ *				standby -> leader), signals
+ *	config.c	options: one table; defaults, config file, environment, flags
+ *	secrets.c	what never reaches a log: masks and the secret values
+ *	log.c		JSON log lines on stderr, clocks
+ *	db.c		the SQL relay protocol on the main libpq connection
+ *	dbside.c	the side connection: backlog sample, reminders hook
+ *	cloudevent.c	validating an outbox row, taking a CloudEvent apart
+ *	producer.c	librdkafka: configuration, Kafka records, delivery reports,
+ *				the development mock cluster
+ *	window.c	pipeline: the fetch window and acknowledgements
+ *	keys.c		pipeline: per-key queues, holds, sending, delivery reports
+ *	retry.c		pipeline: failures, retries, dead letters
+ *	circuit.c	pipeline: the Kafka circuit breaker
+ *	pipeline.h	pipeline: declarations its three files share, event states
+ *	metrics.c	HTTP /metrics and /healthz
  */
 #ifndef TASKEVENTS_RELAY_H
 #define TASKEVENTS_RELAY_H
@@ -94,6 +106,7 @@ extern int	config_load(relay_config *cfg, int argc, char **argv, char *errbuf, s
 extern void config_apply_reload(relay_config *live, const relay_config *fresh);
 extern void config_free(relay_config *cfg);
 extern void config_print_help(void);
+extern void config_dlq_topic(const relay_config *cfg, const char *topic, char *buf, size_t len);
 
 /* ------------------------------------------------------------ secrets.c */
 
@@ -190,8 +203,27 @@ typedef enum
 {
 	PRODUCE_OK = 0,
 	PRODUCE_BACKPRESSURE,		/* local queue full: try again later */
-	PRODUCE_FAILED				/* per-message failure; err says why */
+	PRODUCE_FAILED				/* per-message failure; see the delivery_status */
 } produce_result;
+
+/*
+ * What became of a message, as the pipeline needs to know it; librdkafka's
+ * error codes stay in producer.c, which classifies them.
+ */
+typedef enum
+{
+	DELIVERED = 0,				/* the broker has it */
+	DELIVERY_FAILED,			/* this message failed: retry, then dead-letter */
+	DELIVERY_TOO_LARGE,			/* failed for its size (a dead letter sheds its data) */
+	DELIVERY_OUTAGE,			/* no broker took it: not the message's fault */
+	DELIVERY_PURGED				/* dropped by the relay itself (lease lost, restart) */
+} delivery_status;
+
+/*
+ * Called from producer_poll() once for every message handed to the
+ * producer; error is librdkafka's name for the error (a static string).
+ */
+typedef void (*delivery_cb) (uint64_t opaque, delivery_status status, const char *error);
 
 typedef struct produce_msg
 {
@@ -210,8 +242,8 @@ typedef struct produce_msg
 	double		dlq_last_failure;
 } produce_msg;
 
-extern int	producer_init(const relay_config *cfg, char *errbuf, size_t errlen);
-extern produce_result producer_send(const produce_msg *m, int *err);
+extern int	producer_init(const relay_config *cfg, delivery_cb on_delivery, char *errbuf, size_t errlen);
+extern produce_result producer_send(const produce_msg *m, delivery_status *status, const char **error);
 extern int	producer_poll(int timeout_ms);
 extern void producer_purge(void);
 extern bool producer_probe(int timeout_ms);
@@ -219,16 +251,12 @@ extern bool producer_take_fatal(char *errbuf, size_t errlen);
 extern bool producer_take_outage(void);
 extern int	producer_flush(int timeout_ms);
 extern void producer_destroy(void);
-extern bool producer_is_outage_error(int err);
-extern bool producer_is_purge_error(int err);
 extern int	producer_restart(const relay_config *cfg, char *errbuf, size_t errlen);
-extern const char *producer_err2str(int err);
 extern int	producer_outq_len(void);
 
-/* Called by producer.c from producer_poll() for every delivery report. */
-extern void pipeline_on_delivery(uint64_t opaque, int err);
+/* --------------------------------- window.c, keys.c, retry.c, circuit.c */
 
-/* ----------------------------------------------------------- pipeline.c */
+/* The pipeline: the events between "fetched" and "acknowledged" (pipeline.h). */
 
 typedef enum
 {
@@ -237,6 +265,7 @@ typedef enum
 	CIRCUIT_HALF_OPEN = 2
 } circuit_state;
 
+/* window.c: the fetch window and acks */
 extern void pipeline_init(const relay_config *cfg, const char *holder);
 extern void pipeline_start(int64_t epoch, int64_t tick, int64_t cursor, bool done, int64_t last_tick);
 extern void pipeline_drop(void);
@@ -244,11 +273,17 @@ extern void pipeline_shutdown(void);
 extern int	pipeline_free_slots(void);
 extern bool pipeline_empty(void);
 extern int	pipeline_unresolved(void);
-
 /* Returns the number of rows fetched (0 when idle), or -1 on a DB problem. */
 extern int	pipeline_fetch(db_result *dbr, bool *idle);
-extern db_result pipeline_step(int64_t now);
 extern db_result pipeline_ack(int64_t now, bool force);
+
+/* keys.c: per-key order; the producer's delivery_cb */
+extern void pipeline_on_delivery(uint64_t opaque, delivery_status status, const char *error);
+
+/* retry.c: retry timers, dead letters to record */
+extern db_result pipeline_step(int64_t now);
+
+/* circuit.c: the Kafka circuit breaker */
 extern void pipeline_circuit_step(int64_t now);
 extern int	pipeline_circuit(void);
 
