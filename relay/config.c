@@ -79,7 +79,7 @@ static const option_def options[] = {
 	{"metrics-addr", 0, "TASKEVENTS_METRICS_ADDR", OPT_STRING, OFF(metrics_addr), "127.0.0.1:9187", 0, 0, false, false, "HOST:PORT",
 	"Address of the HTTP /metrics and /healthz endpoints; 0 turns them off."},
 	{"binary", 0, "TASKEVENTS_BINARY", OPT_BOOL, OFF(binary), "false", 0, 0, false, false, NULL,
-	"Binary content mode: value = the event's data, attributes as ce_* headers."},
+	"Binary content mode: value = the event's data, attributes as ce_* headers (Dapr cannot route it)."},
 	{"once", 0, "TASKEVENTS_ONCE", OPT_BOOL, OFF(once), "false", 0, 0, false, false, NULL,
 	"Deliver everything pending, then exit 0."},
 	{"log-level", 0, "TASKEVENTS_LOG_LEVEL", OPT_LOGLEVEL, OFF(log_level), "info", 0, 0, true, false, "LEVEL",

@@ -446,6 +446,19 @@ main(int argc, char **argv)
 			 "mode", cfg.binary ? "binary" : "structured", "once", cfg.once,
 			 "kafka_properties", kafka_props_masked(&cfg));
 	free(masked);
+	if (cfg.binary)
+	{
+		/*
+		 * Every event the extension writes carries topic and pubsubname
+		 * for Dapr, but Dapr cannot route binary-mode records: its routing
+		 * rules see no "type" (the attributes are only ce_* headers).
+		 */
+		log_warn("binary mode: Dapr subscribers cannot route these events; use structured mode for Dapr",
+				 "{s:s}", "detail",
+				 "in binary mode the record value is only the event's data and its attributes are ce_* headers; "
+				 "a Dapr subscription with routing rules on event.type dead-letters every record "
+				 "(\"no such key: type\"), and without rules the application gets the data without the attributes");
+	}
 
 	/* 4. main loop */
 	rc = run();
