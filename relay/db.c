@@ -20,12 +20,20 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static PGconn *conn;
 static char last_error[512];
+
+struct db_page
+{
+	PGresult   *res;
+	int			refs;			/* rows still in use */
+	db_row		rows[];
+};
 
 /* the page fetched ahead, see db_prefetch() */
 static bool pf_sent;
@@ -386,10 +394,12 @@ db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit)
  * The page of batch tick after id `after`, at most `limit` rows.  A page
  * fetched ahead is used when it is the same page with a limit no larger;
  * *used_limit says which limit applied (fewer rows = end of the batch).
+ * *rows point into *page, which holds one reference per row (NULL when
+ * there is no row).
  */
 db_result
-db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_row **rows, int *nrows,
-		 int *used_limit)
+db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page **page,
+		 db_row **rows, int *nrows, int *used_limit)
 {
 	char		t[32],
 				a[32],
@@ -397,8 +407,10 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_row **
 	const char *p[4] = {consumer, t, a, l};
 	PGresult   *res;
 	db_result	r;
+	db_page    *pg;
 	int			n;
 
+	*page = NULL;
 	*rows = NULL;
 	*nrows = 0;
 	*used_limit = limit;
@@ -424,34 +436,40 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_row **
 			return r;
 	}
 	n = PQntuples(res);
-	*rows = n ? calloc(n, sizeof(db_row)) : NULL;
+	if (n == 0)
+	{
+		PQclear(res);
+		return DB_OK;
+	}
+	pg = malloc(offsetof(db_page, rows) + n * sizeof(db_row));
+	pg->res = res;
+	pg->refs = n;
 	for (int i = 0; i < n; i++)
 	{
-		db_row	   *row = &(*rows)[i];
+		db_row	   *row = &pg->rows[i];
 
 		row->id = getint(res, i, 0);
-		row->topic = strdup(PQgetvalue(res, i, 1));
-		row->key = PQgetisnull(res, i, 2) ? NULL : strdup(PQgetvalue(res, i, 2));
+		row->topic = PQgetvalue(res, i, 1);
+		row->key = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+		row->event = PQgetvalue(res, i, 3);
 		row->event_len = PQgetlength(res, i, 3);
-		row->event = malloc(row->event_len + 1);
-		memcpy(row->event, PQgetvalue(res, i, 3), row->event_len + 1);
 		row->created_at = strtod(PQgetvalue(res, i, 4), NULL);
 	}
+	*page = pg;
+	*rows = pg->rows;
 	*nrows = n;
-	PQclear(res);
 	return DB_OK;
 }
 
+/* One row of the page is done with; the last one frees the page. */
 void
-db_rows_free(db_row *rows, int nrows)
+db_page_release(db_page *page)
 {
-	for (int i = 0; i < nrows; i++)
+	if (page && --page->refs == 0)
 	{
-		free(rows[i].topic);
-		free(rows[i].key);
-		free(rows[i].event);
+		PQclear(page->res);
+		free(page);
 	}
-	free(rows);
 }
 
 db_result

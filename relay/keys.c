@@ -11,6 +11,10 @@
  * succeeded is sent again after it (a re-send with the same CloudEvent id,
  * so the last copy of each event is in order).  Other keys flow meanwhile.
  * The states and their transitions are listed in pipeline.h.
+ *
+ * A key that cannot send now because the producer's queue is full or the
+ * circuit is open joins the wake list, and is pumped again, in turn, at
+ * the next step once there is room: nothing scans every key.
  */
 #include "pipeline.h"
 
@@ -26,8 +30,9 @@
 static keystate **buckets;
 static long nkeys;
 static keystate *held;			/* keys with a hold */
-static bool need_pump_all;
-
+static keystate *wake_head;		/* keys to pump at the next step, in order */
+static keystate *wake_tail;
+static bool producer_full;		/* the last send met a full producer queue */
 
 void
 keys_init(void)
@@ -96,6 +101,37 @@ held_remove(keystate *ks)
 }
 
 static void
+wake_add(keystate *ks)
+{
+	if (ks->in_wake)
+		return;
+	ks->in_wake = true;
+	ks->wake_next = NULL;
+	ks->wake_prev = wake_tail;
+	if (wake_tail)
+		wake_tail->wake_next = ks;
+	else
+		wake_head = ks;
+	wake_tail = ks;
+}
+
+static void
+wake_remove(keystate *ks)
+{
+	if (!ks->in_wake)
+		return;
+	if (ks->wake_prev)
+		ks->wake_prev->wake_next = ks->wake_next;
+	else
+		wake_head = ks->wake_next;
+	if (ks->wake_next)
+		ks->wake_next->wake_prev = ks->wake_prev;
+	else
+		wake_tail = ks->wake_prev;
+	ks->in_wake = false;
+}
+
+static void
 key_free(keystate *ks)
 {
 	keystate  **b = &buckets[ks->hash % KEY_BUCKETS];
@@ -104,6 +140,7 @@ key_free(keystate *ks)
 		b = &(*b)->hnext;
 	*b = ks->hnext;
 	held_remove(ks);
+	wake_remove(ks);
 	free(ks->key);
 	free(ks);
 	nkeys--;
@@ -153,7 +190,8 @@ keys_clear(void)
 		while (buckets[i])
 			key_free(buckets[i]);
 	held = NULL;
-	need_pump_all = false;
+	wake_head = wake_tail = NULL;
+	producer_full = false;
 }
 
 void
@@ -163,11 +201,20 @@ keys_shutdown(void)
 	buckets = NULL;
 }
 
+/* Whether the producer's queue was full at the last send (window.c waits). */
+bool
+keys_producer_full(void)
+{
+	return producer_full;
+}
+
 /* Pump every key at the next step (the circuit closed). */
 void
 keys_wake_all(void)
 {
-	need_pump_all = true;
+	for (int i = 0; i < KEY_BUCKETS; i++)
+		for (keystate *ks = buckets[i]; ks; ks = ks->hnext)
+			wake_add(ks);
 }
 
 /* e goes back to QUEUED, to be sent again once its key has nothing in flight. */
@@ -270,8 +317,13 @@ key_pump(keystate *ks)
 {
 	event	   *e;
 
-	if (!pipeline_leader || !circuit_is_closed())
+	if (!pipeline_leader)
 		return;
+	if (!circuit_is_closed() || producer_full)
+	{
+		wake_add(ks);			/* when the circuit closes, or there is room */
+		return;
+	}
 	for (;;)
 	{
 		if (ks->hold)
@@ -281,7 +333,10 @@ key_pump(keystate *ks)
 			if (e->state == EV_QUEUED && ks->inflight == 0)
 			{
 				if (send_event(e) == PRODUCE_BACKPRESSURE)
-					need_pump_all = true;
+				{
+					producer_full = true;
+					wake_add(ks);
+				}
 			}
 			return;
 		}
@@ -316,7 +371,9 @@ key_pump(keystate *ks)
 			r = send_event(e);
 			if (r == PRODUCE_BACKPRESSURE)
 			{
-				need_pump_all = true;
+				/* still QUEUED: the producer has no room, try again later */
+				producer_full = true;
+				wake_add(ks);
 				return;
 			}
 			if (r == PRODUCE_FAILED)
@@ -341,6 +398,7 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 
 	if (e == NULL || e->marker || e->state != EV_INFLIGHT || e->dlq != dlq || e->ks == NULL)
 		return;					/* from a dropped window, or a stale duplicate */
+	producer_full = false;		/* a report: the producer has room again */
 	ks = e->ks;
 	ks->inflight--;
 	e->state = EV_QUEUED;		/* each branch below sets where it goes */
@@ -372,20 +430,22 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 		key_pump(ks);
 }
 
-/* Pump every key when something asked for it (backpressure, circuit closed). */
+/*
+ * Pump the keys on the wake list, in order, until the producer is full
+ * again (called every step; reports since the last one made room).
+ */
 void
 keys_pump_waiting(void)
 {
-	keystate   *ks,
-			   *next;
-
-	if (!need_pump_all || !pipeline_leader || !circuit_is_closed())
+	if (!pipeline_leader || !circuit_is_closed())
 		return;
-	need_pump_all = false;
-	for (int i = 0; i < KEY_BUCKETS; i++)
-		for (ks = buckets[i]; ks; ks = next)
-		{
-			next = ks->hnext;
-			key_pump(ks);
-		}
+	producer_full = false;
+	/* key_pump() puts a key back only when one of these turned false */
+	while (wake_head && !producer_full && circuit_is_closed() && pipeline_leader)
+	{
+		keystate   *ks = wake_head;
+
+		wake_remove(ks);
+		key_pump(ks);			/* may join the list again, at its end */
+	}
 }

@@ -62,10 +62,11 @@ typedef struct event
 	bool		marker;			/* end of batch `tick` (no event) */
 	int64_t		tick;
 	int64_t		id;				/* outbox id (for a marker: the batch's last) */
-	char	   *topic;
-	char	   *key;			/* NULL when the row has no partition key */
-	char	   *payload;		/* the CloudEvent text; freed when resolved */
+	const char *topic;			/* these three point into page */
+	const char *key;			/* NULL when the row has no partition key */
+	const char *payload;		/* the CloudEvent text */
 	size_t		payload_len;
+	db_page    *page;			/* the fetched page; released when resolved */
 	double		created_at;
 	event_state state;
 	bool		dlq;			/* destination is the dead-letter topic now */
@@ -92,9 +93,12 @@ typedef struct keystate
 	int			inflight;
 	bool		drain;			/* wait for inflight == 0 before sending */
 	struct keystate *hnext;
-	struct keystate *held_prev;
+	struct keystate *held_prev;	/* the list of keys with a hold */
 	struct keystate *held_next;
 	bool		in_held;
+	struct keystate *wake_prev;	/* the list of keys waiting to be pumped */
+	struct keystate *wake_next;
+	bool		in_wake;
 } keystate;
 
 /* The state all the files share (window.c owns it). */
@@ -112,6 +116,7 @@ extern void keys_enqueue(event *e);
 extern void keys_clear(void);
 extern void keys_wake_all(void);
 extern void keys_pump_waiting(void);
+extern bool keys_producer_full(void);
 extern void keys_shutdown(void);
 extern void key_pump(keystate *ks);
 extern void key_requeue(event *e);

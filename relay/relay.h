@@ -128,12 +128,19 @@ typedef enum
 	DB_CONN						/* the connection is broken */
 } db_result;
 
+/*
+ * A fetched page: the PGresult, kept while any of its rows is in use.  Its
+ * rows' strings point into it, so no row is copied; each row holds one
+ * reference, dropped with db_page_release() when the row is done with.
+ */
+typedef struct db_page db_page;
+
 typedef struct db_row
 {
 	int64_t		id;
-	char	   *topic;
-	char	   *key;			/* NULL when the row has no partition key */
-	char	   *event;
+	const char *topic;
+	const char *key;			/* NULL when the row has no partition key */
+	const char *event;			/* NUL-terminated */
 	size_t		event_len;
 	double		created_at;
 } db_row;
@@ -151,8 +158,8 @@ extern db_result db_last_tick(const char *consumer, int64_t *tick);
 extern db_result db_tick(const char *consumer, int64_t epoch, int64_t *tick);
 extern void db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit);
 extern db_result db_fetch(const char *consumer, int64_t tick, int64_t after, int limit,
-						  db_row **rows, int *nrows, int *used_limit);
-extern void db_rows_free(db_row *rows, int nrows);
+						  db_page **page, db_row **rows, int *nrows, int *used_limit);
+extern void db_page_release(db_page *page);
 extern db_result db_ack(const char *consumer, int64_t epoch, int64_t tick, int64_t cursor, bool done);
 extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t outbox_id,
 								const char *topic, const char *dlq_topic, const char *key,
@@ -192,6 +199,8 @@ typedef struct ce_fields
 
 /* Returns NULL when valid, else a short reason (a static string). */
 extern const char *ce_scan(const char *buf, size_t len, ce_fields *out);
+/* For structured mode: NULL or a reason; the caller vouches for valid JSON. */
+extern const char *ce_check(const char *buf, size_t len);
 /* Unescape a JSON string span into a new malloc'd, NUL-terminated string. */
 extern char *ce_unescape(ce_span s);
 /* The event without its data member (for dead letters too large to send). */

@@ -86,22 +86,28 @@ window_event(uint64_t seq)
 	return &ring[seq % ring_cap];
 }
 
-/* keys.c resolved e: it no longer needs its payload. */
+/* Let go of e's row: its page is freed with the last of its rows. */
+static void
+window_release_row(event *e)
+{
+	db_page_release(e->page);
+	e->page = NULL;
+	e->topic = e->key = e->payload = NULL;
+}
+
+/* keys.c resolved e: only its position is needed now. */
 void
 window_resolved(event *e)
 {
 	e->state = EV_DONE;
 	unresolved--;
-	free(e->payload);
-	e->payload = NULL;
+	window_release_row(e);
 }
 
 static void
 window_free_entry(event *e)
 {
-	free(e->topic);
-	free(e->key);
-	free(e->payload);
+	window_release_row(e);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -159,12 +165,18 @@ pipeline_fetch(db_result *dbr, bool *idle)
 	const relay_config *cfg = pipeline_cfg;
 	int			freeslots = pipeline_free_slots();
 	int			lim;
+	db_page    *page = NULL;
 	db_row	   *rows = NULL;
 	int			n = 0;
 
 	*idle = false;
 	*dbr = DB_OK;
-	if (!pipeline_leader || !circuit_is_closed() || freeslots < 2)
+	/*
+	 * Not while the producer's queue is full either: what we fetched could
+	 * not be sent, and would only take memory (events that wait behind a
+	 * key's hold do not fill it, so other keys keep being fetched).
+	 */
+	if (!pipeline_leader || !circuit_is_closed() || freeslots < 2 || keys_producer_full())
 		return 0;
 	if (batch_read)
 	{
@@ -189,7 +201,7 @@ pipeline_fetch(db_result *dbr, bool *idle)
 	}
 	/* one slot stays free for the end-of-batch marker */
 	lim = freeslots - 1 < cfg->batch_size ? freeslots - 1 : cfg->batch_size;
-	*dbr = db_fetch(cfg->consumer, cur_tick, cur_after, lim, &rows, &n, &lim);
+	*dbr = db_fetch(cfg->consumer, cur_tick, cur_after, lim, &page, &rows, &n, &lim);
 	if (*dbr != DB_OK)
 		return -1;
 	/* a full page: have PostgreSQL read the next one while we send these */
@@ -199,7 +211,6 @@ pipeline_fetch(db_result *dbr, bool *idle)
 	for (int i = 0; i < n; i++)
 	{
 		event	   *e = window_push();
-		ce_fields	f;
 
 		e->tick = cur_tick;
 		e->id = rows[i].id;
@@ -207,16 +218,16 @@ pipeline_fetch(db_result *dbr, bool *idle)
 		e->key = rows[i].key;
 		e->payload = rows[i].event;
 		e->payload_len = rows[i].event_len;
+		e->page = page;			/* the row's reference on its page */
 		e->created_at = rows[i].created_at;
-		rows[i].topic = rows[i].key = rows[i].event = NULL;
-		e->invalid = ce_scan(e->payload, e->payload_len, &f);
+		/* the event column is json: PostgreSQL vouches for the syntax */
+		e->invalid = ce_check(e->payload, e->payload_len);
 		/* fetched -> QUEUED: in the window, and in its key's queue */
 		e->state = EV_QUEUED;
 		unresolved++;
 		cur_after = e->id;
 		keys_enqueue(e);
 	}
-	db_rows_free(rows, n);
 	if (n < lim)
 	{
 		/* fewer rows than asked for: the batch is read */
