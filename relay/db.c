@@ -27,6 +27,7 @@
 
 static PGconn *conn;
 static char last_error[512];
+static int64_t wait_us;			/* time spent waiting for the main connection */
 
 struct db_page
 {
@@ -71,6 +72,13 @@ const char *
 db_last_error(void)
 {
 	return last_error;
+}
+
+/* Microseconds spent waiting for results on the main connection so far. */
+int64_t
+db_wait_us(void)
+{
+	return wait_us;
 }
 
 bool
@@ -211,15 +219,19 @@ prefetch_collect(void)
 {
 	PGresult   *r;
 
+	int64_t		started;
+
 	if (!pf_sent)
 		return;
 	pf_sent = false;
+	started = mono_us();
 	while ((r = PQgetResult(conn)) != NULL)
 	{
 		if (pf_res)
 			PQclear(pf_res);
 		pf_res = r;
 	}
+	wait_us += mono_us() - started;
 }
 
 static void
@@ -264,11 +276,13 @@ run(const char *name, int nparams, const char *const *params, PGresult **out)
 		return DB_CONN;
 	}
 	prefetch_collect();
-	started = mono_ms();
+	started = mono_us();
 	res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
 	st = PQresultStatus(res);
-	if (mono_ms() - started >= 100)
-		log_debug("slow database call", "{s:s, s:I}", "call", name, "took_ms", (json_int_t) (mono_ms() - started));
+	started = mono_us() - started;
+	wait_us += started;
+	if (started >= 100000)
+		log_debug("slow database call", "{s:s, s:I}", "call", name, "took_ms", (json_int_t) (started / 1000));
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 	{
 		*out = res;

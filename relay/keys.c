@@ -33,6 +33,7 @@ static keystate *held;			/* keys with a hold */
 static keystate *wake_head;		/* keys to pump at the next step, in order */
 static keystate *wake_tail;
 static bool producer_full;		/* the last send met a full producer queue */
+static long inflight_total;		/* events handed to the producer, no report yet */
 
 void
 keys_init(void)
@@ -192,6 +193,7 @@ keys_clear(void)
 	held = NULL;
 	wake_head = wake_tail = NULL;
 	producer_full = false;
+	inflight_total = 0;
 }
 
 void
@@ -206,6 +208,13 @@ bool
 keys_producer_full(void)
 {
 	return producer_full;
+}
+
+/* How many events are in the producer's hands. */
+long
+keys_inflight(void)
+{
+	return inflight_total;
 }
 
 /* Pump every key at the next step (the circuit closed). */
@@ -305,6 +314,7 @@ send_event(event *e)
 		/* QUEUED -> INFLIGHT */
 		e->state = EV_INFLIGHT;
 		e->ks->inflight++;
+		inflight_total++;
 	}
 	else if (r == PRODUCE_FAILED)
 		retry_on_failure(e, st, error);
@@ -401,6 +411,7 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 	producer_full = false;		/* a report: the producer has room again */
 	ks = e->ks;
 	ks->inflight--;
+	inflight_total--;
 	e->state = EV_QUEUED;		/* each branch below sets where it goes */
 	if (st == DELIVERED && !circuit_is_closed())
 		circuit_close();

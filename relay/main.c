@@ -305,10 +305,15 @@ leader_turn(int64_t now, bool *finished)
  * "wake on commit" step would block here on the database too, instead of
  * the leader polling relay_tick() every --poll-interval-ms.
  */
+static int64_t idle_us;			/* time spent in idle_wait() */
+
 static void
 idle_wait(int timeout_ms)
 {
+	int64_t		started = mono_us();
+
 	producer_poll(timeout_ms);
+	idle_us += mono_us() - started;
 }
 
 static int
@@ -468,10 +473,12 @@ main(int argc, char **argv)
 	db_disconnect();
 	db_side_close();
 	pipeline_shutdown();
-	log_info("process down", "{s:i, s:I, s:I, s:I}", "exit_code", rc,
+	log_info("process down", "{s:i, s:I, s:I, s:I, s:I, s:I}", "exit_code", rc,
 			 "published", (json_int_t) atomic_load(&metrics.published),
 			 "retries", (json_int_t) atomic_load(&metrics.retries),
-			 "dead_letters", (json_int_t) atomic_load(&metrics.dead_letters));
+			 "dead_letters", (json_int_t) atomic_load(&metrics.dead_letters),
+			 "db_wait_ms", (json_int_t) (db_wait_us() / 1000),
+			 "idle_wait_ms", (json_int_t) (idle_us / 1000));
 	config_free(&cfg);
 	return rc;
 }

@@ -117,6 +117,7 @@ extern void keys_clear(void);
 extern void keys_wake_all(void);
 extern void keys_pump_waiting(void);
 extern bool keys_producer_full(void);
+extern long keys_inflight(void);
 extern void keys_shutdown(void);
 extern void key_pump(keystate *ks);
 extern void key_requeue(event *e);

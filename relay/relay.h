@@ -63,8 +63,9 @@ extern void log_add_secret(const char *value);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_alert(...) log_msg(LOG_ALERT, __VA_ARGS__)
 
-/* Monotonic milliseconds, and wall-clock seconds since the epoch. */
+/* Monotonic milliseconds (and microseconds), wall-clock seconds since the epoch. */
 extern int64_t mono_ms(void);
+extern int64_t mono_us(void);
 extern double wall_now(void);
 extern void format_rfc3339(double t, char *buf, size_t len);
 
@@ -167,6 +168,7 @@ extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t out
 								double first_failed_at);
 extern db_result db_maintain(int *truncated);
 extern const char *db_last_error(void);
+extern int64_t db_wait_us(void);
 
 /* ------------------------------------------------------------- dbside.c */
 

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #define ACK_INTERVAL_MS 100
+#define FETCH_AHEAD_PAGES 2
 
 const relay_config *pipeline_cfg;
 bool		pipeline_leader;
@@ -171,12 +172,17 @@ pipeline_fetch(db_result *dbr, bool *idle)
 
 	*idle = false;
 	*dbr = DB_OK;
+	if (!pipeline_leader || !circuit_is_closed() || freeslots < 2)
+		return 0;
 	/*
-	 * Not while the producer's queue is full either: what we fetched could
-	 * not be sent, and would only take memory (events that wait behind a
-	 * key's hold do not fill it, so other keys keep being fetched).
+	 * While the producer's queue is full, fetch only until FETCH_AHEAD_PAGES
+	 * pages of events wait to be sent: enough for PostgreSQL to work while
+	 * Kafka does, without filling memory with what cannot be sent yet.
+	 * (Events waiting behind a key's hold do not fill the producer's queue,
+	 * so they never stop other keys from being fetched for long.)
 	 */
-	if (!pipeline_leader || !circuit_is_closed() || freeslots < 2 || keys_producer_full())
+	if (keys_producer_full() &&
+		unresolved - keys_inflight() >= (long) FETCH_AHEAD_PAGES * cfg->batch_size)
 		return 0;
 	if (batch_read)
 	{
