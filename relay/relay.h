@@ -10,6 +10,7 @@
  *	config.c	options: one table; defaults, config file, environment, flags
  *	secrets.c	what never reaches a log: masks and the secret values
  *	log.c		JSON log lines on stderr, clocks
+ *	dbopen.c	opening a connection: search_path pinned, the conninfo's options kept
  *	db.c		the SQL relay protocol on the main libpq connection
  *	dbside.c	the side connection: backlog sample, reminders hook
  *	cloudevent.c	validating an outbox row, taking a CloudEvent apart
@@ -146,7 +147,7 @@ typedef struct db_row
 	double		created_at;
 } db_row;
 
-/* A connection with search_path pinned (db.c); NULL and errbuf on failure. */
+/* dbopen.c: a connection with search_path pinned; NULL and errbuf on failure. */
 extern struct pg_conn *db_open(const char *conninfo, const char *appname, char *errbuf, size_t errlen);
 extern bool db_connect(const char *conninfo);
 extern void db_disconnect(void);
