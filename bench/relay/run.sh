@@ -13,7 +13,10 @@
 #     values) to the same broker in the same run: events/s of each and their
 #     ratio; the relay's peak RSS and where its time went.
 # Usage: [BENCH_EXTRA_SQL=file.sql] [IDLE_SECONDS=10] [MAX_CLIENTS=4]
+#        [BASELINE_RELAY=/path/to/another/taskevents-relay]
 #        bench/relay/run.sh [N] [RATE] [SECONDS]
+# BASELINE_RELAY: a second binary (an older build) that also drains the same
+# backlog in the same run, after the first, for a before/after ratio.
 # Uses the PostgreSQL in PGHOST/PGPORT if one answers, else starts one.
 set -euo pipefail
 N=${1:-1000000}
@@ -180,3 +183,15 @@ if "db_wait_ms" in d:
     print("  the relay waited %d ms for PostgreSQL and %d ms with nothing to do (delivery reports)"
           % (d["db_wait_ms"], d["idle_wait_ms"]))'
 echo "ratio relay/kcat:   $(awk "BEGIN { printf \"%.2f\", $relay_rate / $kcat_rate }")"
+if [ -n "${BASELINE_RELAY:-}" ]; then
+  # a new consumer name: it starts from the outbox's first event
+  total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
+  t0=$(now_ms)
+  /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 \
+    --once --consumer baseline --batch-size 5000 --max-inflight 50000 2>"$WORK/relay-base.log"
+  base_ms=$(( $(now_ms) - t0 ))
+  published=$(grep -o '"published":[0-9]*' "$WORK/relay-base.log" | cut -d: -f2)
+  [ "${published:-0}" -ge "$total" ] || { echo "baseline published ${published:-0} of $total"; tail "$WORK/relay-base.log"; exit 1; }
+  base_rate=$(( published * 1000 / base_ms ))
+  echo "baseline relay:     $published events in $base_ms ms = $base_rate events/s (peak RSS $(( $(cat "$WORK/rss-base") / 1024 )) MB); ratio baseline/kcat $(awk "BEGIN { printf \"%.2f\", $base_rate / $kcat_rate }")"
+fi
