@@ -16,7 +16,8 @@
 #        [BASELINE_RELAY=/path/to/another/taskevents-relay]
 #        bench/relay/run.sh [N] [RATE] [SECONDS]
 # BASELINE_RELAY: a second binary (an older build) that also drains the same
-# backlog in the same run, after the first, for a before/after ratio.
+# backlog in the same run, for a before/after ratio: after the first, or
+# before it with BASELINE_FIRST=1 (alternate between runs: order matters).
 # Uses the PostgreSQL in PGHOST/PGPORT if one answers, else starts one.
 set -euo pipefail
 N=${1:-1000000}
@@ -157,6 +158,20 @@ q -d $DB -c "COPY (SELECT partition_key || E'\t' || event::text FROM taskevents.
 bytes=$(stat -c %s "$WORK/messages.tsv")
 echo "  average message $(( bytes / N )) bytes"
 
+# BASELINE_RELAY drain: a new consumer name starts from the outbox's first event
+baseline_drain() {
+  # a new consumer name: it starts from the outbox's first event
+  total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
+  t0=$(now_ms)
+  /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 \
+    --once --consumer baseline --batch-size 5000 --max-inflight 50000 2>"$WORK/relay-base.log"
+  base_ms=$(( $(now_ms) - t0 ))
+  published=$(grep -o '"published":[0-9]*' "$WORK/relay-base.log" | cut -d: -f2)
+  [ "${published:-0}" -ge "$total" ] || { echo "baseline published ${published:-0} of $total"; tail "$WORK/relay-base.log"; exit 1; }
+  base_rate=$(( published * 1000 / base_ms ))
+  echo "baseline relay:     $published events in $base_ms ms = $base_rate events/s (peak RSS $(( $(cat "$WORK/rss-base") / 1024 )) MB); ratio baseline/kcat $(awk "BEGIN { printf \"%.2f\", $base_rate / $kcat_rate }")"
+}
+
 # kcat: the same messages, same broker, librdkafka defaults plus idempotence
 t0=$(now_ms)
 kcat -P -b "$BROKER" -t kcat -K $'\t' -X enable.idempotence=true -X linger.ms=5 -l "$WORK/messages.tsv"
@@ -164,6 +179,7 @@ kcat_ms=$(( $(now_ms) - t0 ))
 kcat_rate=$(( N * 1000 / kcat_ms ))
 echo "kcat -P:            $N messages in $kcat_ms ms = $kcat_rate msg/s"
 
+[ -n "${BASELINE_RELAY:-}" ] && [ "${BASELINE_FIRST:-0}" = 1 ] && baseline_drain
 t0=$(now_ms)
 /usr/bin/time -f '%M' -o "$WORK/rss" "$RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 --once \
   --batch-size 5000 --max-inflight 50000 2>"$WORK/relay.log"
@@ -183,15 +199,5 @@ if "db_wait_ms" in d:
     print("  the relay waited %d ms for PostgreSQL and %d ms with nothing to do (delivery reports)"
           % (d["db_wait_ms"], d["idle_wait_ms"]))'
 echo "ratio relay/kcat:   $(awk "BEGIN { printf \"%.2f\", $relay_rate / $kcat_rate }")"
-if [ -n "${BASELINE_RELAY:-}" ]; then
-  # a new consumer name: it starts from the outbox's first event
-  total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
-  t0=$(now_ms)
-  /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 \
-    --once --consumer baseline --batch-size 5000 --max-inflight 50000 2>"$WORK/relay-base.log"
-  base_ms=$(( $(now_ms) - t0 ))
-  published=$(grep -o '"published":[0-9]*' "$WORK/relay-base.log" | cut -d: -f2)
-  [ "${published:-0}" -ge "$total" ] || { echo "baseline published ${published:-0} of $total"; tail "$WORK/relay-base.log"; exit 1; }
-  base_rate=$(( published * 1000 / base_ms ))
-  echo "baseline relay:     $published events in $base_ms ms = $base_rate events/s (peak RSS $(( $(cat "$WORK/rss-base") / 1024 )) MB); ratio baseline/kcat $(awk "BEGIN { printf \"%.2f\", $base_rate / $kcat_rate }")"
-fi
+[ -n "${BASELINE_RELAY:-}" ] && [ "${BASELINE_FIRST:-0}" != 1 ] && baseline_drain
+exit 0
