@@ -299,14 +299,14 @@ leader_turn(int64_t now, bool *finished)
 	return n > 0;
 }
 
+static int64_t idle_us;			/* time spent in idle_wait() */
+
 /*
  * A turn that moved no event waits here, at most timeout_ms, serving
  * delivery reports as they arrive.  This is the one place to wait: a
  * "wake on commit" step would block here on the database too, instead of
  * the leader polling relay_tick() every --poll-interval-ms.
  */
-static int64_t idle_us;			/* time spent in idle_wait() */
-
 static void
 idle_wait(int timeout_ms)
 {
