@@ -3,8 +3,8 @@
  *		Check that an outbox row is a CloudEvent 1.0 in JSON and find its
  *		attributes, without building a document tree.
  *
- * Events come from relay_fetch() as json, so they are valid JSON, but a
- * row written by hand can be anything else; the scanner checks bounds on
+ * Events the extension writes are valid JSON, but a row written by hand
+ * can be anything else; the scanner checks bounds on
  * every step and reports a reason for whatever it does not accept.
  * ce_check() spares the scan for rows shaped exactly like the extension's
  * own events.  A full parse (jansson) is only needed for the rare dead
@@ -391,10 +391,9 @@ take_literal(const char **p, const char *end, const char *lit)
  * valid, else the reason.  The extension writes every event starting
  * {"specversion":"1.0","id":"...","source":"...","type":"..." with no
  * whitespace; a row that starts like that, with plain non-empty strings,
- * is accepted without reading the rest (the caller vouches that the whole
- * text is valid JSON: relay_fetch() returns it as json, which PostgreSQL
- * checked on the way in or the extension built).  Anything else gets
- * ce_scan() and its reason.
+ * is accepted without reading the rest: it is taken to be one the
+ * extension wrote, valid JSON by construction (only a superuser can write
+ * outbox rows by hand).  Anything else gets ce_scan() and its reason.
  */
 const char *
 ce_check(const char *buf, size_t len)

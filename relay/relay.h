@@ -202,7 +202,7 @@ typedef struct ce_fields
 
 /* Returns NULL when valid, else a short reason (a static string). */
 extern const char *ce_scan(const char *buf, size_t len, ce_fields *out);
-/* For structured mode: NULL or a reason; the caller vouches for valid JSON. */
+/* For structured mode: NULL or a reason; trusts rows shaped like the extension's. */
 extern const char *ce_check(const char *buf, size_t len);
 /* Unescape a JSON string span into a new malloc'd, NUL-terminated string. */
 extern char *ce_unescape(ce_span s);

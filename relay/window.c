@@ -226,7 +226,7 @@ pipeline_fetch(db_result *dbr, bool *idle)
 		e->payload_len = rows[i].event_len;
 		e->page = page;			/* the row's reference on its page */
 		e->created_at = rows[i].created_at;
-		/* relay_fetch() returns json: the syntax is vouched for */
+		/* structured mode needs no attribute: the cheap check (ce_check) */
 		e->invalid = ce_check(e->payload, e->payload_len);
 		/* fetched -> QUEUED: in the window, and in its key's queue */
 		e->state = EV_QUEUED;

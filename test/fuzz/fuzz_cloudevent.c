@@ -15,9 +15,8 @@
  * ce_check(), the structured-mode check that accepts rows shaped like the
  * extension's events without reading them whole: it accepts whatever
  * ce_scan accepts, gives ce_scan's reason when it refuses, and what it
- * accepts, if it is JSON at all (the outbox's json column guarantees that;
- * duplicate keys aside), has specversion "1.0" and non-empty string id,
- * source and type.
+ * accepts, if it is JSON at all (the extension's events are; duplicate keys
+ * aside), has specversion "1.0" and non-empty string id, source and type.
  */
 #include "relay.h"
 
