@@ -16,6 +16,9 @@ What is checked:
     properties; docs/relay.md's flag table and --help list the same options;
   * the metrics port: --metrics-addr, containerPort "metrics", probes on
     /healthz, Prometheus annotations on /metrics, EXPOSE in the Dockerfile;
+    a NetworkPolicy in the kustomization selects every relay pod and admits
+    the metrics port only from named peers, while the pod's other ports
+    (PostgreSQL) stay admitted;
   * topics: the KafkaTopics are exactly the extension's topics (attach()'s
     default, the reminders topic) plus the --dlq-suffix topics; their
     partitions, replicas, retention.ms and max.message.bytes are set and
@@ -236,6 +239,7 @@ def run_checks(root, help_file, props_file):
 
     # ---- Kubernetes
     objs = []
+    kustomized = set()
     for p in sorted(glob.glob(os.path.join(root, "deploy/kubernetes/*.yaml"))):
         try:
             docs = [d for d in yaml.safe_load_all(open(p)) if d is not None]
@@ -247,6 +251,7 @@ def run_checks(root, help_file, props_file):
                 problem(rel(p), "document without apiVersion/kind")
                 continue
             if d["kind"] == "Kustomization":
+                kustomized |= set(d.get("resources", []))
                 for r in d.get("resources", []):
                     if not os.path.exists(os.path.join(os.path.dirname(p), r)):
                         problem(rel(p), "resource %s missing" % r)
@@ -338,6 +343,7 @@ def run_checks(root, help_file, props_file):
 
     metrics_port = None
     relays = 0
+    relay_pods = []
     for w, d in objs:
         if d["kind"] not in ("Deployment", "StatefulSet"):
             continue
@@ -371,6 +377,9 @@ def run_checks(root, help_file, props_file):
             port = int(port)
             metrics_port = metrics_port or port
             ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+            pod_ports = {(p.get("name"), p["containerPort"]) for c2 in tpl["spec"]["containers"]
+                         for p in c2.get("ports", [])}
+            relay_pods.append((where, tpl["metadata"].get("labels", {}), port, pod_ports))
             if ports.get("metrics") != port:
                 problem(where, "containerPort metrics %s != --metrics-addr port %d" % (ports.get("metrics"), port))
             for probe in ("readinessProbe", "livenessProbe"):
@@ -389,6 +398,40 @@ def run_checks(root, help_file, props_file):
                 problem(where, "relay container may run as root or escalate")
     if relays == 0:
         problem("deploy/kubernetes", "no relay container")
+
+    # ---- NetworkPolicy: the relay's HTTP port only from named peers
+    policies = of("NetworkPolicy")
+    for w, pol in policies:
+        if os.path.basename(w) not in kustomized:
+            problem(w, "NetworkPolicy %s is not in kustomization.yaml" % pol["metadata"]["name"])
+
+    def admits(rule, port, name):
+        rps = rule.get("ports")
+        return rps is None or any(rp.get("port") in (None, port, name) for rp in rps)
+
+    for where, labels, port, pod_ports in relay_pods:
+        sel = [(w, p) for w, p in policies
+               if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+               and not p["spec"].get("podSelector", {}).get("matchExpressions")
+               and set((p["spec"].get("podSelector", {}).get("matchLabels") or {}).items()) <= set(labels.items())]
+        if not sel:
+            problem(where, "no NetworkPolicy restricts ingress to the metrics port %d" % port)
+            continue
+        for w, p in sel:
+            for rule in p["spec"].get("ingress") or []:
+                if not admits(rule, port, "metrics"):
+                    continue
+                peers = rule.get("from") or []
+                if not peers:
+                    problem(w, "%s: metrics port %d open to every source" % (p["metadata"]["name"], port))
+                for peer in peers:
+                    cidr = (peer.get("ipBlock") or {}).get("cidr", "")
+                    if cidr.endswith("/0") or peer in ({"namespaceSelector": {}}, {"podSelector": {}},
+                                                       {"namespaceSelector": {}, "podSelector": {}}):
+                        problem(w, "%s: metrics port %d open to %s" % (p["metadata"]["name"], port, peer))
+        for name, cport in sorted(pod_ports, key=str):
+            if cport != port and not any(admits(r, cport, name) for _, p in sel for r in p["spec"].get("ingress") or []):
+                problem(where, "port %s (%s) unreachable under the NetworkPolicy" % (cport, name))
 
     # ---- Dapr
     comps = [(w, d) for w, d in of("Component") if d["spec"].get("type") == "pubsub.kafka"]

@@ -13,7 +13,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +79,7 @@ static const option_def options[] = {
 	{"metrics-addr", 0, "TASKEVENTS_METRICS_ADDR", OPT_STRING, OFF(metrics_addr), "127.0.0.1:9187", 0, 0, false, false, "HOST:PORT",
 	"Address of the HTTP /metrics and /healthz endpoints; 0 turns them off."},
 	{"binary", 0, "TASKEVENTS_BINARY", OPT_BOOL, OFF(binary), "false", 0, 0, false, false, NULL,
-	"Binary content mode: value = the event's data, attributes as ce_* headers."},
+	"Binary content mode: value = the event's data, attributes as ce_* headers (Dapr cannot route it)."},
 	{"once", 0, "TASKEVENTS_ONCE", OPT_BOOL, OFF(once), "false", 0, 0, false, false, NULL,
 	"Deliver everything pending, then exit 0."},
 	{"log-level", 0, "TASKEVENTS_LOG_LEVEL", OPT_LOGLEVEL, OFF(log_level), "info", 0, 0, true, false, "LEVEL",
@@ -196,7 +195,8 @@ set_option(relay_config *cfg, const option_def *o, const char *value, const char
 		case OPT_KAFKA:
 			if (value == NULL || strchr(value, '=') == NULL || value[0] == '=')
 			{
-				snprintf(errbuf, errlen, "invalid %s -X \"%s\": expected key=value", source, value ? value : "");
+				/* not echoed: it may be "sasl.password:..." mistyped */
+				snprintf(errbuf, errlen, "invalid %s -X (value not shown): expected key=value", source);
 				return -1;
 			}
 			cfg->kafka_props = realloc(cfg->kafka_props, sizeof(char *) * (cfg->n_kafka_props + 1));
@@ -374,7 +374,18 @@ config_load(relay_config *cfg, int argc, char **argv, char *errbuf, size_t errle
 			}
 			if (o == NULL)
 			{
-				snprintf(errbuf, errlen, "unknown argument \"%s\" (see --help)", a);
+				/*
+				 * By name only: "--sasl-pasword=..." or "-Zsecret" must not
+				 * echo what follows the name, and a word that is no option
+				 * may be a value whose flag was mistyped.
+				 */
+				if (strncmp(a, "--", 2) == 0)
+					snprintf(errbuf, errlen, "unknown option \"--%.*s\" (see --help)",
+							 (int) (strchr(a, '=') ? strchr(a, '=') - a - 2 : (long) strlen(a + 2)), a + 2);
+				else if (a[0] == '-' && a[1] != '\0')
+					snprintf(errbuf, errlen, "unknown option \"-%c\" (see --help)", a[1]);
+				else
+					snprintf(errbuf, errlen, "unexpected argument #%d, which is not an option (value not shown; see --help)", i);
 				return -1;
 			}
 			if (o->kind == OPT_BOOL || o->kind == OPT_FLAG)
@@ -414,12 +425,21 @@ config_load(relay_config *cfg, int argc, char **argv, char *errbuf, size_t errle
 		snprintf(errbuf, errlen, "--dlq-suffix must not be empty (dead letters would go back to the event's own topic)");
 		return -1;
 	}
+	if (conninfo_check(cfg->db, errbuf, errlen) != 0)
+		return -1;
 	if (cfg->mock_produce_errors && !cfg->dev_mock_kafka)
 	{
 		snprintf(errbuf, errlen, "--mock-produce-errors needs --dev-mock-kafka");
 		return -1;
 	}
 	return 0;
+}
+
+/* The dead-letter topic of topic: the one place its name is built. */
+void
+config_dlq_topic(const relay_config *cfg, const char *topic, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", topic, cfg->dlq_suffix);
 }
 
 /* Copy the reloadable options of a freshly loaded config into the live one. */
@@ -498,47 +518,7 @@ config_print_help(void)
 		   "-X sasl.password=...; in the config file write \"property = key=value\".\n");
 	printf("\nProducer defaults (override with -X): enable.idempotence=true,\n"
 		   "partitioner=fnv1a_random (Sarama's and so Dapr's default key hashing),\n"
-		   "message.timeout.ms=300000, linger.ms=5.\n"
+		   "message.timeout.ms=300000, linger.ms=5, queue.buffering.max.messages and\n"
+		   "queue.buffering.max.kbytes sized from --max-inflight.\n"
 		   "Signals: SIGTERM/SIGINT drain and exit (twice: exit at once), SIGHUP reload.\n");
-}
-
-/* The connection string with any password replaced, for log lines. */
-char *
-conninfo_masked(const char *conninfo)
-{
-	PQconninfoOption *opts;
-	char	   *err = NULL;
-	size_t		cap = 256,
-				len = 0;
-	char	   *out;
-
-	if (conninfo == NULL || conninfo[0] == '\0')
-		return strdup("(from PG* environment)");
-	opts = PQconninfoParse(conninfo, &err);
-	if (opts == NULL)
-	{
-		PQfreemem(err);
-		return strdup("(unparsable)");
-	}
-	out = malloc(cap);
-	out[0] = '\0';
-	for (PQconninfoOption *o = opts; o->keyword; o++)
-	{
-		const char *v = o->val;
-		size_t		need;
-
-		if (v == NULL)
-			continue;
-		if (strcmp(o->keyword, "password") == 0)
-			v = "********";
-		need = strlen(o->keyword) + strlen(v) + 4;
-		if (len + need >= cap)
-		{
-			cap = (len + need) * 2;
-			out = realloc(out, cap);
-		}
-		len += snprintf(out + len, cap - len, "%s%s=%s", len ? " " : "", o->keyword, v);
-	}
-	PQconninfoFree(opts);
-	return out;
 }

@@ -3,8 +3,14 @@
  *		The SQL relay protocol over one libpq connection: lease, position,
  *		tick, fetch, ack, dead letters and maintenance.  Every call is a
  *		prepared statement with parameters, in its own (autocommit, READ
- *		COMMITTED) transaction.  A second, asynchronous connection runs the
- *		backlog sample and the reminders hook (see "side connection").
+ *		COMMITTED) transaction.  dbside.c runs the backlog sample and the
+ *		reminders hook on a second connection; both are opened by db_open()
+ *		(dbopen.c), which pins search_path to pg_catalog, pg_temp.
+ *
+ * Every function, operator and cast in the statements below is
+ * schema-qualified too: nothing the relay sends can be redirected to an
+ * object that the relay role's search_path (ALTER ROLE/DATABASE ... SET,
+ * PGOPTIONS, the conninfo) puts first.
  *
  * Results are classified for the caller: DB_FENCED for SQLSTATE 55000 (the
  * lease epoch moved on: another relay took over), DB_CONN when the
@@ -14,12 +20,21 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static PGconn *conn;
 static char last_error[512];
+static int64_t wait_us;			/* time spent waiting for the main connection */
+
+struct db_page
+{
+	PGresult   *res;
+	int			refs;			/* rows still in use */
+	db_row		rows[];
+};
 
 /* the page fetched ahead, see db_prefetch() */
 static bool pf_sent;
@@ -33,16 +48,23 @@ typedef struct statement
 	const char *sql;
 } statement;
 
+/*
+ * Parameters of the taskevents functions take their types from the
+ * function's signature; casts, operators and functions are qualified.
+ * (EXTRACT is grammar: the parser turns it into pg_catalog.extract.)
+ */
 static const statement statements[] = {
-	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, make_interval(secs => $4::double precision / 1000))"},
+	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, "
+	"pg_catalog.make_interval(secs => $4::pg_catalog.float8 OPERATOR(pg_catalog./) 1000::pg_catalog.float8))"},
 	{"release", "SELECT taskevents.relay_release($1, $2)"},
 	{"position", "SELECT tick_id, cursor_id, batch_done FROM taskevents.relay_position($1)"},
 	{"last_tick", "SELECT taskevents.relay_last_tick($1)"},
 	{"tick", "SELECT taskevents.relay_tick($1, $2)"},
-	{"fetch", "SELECT id, topic, partition_key, event, extract(epoch FROM created_at)::float8 "
+	{"fetch", "SELECT id, topic, partition_key, event, extract(epoch FROM created_at)::pg_catalog.float8 "
 	"FROM taskevents.relay_fetch($1, $2, $3, $4)"},
 	{"ack", "SELECT taskevents.relay_ack($1, $2, $3, $4, $5)"},
-	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, to_timestamp($10::float8))"},
+	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+	"pg_catalog.to_timestamp($10::pg_catalog.float8))"},
 	{"maintain", "SELECT taskevents.maintain()"},
 };
 
@@ -50,6 +72,13 @@ const char *
 db_last_error(void)
 {
 	return last_error;
+}
+
+/* Microseconds spent waiting for results on the main connection so far. */
+int64_t
+db_wait_us(void)
+{
+	return wait_us;
 }
 
 bool
@@ -87,25 +116,12 @@ note_error(PGresult *res)
 bool
 db_connect(const char *conninfo)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", "keepalives_idle", "keepalives_interval", NULL};
-	const char *vals[] = {conninfo && *conninfo ? conninfo : NULL, "taskevents-relay", "10", "5", NULL};
 	PGresult   *res;
 
 	db_disconnect();
-	if (vals[0] == NULL)
-	{
-		/* no conninfo: libpq's PG* environment; skip the dbname slot */
-		keys[0] = "fallback_application_name";
-		vals[0] = "taskevents-relay";
-		keys[1] = NULL;
-	}
-	conn = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(conn) != CONNECTION_OK)
-	{
-		note_error(NULL);
-		db_disconnect();
+	conn = db_open(conninfo, "taskevents-relay", last_error, sizeof(last_error));
+	if (conn == NULL)
 		return false;
-	}
 	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
 	{
 		res = PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL);
@@ -134,15 +150,19 @@ prefetch_collect(void)
 {
 	PGresult   *r;
 
+	int64_t		started;
+
 	if (!pf_sent)
 		return;
 	pf_sent = false;
+	started = mono_us();
 	while ((r = PQgetResult(conn)) != NULL)
 	{
 		if (pf_res)
 			PQclear(pf_res);
 		pf_res = r;
 	}
+	wait_us += mono_us() - started;
 }
 
 static void
@@ -187,11 +207,13 @@ run(const char *name, int nparams, const char *const *params, PGresult **out)
 		return DB_CONN;
 	}
 	prefetch_collect();
-	started = mono_ms();
+	started = mono_us();
 	res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
 	st = PQresultStatus(res);
-	if (mono_ms() - started >= 100)
-		log_debug("slow database call", "{s:s, s:I}", "call", name, "took_ms", (json_int_t) (mono_ms() - started));
+	started = mono_us() - started;
+	wait_us += started;
+	if (started >= 100000)
+		log_debug("slow database call", "{s:s, s:I}", "call", name, "took_ms", (json_int_t) (started / 1000));
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 	{
 		*out = res;
@@ -317,10 +339,12 @@ db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit)
  * The page of batch tick after id `after`, at most `limit` rows.  A page
  * fetched ahead is used when it is the same page with a limit no larger;
  * *used_limit says which limit applied (fewer rows = end of the batch).
+ * *rows point into *page, which holds one reference per row (NULL when
+ * there is no row).
  */
 db_result
-db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_row **rows, int *nrows,
-		 int *used_limit)
+db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page **page,
+		 db_row **rows, int *nrows, int *used_limit)
 {
 	char		t[32],
 				a[32],
@@ -328,8 +352,10 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_row **
 	const char *p[4] = {consumer, t, a, l};
 	PGresult   *res;
 	db_result	r;
+	db_page    *pg;
 	int			n;
 
+	*page = NULL;
 	*rows = NULL;
 	*nrows = 0;
 	*used_limit = limit;
@@ -355,34 +381,40 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_row **
 			return r;
 	}
 	n = PQntuples(res);
-	*rows = n ? calloc(n, sizeof(db_row)) : NULL;
+	if (n == 0)
+	{
+		PQclear(res);
+		return DB_OK;
+	}
+	pg = malloc(offsetof(db_page, rows) + n * sizeof(db_row));
+	pg->res = res;
+	pg->refs = n;
 	for (int i = 0; i < n; i++)
 	{
-		db_row	   *row = &(*rows)[i];
+		db_row	   *row = &pg->rows[i];
 
 		row->id = getint(res, i, 0);
-		row->topic = strdup(PQgetvalue(res, i, 1));
-		row->key = PQgetisnull(res, i, 2) ? NULL : strdup(PQgetvalue(res, i, 2));
+		row->topic = PQgetvalue(res, i, 1);
+		row->key = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+		row->event = PQgetvalue(res, i, 3);
 		row->event_len = PQgetlength(res, i, 3);
-		row->event = malloc(row->event_len + 1);
-		memcpy(row->event, PQgetvalue(res, i, 3), row->event_len + 1);
 		row->created_at = strtod(PQgetvalue(res, i, 4), NULL);
 	}
+	*page = pg;
+	*rows = pg->rows;
 	*nrows = n;
-	PQclear(res);
 	return DB_OK;
 }
 
+/* One row of the page is done with; the last one frees the page. */
 void
-db_rows_free(db_row *rows, int nrows)
+db_page_release(db_page *page)
 {
-	for (int i = 0; i < nrows; i++)
+	if (page && --page->refs == 0)
 	{
-		free(rows[i].topic);
-		free(rows[i].key);
-		free(rows[i].event);
+		PQclear(page->res);
+		free(page);
 	}
-	free(rows);
 }
 
 db_result
@@ -438,150 +470,4 @@ db_maintain(int *truncated)
 	*truncated = (int) getint(res, 0, 0);
 	PQclear(res);
 	return DB_OK;
-}
-
-/*
- * The side connection: housekeeping whose cost grows with the outbox
- * (relay_backlog() counts it) or is not ours to bound (fire_due_reminders())
- * runs here, asynchronously, so it never holds up delivery on the main
- * connection.  One query at a time; db_side_poll() collects its result.
- */
-static PGconn *side;
-static db_side_kind side_kind = DB_SIDE_NONE;
-static bool side_reminders;
-static int64_t side_started;
-
-bool
-db_side_busy(void)
-{
-	return side_kind != DB_SIDE_NONE;
-}
-
-static void
-side_close(void)
-{
-	if (side)
-		PQfinish(side);
-	side = NULL;
-	side_kind = DB_SIDE_NONE;
-}
-
-static bool
-side_connect(const char *conninfo)
-{
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *vals[] = {conninfo, "taskevents-relay-side", NULL};
-	PGresult   *res;
-
-	if (conninfo == NULL || conninfo[0] == '\0')
-	{
-		keys[0] = "fallback_application_name";
-		vals[0] = "taskevents-relay-side";
-		keys[1] = NULL;
-	}
-	side = PQconnectdbParams(keys, vals, 1);
-	if (PQstatus(side) != CONNECTION_OK)
-	{
-		log_warn("side database connection failed", "{s:s}", "error", PQerrorMessage(side));
-		side_close();
-		return false;
-	}
-	res = PQexec(side, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p "
-				 "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace "
-				 "WHERE n.nspname = 'taskevents' AND p.proname = 'fire_due_reminders' AND p.pronargs = p.pronargdefaults)");
-	side_reminders = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	PQclear(res);
-	if (side_reminders)
-		log_info("reminders hook on: calling taskevents.fire_due_reminders()", NULL);
-	return true;
-}
-
-/* Start kind on the side connection; false when it cannot (or need not). */
-bool
-db_side_begin(const char *conninfo, db_side_kind kind, const char *consumer)
-{
-	const char *sql;
-	const char *params[1] = {consumer};
-	int			nparams = 0;
-
-	if (side_kind != DB_SIDE_NONE)
-		return false;
-	if (side == NULL && !side_connect(conninfo))
-		return false;
-	if (kind == DB_SIDE_REMINDERS)
-	{
-		if (!side_reminders)
-			return false;
-		sql = "SELECT taskevents.fire_due_reminders()";
-	}
-	else
-	{
-		sql = "SELECT pending, extract(epoch FROM clock_timestamp() - oldest_pending)::float8 "
-			"FROM taskevents.relay_backlog($1)";
-		nparams = 1;
-	}
-	if (!PQsendQueryParams(side, sql, nparams, NULL, params, NULL, NULL, 0))
-	{
-		side_close();
-		return false;
-	}
-	side_kind = kind;
-	side_started = mono_ms();
-	return true;
-}
-
-/* Collect the side query's result when it is ready; never blocks. */
-void
-db_side_poll(void)
-{
-	PGresult   *res;
-
-	if (side_kind == DB_SIDE_NONE)
-		return;
-	if (!PQconsumeInput(side))
-	{
-		log_warn("side database connection lost", "{s:s}", "error", PQerrorMessage(side));
-		side_close();
-		return;
-	}
-	if (PQisBusy(side))
-		return;
-	while ((res = PQgetResult(side)) != NULL)
-	{
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-		{
-			if (side_kind == DB_SIDE_BACKLOG)
-			{
-				atomic_store(&metrics.backlog, strtol(PQgetvalue(res, 0, 0), NULL, 10));
-				atomic_store(&metrics.oldest_pending_ms, PQgetisnull(res, 0, 1) ? 0 :
-							 (long) (strtod(PQgetvalue(res, 0, 1), NULL) * 1000));
-				log_debug("backlog sampled", "{s:I, s:I}", "count",
-						  (json_int_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-						  "took_ms", (json_int_t) (mono_ms() - side_started));
-			}
-			else if (!PQgetisnull(res, 0, 0) && strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0)
-				log_info("reminders fired", "{s:I}", "count",
-						 (json_int_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10));
-		}
-		else if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		{
-			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-			log_warn(side_kind == DB_SIDE_BACKLOG ? "relay_backlog() failed" : "fire_due_reminders() failed",
-					 "{s:s}", "error", PQresultErrorMessage(res));
-			/* not granted or gone: stop calling it until the next connect */
-			if (side_kind == DB_SIDE_REMINDERS && state &&
-				(strcmp(state, "42501") == 0 || strcmp(state, "42883") == 0))
-				side_reminders = false;
-		}
-		PQclear(res);
-	}
-	side_kind = DB_SIDE_NONE;
-}
-
-void
-db_side_close(void)
-{
-	side_close();
 }

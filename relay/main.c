@@ -299,6 +299,23 @@ leader_turn(int64_t now, bool *finished)
 	return n > 0;
 }
 
+static int64_t idle_us;			/* time spent in idle_wait() */
+
+/*
+ * A turn that moved no event waits here, at most timeout_ms, serving
+ * delivery reports as they arrive.  This is the one place to wait: a
+ * "wake on commit" step would block here on the database too, instead of
+ * the leader polling relay_tick() every --poll-interval-ms.
+ */
+static void
+idle_wait(int timeout_ms)
+{
+	int64_t		started = mono_us();
+
+	producer_poll(timeout_ms);
+	idle_us += mono_us() - started;
+}
+
 static int
 run(void)
 {
@@ -369,11 +386,7 @@ run(void)
 			break;
 		}
 		if (!busy)
-		{
-			int			wait = role == ROLE_LEADER ? cfg.poll_interval_ms : 50;
-
-			producer_poll(wait);
-		}
+			idle_wait(role == ROLE_LEADER ? cfg.poll_interval_ms : 50);
 	}
 	if (role == ROLE_LEADER)
 	{
@@ -398,6 +411,7 @@ main(int argc, char **argv)
 	saved_argv = argv;
 	if (config_load(&cfg, argc, argv, err, sizeof(err)) != 0)
 	{
+		secrets_register(&cfg);
 		log_error("invalid configuration", "{s:s}", "error", err);
 		config_free(&cfg);
 		return 2;
@@ -414,13 +428,14 @@ main(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	secrets_register(&cfg);
 	log_set_level(cfg.log_level);
 	install_signals();
 	make_holder();
 
 	/* 2. subsystems */
 	pipeline_init(&cfg, holder);
-	if (producer_init(&cfg, err, sizeof(err)) != 0 || metrics_start(cfg.metrics_addr, err, sizeof(err)) != 0)
+	if (producer_init(&cfg, pipeline_on_delivery, err, sizeof(err)) != 0 || metrics_start(cfg.metrics_addr, err, sizeof(err)) != 0)
 	{
 		log_error("invalid configuration", "{s:s}", "error", err);
 		producer_destroy();
@@ -430,11 +445,25 @@ main(int argc, char **argv)
 
 	/* 3. up */
 	masked = conninfo_masked(cfg.db);
-	log_info("process up", "{s:s, s:s, s:s, s:s, s:s, s:s, s:b}",
+	log_info("process up", "{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:o}",
 			 "version", RELAY_VERSION, "consumer", cfg.consumer, "holder", holder,
 			 "db", masked, "brokers", cfg.dev_mock_kafka ? "(mock cluster)" : cfg.brokers,
-			 "mode", cfg.binary ? "binary" : "structured", "once", cfg.once);
+			 "mode", cfg.binary ? "binary" : "structured", "once", cfg.once,
+			 "kafka_properties", kafka_props_masked(&cfg));
 	free(masked);
+	if (cfg.binary)
+	{
+		/*
+		 * Every event the extension writes carries topic and pubsubname
+		 * for Dapr, but Dapr cannot route binary-mode records: its routing
+		 * rules see no "type" (the attributes are only ce_* headers).
+		 */
+		log_warn("binary mode: Dapr subscribers cannot route these events; use structured mode for Dapr",
+				 "{s:s}", "detail",
+				 "in binary mode the record value is only the event's data and its attributes are ce_* headers; "
+				 "a Dapr subscription with routing rules on event.type dead-letters every record "
+				 "(\"no such key: type\"), and without rules the application gets the data without the attributes");
+	}
 
 	/* 4. main loop */
 	rc = run();
@@ -444,10 +473,12 @@ main(int argc, char **argv)
 	db_disconnect();
 	db_side_close();
 	pipeline_shutdown();
-	log_info("process down", "{s:i, s:I, s:I, s:I}", "exit_code", rc,
+	log_info("process down", "{s:i, s:I, s:I, s:I, s:I, s:I}", "exit_code", rc,
 			 "published", (json_int_t) atomic_load(&metrics.published),
 			 "retries", (json_int_t) atomic_load(&metrics.retries),
-			 "dead_letters", (json_int_t) atomic_load(&metrics.dead_letters));
+			 "dead_letters", (json_int_t) atomic_load(&metrics.dead_letters),
+			 "db_wait_ms", (json_int_t) (db_wait_us() / 1000),
+			 "idle_wait_ms", (json_int_t) (idle_us / 1000));
 	config_free(&cfg);
 	return rc;
 }

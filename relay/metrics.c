@@ -3,6 +3,15 @@
  *		HTTP /metrics (Prometheus text format) and /healthz, served by
  *		libmicrohttpd on its own thread.  The main loop only updates atomic
  *		counters and gauges; the handler reads them.
+ *
+ * Many idle or slow clients must not take the health endpoint down.  The
+ * daemon uses epoll, not select() (which cannot watch a descriptor above
+ * FD_SETSIZE, 1024), the open-files limit is raised to its hard limit at
+ * start, connections are capped below it with room left for the relay's
+ * own sockets (PostgreSQL, Kafka), each connection gets a small memory
+ * pool, and one that sends nothing for HTTP_IDLE_TIMEOUT_S is closed.
+ * Deployments should still keep the port private (the NetworkPolicy in
+ * deploy/kubernetes, 127.0.0.1 elsewhere).
  */
 #include "relay.h"
 
@@ -12,9 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 relay_metrics metrics;
+
+#define HTTP_MAX_CONNECTIONS 4096
+#define HTTP_FD_RESERVE 512		/* descriptors kept for libpq, librdkafka */
+#define HTTP_IDLE_TIMEOUT_S 5
+#define HTTP_CONNECTION_MEMORY 8192
 
 static struct MHD_Daemon *daemon_handle;
 
@@ -133,6 +148,37 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	return ret;
 }
 
+/*
+ * Raise the soft open-files limit to the hard one and return how many HTTP
+ * connections fit below it, HTTP_FD_RESERVE kept for everything else.
+ */
+static unsigned
+http_connection_limit(void)
+{
+	struct rlimit rl;
+	rlim_t		avail;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max)
+	{
+		rlim_t		want = rl.rlim_max;
+
+		if (want == RLIM_INFINITY || want > HTTP_MAX_CONNECTIONS + HTTP_FD_RESERVE)
+			want = HTTP_MAX_CONNECTIONS + HTTP_FD_RESERVE;
+		if (want > rl.rlim_cur)
+		{
+			rl.rlim_cur = want;
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				getrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return HTTP_MAX_CONNECTIONS;
+	avail = rl.rlim_cur > 2 * HTTP_FD_RESERVE ? rl.rlim_cur - HTTP_FD_RESERVE : rl.rlim_cur / 2;
+	return avail > HTTP_MAX_CONNECTIONS ? HTTP_MAX_CONNECTIONS : (unsigned) avail;
+}
+
 /* Start serving on HOST:PORT (IPv4); "0" or "" turns HTTP off. */
 int
 metrics_start(const char *addr, char *errbuf, size_t errlen)
@@ -141,6 +187,7 @@ metrics_start(const char *addr, char *errbuf, size_t errlen)
 	char		host[256];
 	const char *colon;
 	long		port;
+	unsigned	limit;
 
 	atomic_store(&metrics.oldest_pending_ms, -1);
 	if (addr == NULL || addr[0] == '\0' || strcmp(addr, "0") == 0)
@@ -166,17 +213,27 @@ metrics_start(const char *addr, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "invalid --metrics-addr \"%s\": host must be an IPv4 address", addr);
 		return -1;
 	}
-	daemon_handle = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t) port, NULL, NULL,
+	limit = http_connection_limit();
+	if (limit < 16)
+	{
+		snprintf(errbuf, errlen, "too few open files for the HTTP endpoint (ulimit -n)");
+		return -1;
+	}
+	daemon_handle = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, (uint16_t) port, NULL, NULL,
 									 &handle, NULL,
 									 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
-									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 10,
+									 MHD_OPTION_CONNECTION_LIMIT, limit,
+									 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) HTTP_IDLE_TIMEOUT_S,
+									 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) HTTP_CONNECTION_MEMORY,
+									 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned) 256,
 									 MHD_OPTION_END);
 	if (daemon_handle == NULL)
 	{
 		snprintf(errbuf, errlen, "cannot listen on --metrics-addr %s (address in use?)", addr);
 		return -1;
 	}
-	log_info("http endpoints up", "{s:s}", "metrics_addr", addr);
+	log_info("http endpoints up", "{s:s, s:i, s:i}", "metrics_addr", addr,
+			 "max_connections", (int) limit, "idle_timeout_s", HTTP_IDLE_TIMEOUT_S);
 	return 0;
 }
 

@@ -3,12 +3,25 @@
  *		Shared declarations of taskevents-relay, the daemon that drains the
  *		pg_taskevents outbox into Apache Kafka.
  *
- * Each concern lives in its own file: config.c (flags, environment, config
- * file), log.c (JSON log lines), db.c (the SQL relay protocol over libpq),
- * producer.c (librdkafka), cloudevent.c (validating and taking apart an
- * event), pipeline.c (in-flight events, per-key order, retries, dead
- * letters, acks), metrics.c (HTTP /metrics and /healthz) and main.c (startup
- * and the main loop).
+ * Each concern lives in its own file:
+ *
+ *	main.c		startup in a visible order, the main loop (disconnected ->
+ *				standby -> leader), signals
+ *	config.c	options: one table; defaults, config file, environment, flags
+ *	secrets.c	what never reaches a log: masks and the secret values
+ *	log.c		JSON log lines on stderr, clocks
+ *	dbopen.c	opening a connection: search_path pinned, the conninfo's options kept
+ *	db.c		the SQL relay protocol on the main libpq connection
+ *	dbside.c	the side connection: backlog sample, reminders hook
+ *	cloudevent.c	validating an outbox row, taking a CloudEvent apart
+ *	producer.c	librdkafka: configuration, Kafka records, delivery reports,
+ *				the development mock cluster
+ *	window.c	pipeline: the fetch window and acknowledgements
+ *	keys.c		pipeline: per-key queues, holds, sending, delivery reports
+ *	retry.c		pipeline: failures, retries, dead letters
+ *	circuit.c	pipeline: the Kafka circuit breaker
+ *	pipeline.h	pipeline: declarations its three files share, event states
+ *	metrics.c	HTTP /metrics and /healthz
  */
 #ifndef TASKEVENTS_RELAY_H
 #define TASKEVENTS_RELAY_H
@@ -43,6 +56,7 @@ extern const char *log_level_name(int level);
  * fmt is NULL.  Never pass payloads or secrets.
  */
 extern void log_msg(int level, const char *msg, const char *fmt, ...);
+extern void log_add_secret(const char *value);
 
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
@@ -50,8 +64,9 @@ extern void log_msg(int level, const char *msg, const char *fmt, ...);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_alert(...) log_msg(LOG_ALERT, __VA_ARGS__)
 
-/* Monotonic milliseconds, and wall-clock seconds since the epoch. */
+/* Monotonic milliseconds (and microseconds), wall-clock seconds since the epoch. */
 extern int64_t mono_ms(void);
+extern int64_t mono_us(void);
 extern double wall_now(void);
 extern void format_rfc3339(double t, char *buf, size_t len);
 
@@ -93,7 +108,17 @@ extern int	config_load(relay_config *cfg, int argc, char **argv, char *errbuf, s
 extern void config_apply_reload(relay_config *live, const relay_config *fresh);
 extern void config_free(relay_config *cfg);
 extern void config_print_help(void);
+extern void config_dlq_topic(const relay_config *cfg, const char *topic, char *buf, size_t len);
+
+/* ------------------------------------------------------------ secrets.c */
+
+extern bool conninfo_key_is_secret(const char *keyword);
+extern bool conninfo_is_string(const char *conninfo);
+extern int	conninfo_check(const char *conninfo, char *errbuf, size_t errlen);
 extern char *conninfo_masked(const char *conninfo);
+extern bool kafka_prop_is_secret(const char *name);
+extern struct json_t *kafka_props_masked(const relay_config *cfg);
+extern void secrets_register(const relay_config *cfg);
 
 /* ----------------------------------------------------------------- db.c */
 
@@ -105,16 +130,25 @@ typedef enum
 	DB_CONN						/* the connection is broken */
 } db_result;
 
+/*
+ * A fetched page: the PGresult, kept while any of its rows is in use.  Its
+ * rows' strings point into it, so no row is copied; each row holds one
+ * reference, dropped with db_page_release() when the row is done with.
+ */
+typedef struct db_page db_page;
+
 typedef struct db_row
 {
 	int64_t		id;
-	char	   *topic;
-	char	   *key;			/* NULL when the row has no partition key */
-	char	   *event;
+	const char *topic;
+	const char *key;			/* NULL when the row has no partition key */
+	const char *event;			/* NUL-terminated */
 	size_t		event_len;
 	double		created_at;
 } db_row;
 
+/* dbopen.c: a connection with search_path pinned; NULL and errbuf on failure. */
+extern struct pg_conn *db_open(const char *conninfo, const char *appname, char *errbuf, size_t errlen);
 extern bool db_connect(const char *conninfo);
 extern void db_disconnect(void);
 extern bool db_connected(void);
@@ -126,8 +160,8 @@ extern db_result db_last_tick(const char *consumer, int64_t *tick);
 extern db_result db_tick(const char *consumer, int64_t epoch, int64_t *tick);
 extern void db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit);
 extern db_result db_fetch(const char *consumer, int64_t tick, int64_t after, int limit,
-						  db_row **rows, int *nrows, int *used_limit);
-extern void db_rows_free(db_row *rows, int nrows);
+						  db_page **page, db_row **rows, int *nrows, int *used_limit);
+extern void db_page_release(db_page *page);
 extern db_result db_ack(const char *consumer, int64_t epoch, int64_t tick, int64_t cursor, bool done);
 extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t outbox_id,
 								const char *topic, const char *dlq_topic, const char *key,
@@ -135,6 +169,9 @@ extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t out
 								double first_failed_at);
 extern db_result db_maintain(int *truncated);
 extern const char *db_last_error(void);
+extern int64_t db_wait_us(void);
+
+/* ------------------------------------------------------------- dbside.c */
 
 typedef enum
 {
@@ -165,6 +202,8 @@ typedef struct ce_fields
 
 /* Returns NULL when valid, else a short reason (a static string). */
 extern const char *ce_scan(const char *buf, size_t len, ce_fields *out);
+/* For structured mode: NULL or a reason; trusts rows shaped like the extension's. */
+extern const char *ce_check(const char *buf, size_t len);
 /* Unescape a JSON string span into a new malloc'd, NUL-terminated string. */
 extern char *ce_unescape(ce_span s);
 /* The event without its data member (for dead letters too large to send). */
@@ -176,8 +215,27 @@ typedef enum
 {
 	PRODUCE_OK = 0,
 	PRODUCE_BACKPRESSURE,		/* local queue full: try again later */
-	PRODUCE_FAILED				/* per-message failure; err says why */
+	PRODUCE_FAILED				/* per-message failure; see the delivery_status */
 } produce_result;
+
+/*
+ * What became of a message, as the pipeline needs to know it; librdkafka's
+ * error codes stay in producer.c, which classifies them.
+ */
+typedef enum
+{
+	DELIVERED = 0,				/* the broker has it */
+	DELIVERY_FAILED,			/* this message failed: retry, then dead-letter */
+	DELIVERY_TOO_LARGE,			/* failed for its size (a dead letter sheds its data) */
+	DELIVERY_OUTAGE,			/* no broker took it: not the message's fault */
+	DELIVERY_PURGED				/* dropped by the relay itself (lease lost, restart) */
+} delivery_status;
+
+/*
+ * Called from producer_poll() once for every message handed to the
+ * producer; error is librdkafka's name for the error (a static string).
+ */
+typedef void (*delivery_cb) (uint64_t opaque, delivery_status status, const char *error);
 
 typedef struct produce_msg
 {
@@ -196,8 +254,8 @@ typedef struct produce_msg
 	double		dlq_last_failure;
 } produce_msg;
 
-extern int	producer_init(const relay_config *cfg, char *errbuf, size_t errlen);
-extern produce_result producer_send(const produce_msg *m, int *err);
+extern int	producer_init(const relay_config *cfg, delivery_cb on_delivery, char *errbuf, size_t errlen);
+extern produce_result producer_send(const produce_msg *m, delivery_status *status, const char **error);
 extern int	producer_poll(int timeout_ms);
 extern void producer_purge(void);
 extern bool producer_probe(int timeout_ms);
@@ -205,16 +263,12 @@ extern bool producer_take_fatal(char *errbuf, size_t errlen);
 extern bool producer_take_outage(void);
 extern int	producer_flush(int timeout_ms);
 extern void producer_destroy(void);
-extern bool producer_is_outage_error(int err);
-extern bool producer_is_purge_error(int err);
 extern int	producer_restart(const relay_config *cfg, char *errbuf, size_t errlen);
-extern const char *producer_err2str(int err);
 extern int	producer_outq_len(void);
 
-/* Called by producer.c from producer_poll() for every delivery report. */
-extern void pipeline_on_delivery(uint64_t opaque, int err);
+/* --------------------------------- window.c, keys.c, retry.c, circuit.c */
 
-/* ----------------------------------------------------------- pipeline.c */
+/* The pipeline: the events between "fetched" and "acknowledged" (pipeline.h). */
 
 typedef enum
 {
@@ -223,6 +277,7 @@ typedef enum
 	CIRCUIT_HALF_OPEN = 2
 } circuit_state;
 
+/* window.c: the fetch window and acks */
 extern void pipeline_init(const relay_config *cfg, const char *holder);
 extern void pipeline_start(int64_t epoch, int64_t tick, int64_t cursor, bool done, int64_t last_tick);
 extern void pipeline_drop(void);
@@ -230,11 +285,17 @@ extern void pipeline_shutdown(void);
 extern int	pipeline_free_slots(void);
 extern bool pipeline_empty(void);
 extern int	pipeline_unresolved(void);
-
 /* Returns the number of rows fetched (0 when idle), or -1 on a DB problem. */
 extern int	pipeline_fetch(db_result *dbr, bool *idle);
-extern db_result pipeline_step(int64_t now);
 extern db_result pipeline_ack(int64_t now, bool force);
+
+/* keys.c: per-key order; the producer's delivery_cb */
+extern void pipeline_on_delivery(uint64_t opaque, delivery_status status, const char *error);
+
+/* retry.c: retry timers, dead letters to record */
+extern db_result pipeline_step(int64_t now);
+
+/* circuit.c: the Kafka circuit breaker */
 extern void pipeline_circuit_step(int64_t now);
 extern int	pipeline_circuit(void);
 

@@ -42,4 +42,8 @@ rl_kafka create-topics >/dev/null 2>&1
 "$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --consumer binary --binary --once \
   >"$WORK/binary.log" 2>&1 || fail "binary relay failed"
 rl_verify tasks binary
-pass "binary: $RL_VERIFIED events with ce_* headers, data as value, order kept"
+# binary mode warns once at start-up that Dapr cannot route it; structured mode does not
+[ "$(grep -c '"msg":"binary mode: Dapr subscribers cannot route' "$WORK/binary.log")" -eq 1 ] \
+  || fail "binary mode: expected one warning about Dapr routing: $(grep -m2 '"warn"' "$WORK/binary.log")"
+grep -q 'Dapr subscribers cannot route' "$WORK/relay.log" && fail "structured mode warned about binary mode"
+pass "binary: $RL_VERIFIED events with ce_* headers, data as value, order kept; one warning about Dapr routing"

@@ -76,4 +76,8 @@ mutate docker-compose.yml 's/TASKEVENTS_LOG_LEVEL/TASKEVENTS_LOGLEVEL/' 'unknown
 mutate deploy/docker/relay.Dockerfile '/^USER /d' 'non-root USER'
 mutate deploy/systemd/taskevents-relay.service '/^NoNewPrivileges/d' 'NoNewPrivileges'
 mutate deploy/systemd/taskevents-relay.service 's/--consumer default/--consumers default/' 'unknown relay flag --consumers'
-pass "29 deliberate mistakes in copies of the files are each reported"
+mutate deploy/kubernetes/networkpolicy.yaml '0,/    - from:/s//    - from: []\n    - from:/' 'metrics port 9187 open to every source'
+mutate deploy/kubernetes/networkpolicy.yaml '0,/app.kubernetes.io\/name: taskevents-postgres/s//app.kubernetes.io\/name: taskevents-pg/' 'no NetworkPolicy restricts ingress to the metrics port'
+mutate deploy/kubernetes/networkpolicy.yaml '0,/        - {protocol: TCP, port: 5432}/s//        - {protocol: TCP, port: 5433}/' 'port 5432 (postgres) unreachable'
+mutate deploy/kubernetes/kustomization.yaml '/networkpolicy.yaml/d' 'not in kustomization.yaml'
+pass "33 deliberate mistakes in copies of the files are each reported"

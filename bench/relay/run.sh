@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # Relay benchmarks against a real local broker (test/kafka/kafka.sh):
-#  1. drain a backlog of N (default 1,000,000) task events with
-#     `taskevents-relay --once`, and have kcat produce the same N messages
-#     (same keys, same values) to the same broker in the same run: events/s
-#     of each and their ratio; the relay's peak RSS;
-#  2. commit → consumer latency at a steady rate (pgbench -R), p50/p99.
-# Usage: [BENCH_EXTRA_SQL=file.sql] bench/relay/run.sh [N] [RATE] [SECONDS]
+#  1. idle cost: the relay leads with nothing to send for IDLE_SECONDS (10):
+#     transactions/s of the bench database (pg_stat_database.xact_commit),
+#     CPU of the relay and of its PostgreSQL backends, the relay's RSS; then
+#     commit -> consumer latency of the first event after that quiet time;
+#  2. commit -> consumer latency at a steady RATE (200) writes/s (pgbench -R),
+#     p50/p99/max, and the relay's own histogram over the same window;
+#  3. the same at the highest rate the machine sustains: pgbench unthrottled
+#     with MAX_CLIENTS (4) clients, relay, broker and consumer beside it;
+#  4. drain a backlog of N (1,000,000) task events with `taskevents-relay
+#     --once`, and have kcat produce the same N messages (same keys, same
+#     values) to the same broker in the same run: events/s of each and their
+#     ratio; the relay's peak RSS and where its time went.
+# Usage: [BENCH_EXTRA_SQL=file.sql] [IDLE_SECONDS=10] [MAX_CLIENTS=4]
+#        [BASELINE_RELAY=/path/to/another/taskevents-relay]
+#        bench/relay/run.sh [N] [RATE] [SECONDS]
+# BASELINE_RELAY: a second binary (an older build) that also drains the same
+# backlog in the same run, for a before/after ratio: after the first, or
+# before it with BASELINE_FIRST=1 (alternate between runs: order matters).
 # Uses the PostgreSQL in PGHOST/PGPORT if one answers, else starts one.
 set -euo pipefail
 N=${1:-1000000}
 RATE=${2:-200}
 SECS=${3:-20}
+IDLE_SECONDS=${IDLE_SECONDS:-10}
+MAX_CLIENTS=${MAX_CLIENTS:-4}
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../../test/lib/pg.sh"
 export KAFKA_PORT=${BENCH_KAFKA_PORT:-19692} KAFKA_CONTROLLER_PORT=$(( ${BENCH_KAFKA_PORT:-19692} + 1 ))
@@ -22,6 +36,28 @@ WORK=$(mktemp -d)
 cleanup() { set +e; [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null; [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null; "$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true; dropdb --if-exists $DB >/dev/null 2>&1 || true; release_pg; rm -rf "$WORK"; }
 trap cleanup EXIT
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+TCK=$(getconf CLK_TCK)
+# CPU ticks (user + system) of the given pids, summed
+cpu_ticks() { local p s=0; for p in "$@"; do s=$(( s + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done; echo $s; }
+# psql on the maintenance database, so that reading the statistics of $DB
+# is not itself a transaction in $DB
+stats() { q -d postgres -c "$1"; }
+lat_lines() { wc -l <"$WORK/lat.txt"; }
+# wait until the consumer has seen at least $1 messages (at most 30 s)
+wait_lines() { local t=0; until [ "$(lat_lines)" -ge "$1" ] || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done; }
+outbox_count() { q -d $DB -c "SELECT count(*) FROM taskevents.outbox WHERE topic = 'tasks'"; }
+# percentiles of the consumer's latencies from line $1 on
+percentiles() {
+  python3 - "$WORK/lat.txt" "$1" "$2" <<'PY'
+import sys
+v = sorted(float(x) for x in open(sys.argv[1]).read().splitlines()[int(sys.argv[2]):] if x.strip())
+if not v:
+    print("%s: no samples" % sys.argv[3]); sys.exit(1)
+p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+print("%s: %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms (statement time -> consumer receive)"
+      % (sys.argv[3], len(v), p(0.50), p(0.99), v[-1]))
+PY
+}
 
 ensure_pg
 fresh_db $DB
@@ -32,13 +68,12 @@ make_tasks_table $DB
 "$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true   # our own state dir: a previous run may still be stopping
 "$PGTE_ROOT/test/kafka/kafka.sh" start >"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; exit 1; }
 "$PGTE_ROOT/test/kafka/kafka.sh" create-topics tasks:3 kcat:3 >>"$WORK/kafka.log" 2>&1
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; $(uname -r)"
 
-# latency first, on a fresh broker: steady RATE writes/s for SECS seconds,
-# the consumer timestamps arrival
+# latency first, on a fresh broker; the consumer timestamps arrival
 MPORT=$((KAFKA_PORT + 5))
 "$RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 127.0.0.1:$MPORT 2>"$WORK/relay2.log" &
 RPID=$!
-sleep 2
 kcat -C -b "$BROKER" -t tasks -o end -u -q -X fetch.wait.max.ms=5 -f '%s\n' 2>/dev/null | python3 -u -c '
 import sys, time, json, datetime
 out = open(sys.argv[1], "w")
@@ -57,23 +92,32 @@ sleep 2
 # the idempotent producer id; measure the steady state after it
 echo "INSERT INTO tasks (user_id, title) VALUES ('user' || (random() * 1000)::int, 'latency');" >"$WORK/ins.sql"
 pgbench -n -f "$WORK/ins.sql" -R 50 -T 3 -c 1 $DB >/dev/null 2>&1
-sleep 1
-skip=$(wc -l <"$WORK/lat.txt")
+sleep 3
+
+# 1. idle cost
+BPIDS=$(stats "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = '$DB' AND application_name LIKE 'taskevents-relay%'")
+x0=$(stats "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
+r0=$(cpu_ticks $RPID); b0=$(cpu_ticks $BPIDS); t0=$(now_ms)
+sleep "$IDLE_SECONDS"
+x1=$(stats "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
+r1=$(cpu_ticks $RPID); b1=$(cpu_ticks $BPIDS); t1=$(now_ms)
+rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$RPID/status")
+awk -v x=$((x1 - x0)) -v ms=$((t1 - t0)) -v r=$((r1 - r0)) -v b=$((b1 - b0)) -v tck="$TCK" -v nb="$(wc -w <<<"$BPIDS")" -v rss="$rss_idle" 'BEGIN {
+  s = ms / 1000.0
+  printf "idle %.1f s: %.1f transactions/s in the bench database; CPU: relay %.2f %%, its %d backends %.2f %% of a core; relay RSS %.1f MB\n",
+    s, x / s, 100.0 * r / tck / s, nb, 100.0 * b / tck / s, rss / 1024.0 }'
+skip=$(lat_lines)
+q -d $DB -c "INSERT INTO tasks (user_id, title) VALUES ('user1', 'after idle')"
+wait_lines $((skip + 1))
+percentiles "$skip" "first event after ${IDLE_SECONDS} s idle"
+
+# 2. steady RATE
+skip=$(lat_lines); oc=$(outbox_count)
 curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist0"
 pgbench -n -f "$WORK/ins.sql" -R "$RATE" -T "$SECS" -c 2 -j 2 $DB >"$WORK/pgbench.log" 2>&1
-sleep 2
+wait_lines $((skip + $(outbox_count) - oc))
 curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist"
-kill $CPID 2>/dev/null || true; pkill -P $CPID 2>/dev/null || true
-kill -TERM $RPID; wait $RPID || true
-python3 - "$WORK/lat.txt" "$RATE" "$skip" <<'PY'
-import sys
-v = sorted(float(x) for x in open(sys.argv[1]).read().splitlines()[int(sys.argv[3]):] if x.strip())
-if not v:
-    print("latency: no samples"); sys.exit(1)
-p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
-print("latency at %s writes/s: %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms (statement time -> consumer receive)"
-      % (sys.argv[2], len(v), p(0.50), p(0.99), v[-1]))
-PY
+percentiles "$skip" "latency at $RATE writes/s"
 python3 - "$WORK/hist" "$WORK/hist0" <<'PY'
 import sys, re
 def load(f):
@@ -85,10 +129,21 @@ def q(f):
     for le, c in b:
         if c >= f * total:
             return le
-print("relay histogram (write -> delivery report): %d events, p50 <= %gs, p99 <= %gs, %.1f%% under 50 ms"
+print("  relay histogram (write -> delivery report): %d events, p50 <= %gs, p99 <= %gs, %.1f%% under 50 ms"
       % (total, q(0.5), q(0.99), 100.0 * dict(b)[0.05] / total))
 PY
 
+# 3. as fast as the machine goes with everything running
+skip=$(lat_lines); oc=$(outbox_count)
+pgbench -n -f "$WORK/ins.sql" -T "$SECS" -c "$MAX_CLIENTS" -j 2 $DB >"$WORK/pgbench-max.log" 2>&1
+wait_lines $((skip + $(outbox_count) - oc))
+rate=$(grep -o 'tps = [0-9.]*' "$WORK/pgbench-max.log" | head -1 | cut -d' ' -f3)
+percentiles "$skip" "latency at the highest rate, ${rate%.*} writes/s ($MAX_CLIENTS unthrottled clients)"
+kill $CPID 2>/dev/null || true; pkill -P $CPID 2>/dev/null || true
+kill -TERM $RPID; wait $RPID || true
+RPID=
+
+# 4. drain
 mark=$(q -d $DB -c "SELECT coalesce(max(id), 0) FROM taskevents.outbox")
 echo "writing $N events into the outbox..."
 t0=$(now_ms)
@@ -103,6 +158,20 @@ q -d $DB -c "COPY (SELECT partition_key || E'\t' || event::text FROM taskevents.
 bytes=$(stat -c %s "$WORK/messages.tsv")
 echo "  average message $(( bytes / N )) bytes"
 
+# BASELINE_RELAY drain: a new consumer name starts from the outbox's first event
+baseline_drain() {
+  # a new consumer name: it starts from the outbox's first event
+  total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
+  t0=$(now_ms)
+  /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 \
+    --once --consumer baseline --batch-size 5000 --max-inflight 50000 2>"$WORK/relay-base.log"
+  base_ms=$(( $(now_ms) - t0 ))
+  published=$(grep -o '"published":[0-9]*' "$WORK/relay-base.log" | cut -d: -f2)
+  [ "${published:-0}" -ge "$total" ] || { echo "baseline published ${published:-0} of $total"; tail "$WORK/relay-base.log"; exit 1; }
+  base_rate=$(( published * 1000 / base_ms ))
+  echo "baseline relay:     $published events in $base_ms ms = $base_rate events/s (peak RSS $(( $(cat "$WORK/rss-base") / 1024 )) MB); ratio baseline/kcat $(awk "BEGIN { printf \"%.2f\", $base_rate / $kcat_rate }")"
+}
+
 # kcat: the same messages, same broker, librdkafka defaults plus idempotence
 t0=$(now_ms)
 kcat -P -b "$BROKER" -t kcat -K $'\t' -X enable.idempotence=true -X linger.ms=5 -l "$WORK/messages.tsv"
@@ -110,6 +179,7 @@ kcat_ms=$(( $(now_ms) - t0 ))
 kcat_rate=$(( N * 1000 / kcat_ms ))
 echo "kcat -P:            $N messages in $kcat_ms ms = $kcat_rate msg/s"
 
+[ -n "${BASELINE_RELAY:-}" ] && [ "${BASELINE_FIRST:-0}" = 1 ] && baseline_drain
 t0=$(now_ms)
 /usr/bin/time -f '%M' -o "$WORK/rss" "$RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 --once \
   --batch-size 5000 --max-inflight 50000 2>"$WORK/relay.log"
@@ -122,5 +192,12 @@ published=$(grep -o '"published":[0-9]*' "$WORK/relay.log" | cut -d: -f2)
 resent=$((published - N))
 [ $resent -eq 0 ] || echo "  note: $resent events re-sent after $(grep -c '"leadership lost"' "$WORK/relay.log") lease loss(es): $(grep -m1 '"leadership lost"' "$WORK/relay.log")"
 echo "taskevents-relay:   $N events in $relay_ms ms = $relay_rate events/s (peak RSS $(( $(cat "$WORK/rss") / 1024 )) MB)"
+grep '"process down"' "$WORK/relay.log" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+if "db_wait_ms" in d:
+    print("  the relay waited %d ms for PostgreSQL and %d ms with nothing to do (delivery reports)"
+          % (d["db_wait_ms"], d["idle_wait_ms"]))'
 echo "ratio relay/kcat:   $(awk "BEGIN { printf \"%.2f\", $relay_rate / $kcat_rate }")"
-
+[ -n "${BASELINE_RELAY:-}" ] && [ "${BASELINE_FIRST:-0}" != 1 ] && baseline_drain
+exit 0

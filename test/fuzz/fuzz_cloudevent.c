@@ -11,6 +11,12 @@
  * longer than its span (ce_unescape allocates len + 1), a valid row has a
  * non-empty id, source and type and specversion "1.0", and what
  * ce_without_data returns is valid JSON without a "data" member.
+ *
+ * ce_check(), the structured-mode check that accepts rows shaped like the
+ * extension's events without reading them whole: it accepts whatever
+ * ce_scan accepts, gives ce_scan's reason when it refuses, and what it
+ * accepts, if it is JSON at all (the extension's events are; duplicate keys
+ * aside), has specversion "1.0" and non-empty string id, source and type.
  */
 #include "relay.h"
 
@@ -58,6 +64,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	else
 		CHECK(strlen(bad) > 0);
+
+	{
+		const char *quick = ce_check((const char *) data, size);
+
+		CHECK(bad != NULL || quick == NULL);
+		CHECK(quick == NULL || quick == bad);
+		if (quick == NULL)
+		{
+			json_t	   *doc = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES, NULL);
+
+			if (doc && json_is_object(doc))
+			{
+				const char *attrs[] = {"id", "source", "type"};
+
+				CHECK(json_is_string(json_object_get(doc, "specversion")) &&
+					  strcmp(json_string_value(json_object_get(doc, "specversion")), "1.0") == 0);
+				for (int i = 0; i < 3; i++)
+					CHECK(json_is_string(json_object_get(doc, attrs[i])) &&
+						  json_string_length(json_object_get(doc, attrs[i])) > 0);
+			}
+			json_decref(doc);
+		}
+	}
 
 	{
 		size_t		outlen = 0;

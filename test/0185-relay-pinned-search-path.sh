@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The relay's statements cannot be redirected through the relay role's
+# search_path.  The role's path is set (ALTER ROLE ... SET search_path =
+# evil, pg_catalog) to a schema whose objects shadow what the relay's SQL
+# uses: an operator / (float8, int4), a domain named float8, operators =
+# (name, name) and - (timestamptz, timestamptz), make_interval() and
+# to_timestamp().  Each of them records a row in evil.hits and raises a
+# NOTICE when it runs.  First, as a control, the role's own session shows
+# that the trap is live (an unqualified "$4::double precision / 1000" runs
+# evil./).  Then the relay works as that role through every statement it
+# has (lease, position, tick, fetch, ack, a dead letter, maintain, the
+# backlog sample, the reminders probe, release) and delivers; evil.hits
+# must stay empty and no NOTICE of it may reach the relay's log, also with
+# "-c search_path=evil,pg_catalog" in the conninfo's options.  Other
+# options of the conninfo, or of PGOPTIONS, still apply (a read-only
+# default makes the relay's first write fail).
+set -euo pipefail
+source "$(dirname "$0")/lib/relay.sh"
+rl_setup pinned_path
+
+role=relay_t0185
+q -d postgres -c "DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
+trap 'st=$?; set +e; for p in "${RL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  dropdb --force --if-exists "$DB" >/dev/null 2>&1; q -d postgres -c "DROP ROLE IF EXISTS '$role'" >/dev/null 2>&1
+  (exit $st); rl_cleanup' EXIT
+q -d "$DB" >/dev/null <<SQL
+CREATE ROLE $role LOGIN;
+SELECT taskevents.grant_relay('$role');
+CREATE SCHEMA evil;
+CREATE TABLE evil.hits (what text NOT NULL, at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp());
+GRANT USAGE ON SCHEMA evil TO PUBLIC;
+GRANT INSERT ON evil.hits TO PUBLIC;
+CREATE FUNCTION evil.hit(what text) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS \$\$
+BEGIN
+  INSERT INTO evil.hits (what) VALUES (what);
+  RAISE NOTICE 'evil object ran: %', what;
+  RETURN true;
+END \$\$;
+CREATE FUNCTION evil.div(a pg_catalog.float8, b pg_catalog.int4) RETURNS pg_catalog.float8
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('operator /(float8, int4)') THEN a / b END \$\$;
+CREATE OPERATOR evil./ (FUNCTION = evil.div, LEFTARG = pg_catalog.float8, RIGHTARG = pg_catalog.int4);
+CREATE DOMAIN evil.float8 AS pg_catalog.float8 CHECK (evil.hit('domain float8'));
+CREATE FUNCTION evil.name_eq(a pg_catalog.name, b pg_catalog.name) RETURNS boolean
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT evil.hit('operator =(name, name)') AND a = b \$\$;
+CREATE OPERATOR evil.= (FUNCTION = evil.name_eq, LEFTARG = pg_catalog.name, RIGHTARG = pg_catalog.name);
+CREATE FUNCTION evil.ts_minus(a timestamptz, b timestamptz) RETURNS interval
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('operator -(timestamptz, timestamptz)') THEN a - b END \$\$;
+CREATE OPERATOR evil.- (FUNCTION = evil.ts_minus, LEFTARG = timestamptz, RIGHTARG = timestamptz);
+CREATE FUNCTION evil.to_timestamp(pg_catalog.float8) RETURNS timestamptz
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('to_timestamp(float8)') THEN pg_catalog.to_timestamp(\$1) END \$\$;
+ALTER ROLE $role SET search_path = evil, pg_catalog;
+SQL
+ROLE_DB="dbname=$DB user=$role"
+
+# control: in the role's own session the relay's old lease arithmetic runs evil./
+psql -X -q -At -d "$ROLE_DB" -c "SELECT pg_catalog.make_interval(secs => 5000::double precision / 1000)" \
+  >"$WORK/control.out" 2>&1 || fail "control query: $(cat "$WORK/control.out")"
+[ "$(q -d "$DB" -c "SELECT count(*) FROM evil.hits WHERE what = 'operator /(float8, int4)'")" -ge 1 ] \
+  || fail "the trap is not live: evil./ did not run in the role's session; the test would prove nothing"
+grep -q 'evil object ran' "$WORK/control.out" || fail "control: no NOTICE from the evil object"
+q -d "$DB" -c "TRUNCATE evil.hits"
+
+rl_write 40 4
+# a row that is no CloudEvent, written by hand (the outbox keeps the text in
+# "event" up to 0.1.0, in "data" with the slot function "_current_slot" later)
+col=$(q -d "$DB" -c "SELECT CASE WHEN EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'taskevents.outbox'::regclass
+  AND attname = 'event' AND NOT attisdropped) THEN 'event' ELSE 'data' END")
+slotfn=$(q -d "$DB" -c "SELECT coalesce(to_regproc('taskevents._current_slot')::text, 'taskevents.current_slot')")
+q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, $col)
+  VALUES ($slotfn(), 'tasks', 'user1', '{\"specversion\": \"0.3\"}')"
+rl_write 20 4
+"$RELAY" --db "$ROLE_DB options='-c search_path=evil,pg_catalog'" --brokers "$RL_BROKER" --metrics-addr 0 \
+  --maintain-interval-ms 200 --backlog-interval-ms 200 --reminders-interval-ms 100 >"$WORK/relay.log" 2>&1 &
+RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_wait 20 rl_log_has relay '"became leader"' || fail "no leader"
+rl_wait 20 rl_has_count tasks-dlq 1 || fail "malformed row not dead-lettered"
+rl_wait 20 rl_all_delivered tasks || fail "not delivered"
+# let maintain() and the backlog sample run a few times with the work done
+rl_wait 10 test "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 || fail "events still pending"
+sleep 1
+kill -TERM "$RL_PID"; wait "$RL_PID" || fail "relay exit status"
+rl_log_has relay '"lease released"' || fail "no release"
+rl_verify tasks
+[ "$RL_VERIFIED" -eq 60 ] || fail "60 events expected on tasks, got $RL_VERIFIED"
+[ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.dead_letters")" = 1 ] || fail "dead letter not recorded"
+hits=$(q -d "$DB" -c "SELECT coalesce(string_agg(DISTINCT what, '; '), '') FROM evil.hits")
+[ -z "$hits" ] || fail "the relay's statements ran hostile objects from its role's search_path: $hits"
+grep -q 'evil object ran' "$WORK/relay.log" && fail "NOTICE of an evil object in the relay log: $(grep -m1 'evil object ran' "$WORK/relay.log")"
+grep -q '"level":"error"' "$WORK/relay.log" && fail "errors: $(grep -m2 '"level":"error"' "$WORK/relay.log")"
+# the conninfo's own options, and PGOPTIONS, are kept beside the pin
+for how in conninfo PGOPTIONS; do
+  if [ $how = conninfo ]; then
+    "$RELAY" --db "$ROLE_DB options='-c default_transaction_read_only=on'" --brokers "$RL_BROKER" --metrics-addr 0 \
+      >"$WORK/ro-$how.log" 2>&1 &
+  else
+    PGOPTIONS='-c default_transaction_read_only=on' "$RELAY" --db "postgresql:///$DB?user=$role" \
+      --brokers "$RL_BROKER" --metrics-addr 0 >"$WORK/ro-$how.log" 2>&1 &
+  fi
+  RL_PID=$!; RL_PIDS+=("$RL_PID")
+  rl_wait 10 rl_log_has "ro-$how" 'read-only transaction' || fail "options from the $how were dropped: $(tail -3 "$WORK/ro-$how.log")"
+  kill -9 "$RL_PID"; wait "$RL_PID" 2>/dev/null || true
+done
+pass "relay as a role with search_path = evil, pg_catalog: $RL_VERIFIED events and 1 dead letter, no hostile object ran"
