@@ -27,6 +27,10 @@ ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --load-extension=$(EXTENSION)
 
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+# Export only what is marked PGDLLEXPORT: the SQL-callable functions and
+# _PG_init (PGXS adds this itself from PostgreSQL 16 on; see
+# extension/compat.h for 15).  scripts/check-exports checks the result.
+PG_CFLAGS += -fvisibility=hidden
 EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay
 
 PG_CONFIG ?= pg_config

@@ -157,7 +157,7 @@ EnqueueEvent(const char *topic, const char *partition_key, text *event)
 	ExecStoreVirtualTuple(tts);
 
 	simple_table_tuple_insert(rel, tts);
-	ExecInsertIndexTuples(rri, tts, estate, false, false, NULL, NIL);
+	ExecInsertIndexTuplesCompat(rri, tts, estate, false, false, NULL, NIL);
 
 	ExecCloseIndices(rri);
 	ExecDropSingleTupleTableSlot(tts);

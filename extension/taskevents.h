@@ -23,6 +23,8 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
+
 #define TASKEVENTS_SCHEMA	"taskevents"
 
 /* Maximum Kafka topic length (249) minus room for the "-dlq" suffix. */
