@@ -40,15 +40,28 @@ include $(PGXS)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
+$(OBJS): extension/taskevents.h extension/compat.h
+
+# WITH_RELAY=no builds and installs the extension alone (one build per
+# PostgreSQL version in the Debian packages and the version matrix; the
+# relay is built once).
+WITH_RELAY ?= yes
+ifeq ($(WITH_RELAY),yes)
 ifneq ($(wildcard relay/Makefile),)
 all: relay
 install: install-relay
 endif
+endif
 
-.PHONY: relay install-relay
+# The relay's version is the extension's: relay/Makefile reads the same
+# .control file when run on its own.
+.PHONY: relay install-relay check-exports
 relay:
-	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG) RELAY_VERSION=$(EXTVERSION)
+
+check-exports: $(shlib) $(DATA_built)
+	scripts/check-exports $(shlib) $(DATA_built)
 
 install-relay:
-	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) DESTDIR=$(DESTDIR) \
+	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) RELAY_VERSION=$(EXTVERSION) DESTDIR=$(DESTDIR) \
 		$(if $(prefix),prefix=$(prefix)) $(if $(RELAY_BINDIR),bindir=$(RELAY_BINDIR))

@@ -18,7 +18,10 @@
 #include <stdint.h>
 #include <stdatomic.h>
 
-#define RELAY_VERSION "0.1.0"
+/* RELAY_VERSION comes from pg_taskevents.control through relay/Makefile. */
+#ifndef RELAY_VERSION
+#error "RELAY_VERSION is not defined: build with relay/Makefile"
+#endif
 #define RELAY_MAX_BACKOFFS 16
 
 /* ---------------------------------------------------------------- log.c */
