@@ -31,7 +31,7 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 # _PG_init (PGXS adds this itself from PostgreSQL 16 on; see
 # extension/compat.h for 15).  scripts/check-exports checks the result.
 PG_CFLAGS += -fvisibility=hidden
-EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay
+EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay .pg-build-id
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -40,7 +40,14 @@ include $(PGXS)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
-$(OBJS): extension/taskevents.h extension/compat.h
+$(OBJS): extension/taskevents.h extension/compat.h .pg-build-id
+
+# Objects built against one PostgreSQL are useless against another: the
+# stamp changes (and everything is rebuilt) when PG_CONFIG does.
+PG_BUILD_ID := $(shell $(PG_CONFIG) --version) $(PG_CONFIG)
+.pg-build-id: FORCE
+	@echo '$(PG_BUILD_ID)' | cmp -s - $@ || echo '$(PG_BUILD_ID)' > $@
+.PHONY: FORCE
 
 # WITH_RELAY=no builds and installs the extension alone (one build per
 # PostgreSQL version in the Debian packages and the version matrix; the
