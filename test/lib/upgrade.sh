@@ -30,12 +30,7 @@ up_current_version() {
 # so an upgrade from it exists on 15 only.  Exits 0 with a "skip:" line on
 # other versions.
 up_require_pg15() {
-  local v
-  v=$("$PG_CONFIG" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/')
-  if [ "$v" != 15 ]; then
-    echo "skip: $UP_OLD_VERSION supported PostgreSQL 15 only; no upgrade from it on $v"
-    exit 0
-  fi
+  [ "$(pg_major)" = 15 ] || skip "$UP_OLD_VERSION supported PostgreSQL 15 only; no upgrade from it on $(pg_major)"
 }
 
 # The commit of the old release, or a clear failure.
@@ -63,25 +58,17 @@ up_build_old() {
   fi
 }
 
-# Copy the PostgreSQL installation into $UP_PREFIX, each directory at its
-# own path below it, so that `make install DESTDIR=$UP_PREFIX` writes there.
+# The copy of the PostgreSQL installation the test installs into.
 up_copy_installation() {
-  local d
   UP_PREFIX=$UP_DIR/pg
-  for d in "$("$PG_CONFIG" --bindir)" "$("$PG_CONFIG" --pkglibdir)" "$("$PG_CONFIG" --sharedir)"; do
-    mkdir -p "$UP_PREFIX$(dirname "$d")"
-    cp -a "$d" "$UP_PREFIX$d"
-  done
-  # nothing of any pg_taskevents version in the copy to start with
-  rm -f "$UP_PREFIX$("$PG_CONFIG" --pkglibdir)"/pg_taskevents.* \
-        "$UP_PREFIX$("$PG_CONFIG" --sharedir)"/extension/pg_taskevents*
-  UP_BINDIR=$UP_PREFIX$("$PG_CONFIG" --bindir)
+  copy_installation "$UP_PREFIX"
+  UP_BINDIR=$COPY_BINDIR
 }
 
 up_install_old() {
-  install -m 755 "$UP_DIR/old/pg_taskevents.so" "$UP_PREFIX$("$PG_CONFIG" --pkglibdir)/"
+  install -m 755 "$UP_DIR/old/pg_taskevents.so" "$COPY_PKGLIBDIR/"
   install -m 644 "$UP_DIR/old/pg_taskevents.control" "$UP_DIR/old/pg_taskevents--$UP_OLD_VERSION.sql" \
-    "$UP_PREFIX$("$PG_CONFIG" --sharedir)/extension/"
+    "$COPY_SHAREDIR/extension/"
 }
 
 up_install_current() {
