@@ -69,12 +69,27 @@ grep -q '^reminders ' "$WORK/pending-before" || fail "no pending reminder event 
 
 # --- the upgrade -----------------------------------------------------------
 up_install_current
+# Between the new files and ALTER EXTENSION UPDATE, new sessions load the
+# new library under the old SQL objects: every C function 0.1.0's SQL names
+# must still be there, and a write either works or is refused with 55000
+# (never an event lost, never another error).
+"$PGTE_ROOT/scripts/check-exports" "$COPY_PKGLIBDIR/pg_taskevents.so" "$UP_DIR/old/pg_taskevents--$UP_OLD_VERSION.sql" \
+  >/dev/null || fail "the new library lacks C functions that $UP_OLD_VERSION's SQL objects name"
+if out=$(psql -X -q -d "$DB" -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
+           -c "INSERT INTO tasks (user_id, title) VALUES ('user2', 'between the files and the update')" 2>&1); then
+  between="written"
+  echo "$(q -d "$DB" -c "SELECT 'tasks ' || (event->>'id') FROM taskevents.pending_events ORDER BY id DESC LIMIT 1")" >>"$WORK/pending-before"
+else
+  grep -q 'ERROR:  55000' <<<"$out" || fail "a write before ALTER EXTENSION UPDATE failed otherwise than with 55000: $out"
+  between="refused with 55000"
+fi
 q -d "$DB" -c "ALTER EXTENSION pg_taskevents UPDATE"
 [ "$(q -d "$DB" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_taskevents'")" = "$NEW_VERSION" ] \
   || fail "extension not at $NEW_VERSION after ALTER EXTENSION UPDATE"
 q -d "$DB" -c "SELECT topic || ' ' || (event->>'id') FROM taskevents.pending_events ORDER BY id" >"$WORK/pending-after"
 diff -u "$WORK/pending-before" "$WORK/pending-after" || fail "the pending events changed in the upgrade"
-pass "ALTER EXTENSION pg_taskevents UPDATE: $UP_OLD_VERSION -> $NEW_VERSION, $npending events still pending, ids unchanged"
+npending=$(wc -l <"$WORK/pending-before")
+pass "ALTER EXTENSION pg_taskevents UPDATE: $UP_OLD_VERSION -> $NEW_VERSION, $npending events still pending, ids unchanged (a write between the new files and the update: $between)"
 
 # the upgraded extension in use: new writes, in a new session (the new library)
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('user5', 'after the upgrade')"

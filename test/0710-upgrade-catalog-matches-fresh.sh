@@ -79,4 +79,7 @@ mutate "a dropped column ($table)" "ALTER TABLE $table ADD COLUMN te_mutant inte
 mutate "an index ($index)" "DROP INDEX $index"
 mutate "a config-dump condition ($dumped)" "UPDATE pg_extension SET extcondition[1] = 'WHERE false' WHERE extname = 'pg_taskevents'"
 mutate "a member dropped from the extension ($view)" "ALTER EXTENSION pg_taskevents DROP VIEW $view"
-pass "the comparison finds a changed privilege, function attribute, body, column, dropped column, index, config-dump entry and member"
+# a row the install script wrote (a settings row), if it writes any
+filled=$(sed -n 's/^data \([^:]*\): [1-9][0-9]* row(s)$/\1/p' "$UP_DIR/fresh.txt" | head -1)
+[ -z "$filled" ] || mutate "a row the install script wrote ($filled)" "DELETE FROM $filled"
+pass "the comparison finds a changed privilege, function attribute, body, column, dropped column, index, config-dump entry, member${filled:+ and a settings row}"

@@ -28,6 +28,8 @@
 --   init-privs   pg_init_privs entries (what pg_dump treats as the
 --                extension's own privileges)
 --   comment      comments on members and their columns
+--   data         row counts of the tables and sequences' last values (what
+--                the install script inserted: settings rows and the like)
 --   event-trigger event, enabled state, function, tags
 \set ON_ERROR_STOP 1
 \pset format unaligned
@@ -232,6 +234,15 @@ SELECT what || ' ' || obj || ': ' || fact
       FROM pg_description ds
      WHERE (ds.classoid, ds.objoid) IN (SELECT classid, objid FROM members)
         OR (ds.classoid = 'pg_namespace'::regclass AND ds.objoid = (SELECT oid FROM nsp))
+    UNION ALL
+    -- rows the install script wrote (counts only: contents may hold times)
+    SELECT 'data', c.oid::regclass::text, 0,
+           (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', c.oid::regclass),
+                                                 false, true, '')))[1]::text || ' row(s)'
+      FROM rels c WHERE c.relkind = 'r'
+    UNION ALL
+    SELECT 'data', format('%I.%I', s.schemaname, s.sequencename), 0, 'last value ' || coalesce(s.last_value::text, '(never used)')
+      FROM pg_sequences s JOIN rels c ON c.relname = s.sequencename AND c.relnamespace::regnamespace::name = s.schemaname
     UNION ALL
     -- event triggers
     SELECT 'event-trigger', quote_ident(et.evtname), 0,
