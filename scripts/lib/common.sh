@@ -1,5 +1,6 @@
 # Shared helpers for scripts/ and test/: dependency installation and a
-# throwaway PostgreSQL 15 server run as an unprivileged user on a private
+# throwaway PostgreSQL server (PG_CONFIG's, default Debian's 15; 17 and 18 through
+# scripts/lib/pgversions.sh) run as an unprivileged user on a private
 # port and socket directory.  Source it; it defines functions only.
 
 PGTE_ROOT=${PGTE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
