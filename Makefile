@@ -34,7 +34,11 @@ ISOLATION_OPTS = --load-extension=$(EXTENSION)
 
 PG_CPPFLAGS = -DTASKEVENTS_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay
+# Export only what is marked PGDLLEXPORT: the SQL-callable functions and
+# _PG_init (PGXS adds this itself from PostgreSQL 16 on; see
+# extension/compat.h for 15).  scripts/check-exports checks the result.
+PG_CFLAGS += -fvisibility=hidden
+EXTRA_CLEAN = $(DATA_built) relay/taskevents-relay .pg-build-id
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -43,15 +47,35 @@ include $(PGXS)
 $(DATA_built): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
 
+$(OBJS): extension/taskevents.h extension/compat.h .pg-build-id
+
+# Objects built against one PostgreSQL are useless against another: the
+# stamp changes (and everything is rebuilt) when PG_CONFIG does.
+PG_BUILD_ID := $(shell $(PG_CONFIG) --version) $(PG_CONFIG)
+.pg-build-id: FORCE
+	@echo '$(PG_BUILD_ID)' | cmp -s - $@ || echo '$(PG_BUILD_ID)' > $@
+.PHONY: FORCE
+
+# WITH_RELAY=no builds and installs the extension alone (one build per
+# PostgreSQL version in the Debian packages and the version matrix; the
+# relay is built once).
+WITH_RELAY ?= yes
+ifeq ($(WITH_RELAY),yes)
 ifneq ($(wildcard relay/Makefile),)
 all: relay
 install: install-relay
 endif
+endif
 
-.PHONY: relay install-relay
+# The relay's version is the extension's: relay/Makefile reads the same
+# .control file when run on its own.
+.PHONY: relay install-relay check-exports
 relay:
-	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG)
+	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG) RELAY_VERSION=$(EXTVERSION)
+
+check-exports: $(shlib) $(DATA_built)
+	scripts/check-exports $(shlib) $(DATA_built)
 
 install-relay:
-	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) DESTDIR=$(DESTDIR) \
+	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) RELAY_VERSION=$(EXTVERSION) DESTDIR=$(DESTDIR) \
 		$(if $(prefix),prefix=$(prefix)) $(if $(RELAY_BINDIR),bindir=$(RELAY_BINDIR))

@@ -64,15 +64,6 @@ static OutboxPartitionInfo Partitions[3];
 static Oid	OutboxSequence = InvalidOid;
 static MemoryContext OutboxContext = NULL;
 
-/* ExecInsertIndexTuples() gained an argument in PostgreSQL 16. */
-#if PG_VERSION_NUM >= 160000
-#define ExecInsertIndexTuplesCompat(rri, slot, estate) \
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false)
-#else
-#define ExecInsertIndexTuplesCompat(rri, slot, estate) \
-	ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL)
-#endif
-
 /* The outbox's columns (see extension/sql/00_outbox.sql). */
 #define OUTBOX_NATTS		12
 #define Anum_txid			1
@@ -266,7 +257,7 @@ InsertIndexEntries(OutboxPartitionInfo *part, Relation rel, HeapTuple tup,
 		ExecOpenIndices(rri, false);
 		slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsHeapTuple);
 		ExecStoreHeapTuple(tup, slot, false);
-		ExecInsertIndexTuplesCompat(rri, slot, estate);
+		ExecInsertIndexTuplesCompat(rri, slot, estate, false, false, NULL, NIL);
 		ExecCloseIndices(rri);
 		ExecDropSingleTupleTableSlot(slot);
 		FreeExecutorState(estate);

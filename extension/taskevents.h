@@ -49,6 +49,8 @@
 #endif
 #define TASKEVENTS_VERSION_STRING TASKEVENTS_VERSION
 
+#include "compat.h"
+
 /* Maximum Kafka topic length (249) minus room for the "-dlq" suffix. */
 #define TASKEVENTS_MAX_TOPIC_LEN	245
 

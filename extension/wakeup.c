@@ -59,9 +59,7 @@ typedef struct WakeupSlot
 static WakeupSlot *Slots = NULL;
 static bool WroteEvents = false;
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static Size
@@ -132,12 +130,8 @@ InitWakeup(void)
 {
 	if (!process_shared_preload_libraries_in_progress)
 		return;
-#if PG_VERSION_NUM >= 150000
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = WakeupShmemRequest;
-#else
-	RequestAddinShmemSpace(WakeupShmemSize());
-#endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = WakeupShmemStartup;
 }

@@ -31,7 +31,15 @@
 #include <stdint.h>
 #include <stdatomic.h>
 
-#define RELAY_VERSION "0.1.0"
+/*
+ * RELAY_VERSION comes from pg_taskevents.control through relay/Makefile
+ * (-DRELAY_VERSION).  Without it, a file that prints the version does not
+ * compile (an undeclared identifier); the others, such as the fuzz target's
+ * cloudevent.c, do.
+ */
+#ifndef RELAY_VERSION
+#define RELAY_VERSION relay_version_undefined_build_with_relay_Makefile
+#endif
 #define RELAY_MAX_BACKOFFS 16
 
 /* ---------------------------------------------------------------- log.c */

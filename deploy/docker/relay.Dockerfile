@@ -13,6 +13,7 @@ RUN apt-get update \
       build-essential pkg-config libpq-dev librdkafka-dev libjansson-dev libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY pg_taskevents.control ./
 COPY relay/ relay/
 RUN make -C relay -j"$(nproc)" \
  && make -C relay install DESTDIR=/out bindir=/usr/local/bin

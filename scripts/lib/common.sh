@@ -1,5 +1,6 @@
 # Shared helpers for scripts/ and test/: dependency installation and a
-# throwaway PostgreSQL 15 server run as an unprivileged user on a private
+# throwaway PostgreSQL server (PG_CONFIG's, default Debian's 15; 17 and 18 through
+# scripts/lib/pgversions.sh) run as an unprivileged user on a private
 # port and socket directory.  Source it; it defines functions only.
 
 PGTE_ROOT=${PGTE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -27,8 +28,9 @@ ensure_packages() {
   log "installing ${missing[*]}"
   local SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+  $SUDO apt-get update -qq -o DPkg::Lock::Timeout=600 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
 }
 
@@ -49,33 +51,57 @@ as_pg_user() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# PGTE_CHROOT (set by scripts/lib/pgversions.sh for PostgreSQL 17): the
+# server runs inside this chroot from PGTE_CHROOT_BINDIR (a path inside it).
+# PGTE_PGSTATE is then a host path below the chroot; the server is given
+# the same directory as seen from inside, and clients on the host reach its
+# socket through the host path.
+pg_inner() { echo "${1#"${PGTE_CHROOT:-}"}"; }
+
+# pg_server PROGRAM ARGS...: a server program (initdb, pg_ctl) as the
+# server's unprivileged user.
+pg_server() {
+  local prog=$1; shift
+  if [ -n "${PGTE_CHROOT:-}" ]; then
+    chroot --userspec="$(pg_chroot_ids)" "$PGTE_CHROOT" /usr/bin/env -i PATH=/usr/bin:/bin \
+      HOME=/tmp LANG=C.UTF-8 "$PGTE_CHROOT_BINDIR/$prog" "$@"
+  else
+    as_pg_user "$PG_BINDIR/$prog" "$@"
+  fi
+}
+pg_chroot_ids() { awk -F: '$1 == "postgres" { print $3 ":" $4 }' "$PGTE_CHROOT/etc/passwd"; }
+
 # Start a fresh cluster; extra postgresql.conf lines come from $PGTE_PGCONF.
 pg_start() {
   pg_stop quiet
   rm -rf "$PGTE_PGSTATE"
   mkdir -p "$PGTE_PGSTATE"
-  [ "$(id -u)" -eq 0 ] && chown postgres: "$PGTE_PGSTATE"
-  as_pg_user "$PG_BINDIR/initdb" -D "$PGTE_PGSTATE/data" -U postgres -A trust -E UTF8 \
+  if [ -n "${PGTE_CHROOT:-}" ]; then
+    chown "$(pg_chroot_ids)" "$PGTE_PGSTATE"
+  elif [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$PGTE_PGSTATE"
+  fi
+  local state
+  state=$(pg_inner "$PGTE_PGSTATE")
+  pg_server initdb -D "$state/data" -U postgres -A trust -E UTF8 \
     --locale=C.UTF-8 >"$PGTE_PGSTATE/initdb.log" 2>&1 || { cat "$PGTE_PGSTATE/initdb.log"; die "initdb failed"; }
   cat >>"$PGTE_PGSTATE/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $PGTE_PGPORT
-unix_socket_directories = '$PGTE_PGSTATE'
+unix_socket_directories = '$state'
 max_connections = 100
 max_prepared_transactions = 10
 log_min_messages = warning
 ${PGTE_PGCONF:-}
 CONF
-  as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGTE_PGSTATE/data" -l "$PGTE_PGSTATE/server.log" -w -t 60 start >/dev/null \
+  pg_server pg_ctl -D "$state/data" -l "$state/server.log" -w -t 60 start >/dev/null \
     || { tail -20 "$PGTE_PGSTATE/server.log"; die "PostgreSQL did not start"; }
   export PGHOST="$PGTE_PGSTATE" PGPORT="$PGTE_PGPORT" PGUSER=postgres
 }
 
 pg_stop() {
   if [ -f "$PGTE_PGSTATE/data/postmaster.pid" ]; then
-    as_pg_user "$PG_BINDIR/pg_ctl" -D "$PGTE_PGSTATE/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
-  elif [ "${1:-}" != quiet ]; then
-    :
+    pg_server pg_ctl -D "$(pg_inner "$PGTE_PGSTATE")/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
   fi
 }
 

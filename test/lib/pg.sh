@@ -50,5 +50,27 @@ SELECT taskevents.attach('public.tasks');
 SQL
 }
 
+# copy_installation DIR: a private copy of the PostgreSQL installation of
+# PG_CONFIG (bindir, pkglibdir, sharedir, each at its own path below DIR,
+# so that `make install DESTDIR=DIR` installs into the copy; PostgreSQL
+# finds its files relative to its binaries), without any pg_taskevents
+# files.  For tests that install other files than the suite's server has.
+# Sets COPY_BINDIR, COPY_PKGLIBDIR, COPY_SHAREDIR.
+copy_installation() {
+  local d
+  for d in "$("$PG_CONFIG" --bindir)" "$("$PG_CONFIG" --pkglibdir)" "$("$PG_CONFIG" --sharedir)"; do
+    mkdir -p "$1$(dirname "$d")"
+    cp -a "$d" "$1$d"
+  done
+  COPY_BINDIR=$1$("$PG_CONFIG" --bindir)
+  COPY_PKGLIBDIR=$1$("$PG_CONFIG" --pkglibdir)
+  COPY_SHAREDIR=$1$("$PG_CONFIG" --sharedir)
+  rm -rf "$COPY_PKGLIBDIR"/pg_taskevents.* "$COPY_PKGLIBDIR"/bitcode/pg_taskevents* "$COPY_SHAREDIR"/extension/pg_taskevents*
+}
+
+# PostgreSQL's major version (of PG_CONFIG).
+pg_major() { "$PG_CONFIG" --version | sed 's/^PostgreSQL \([0-9]*\).*/\1/'; }
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "skip: $*"; exit 0; }
 pass() { echo "ok: $*"; }
