@@ -59,13 +59,8 @@ pass "a schema open to CREATE by others is refused; an empty one of the installe
 
 # After install: only a superuser can rename the schema.  If one does, a
 # look-alike registry must not be written through by the event trigger.
-q -d "$DB" <<'SQL' >/dev/null
-CREATE TABLE public.tasks (id bigint PRIMARY KEY, user_id text NOT NULL, title text,
-                           due_date timestamptz, is_recurring boolean, recurring_interval text,
-                           completed boolean NOT NULL DEFAULT false);
-SELECT taskevents.attach('public.tasks');
-ALTER TABLE public.tasks OWNER TO chk_dbowner;
-SQL
+make_tasks_table "$DB" >/dev/null
+q -d "$DB" -c "ALTER TABLE public.tasks OWNER TO chk_dbowner"
 st=$(printf 'ALTER SCHEMA taskevents RENAME TO mine;\n\\echo state=:LAST_ERROR_SQLSTATE\n' | psql -X -q -At -d "$DB" -U chk_dbowner 2>/dev/null | sed -n 's/^state=//p')
 [ "$st" = 42501 ] || fail "the database owner renamed the extension's schema (SQLSTATE $st)"
 q -d "$DB" -c "ALTER SCHEMA taskevents RENAME TO taskevents_real"

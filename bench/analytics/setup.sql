@@ -1,24 +1,13 @@
--- Event analytics benchmark: one attached task table (the same shape as
--- bench/outbox), and the rotation step taskevents.maintain() performs,
+-- Event analytics benchmark: one attached task table (test/lib/tasks.sql,
+-- as in bench/outbox), and the rotation step taskevents.maintain() performs,
 -- capture included: lock a non-current outbox partition, record its events
 -- with _capture_analytics(), truncate it.  (No relay runs, so the events are
 -- not delivered first; the write path and the capture are what is measured.)
 CREATE EXTENSION IF NOT EXISTS pg_taskevents;
 
 DROP TABLE IF EXISTS bench_tasks;
-CREATE TABLE bench_tasks (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    user_id text NOT NULL,
-    title text NOT NULL,
-    description text,
-    priority text DEFAULT 'medium',
-    tags text[] DEFAULT '{}',
-    due_date timestamptz,
-    is_recurring boolean NOT NULL DEFAULT false,
-    recurring_interval text,
-    completed boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now());
-SELECT taskevents.attach('bench_tasks');
+\set tasks bench_tasks
+\ir ../../test/lib/tasks.sql
 
 CREATE OR REPLACE FUNCTION bench_rotate() RETURNS bigint
 LANGUAGE plpgsql AS $$

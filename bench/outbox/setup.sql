@@ -1,29 +1,19 @@
--- Three identical task tables for the write-cost benchmark:
+-- Three identical task tables (test/lib/tasks.sql) for the write-cost
+-- benchmark:
 --   bench_plain     no trigger
 --   bench_attached  taskevents.attach() (the C trigger)
 --   bench_plpgsql   a hand-written PL/pgSQL trigger writing an equivalent
 --                   CloudEvent into its own outbox table
 CREATE EXTENSION IF NOT EXISTS pg_taskevents;
 
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['bench_plain', 'bench_attached', 'bench_plpgsql'] LOOP
-        EXECUTE format('DROP TABLE IF EXISTS %I', t);
-        EXECUTE format($q$CREATE TABLE %I (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            user_id text NOT NULL,
-            title text NOT NULL,
-            description text,
-            priority text DEFAULT 'medium',
-            tags text[] DEFAULT '{}',
-            due_date timestamptz,
-            is_recurring boolean NOT NULL DEFAULT false,
-            recurring_interval text,
-            completed boolean NOT NULL DEFAULT false,
-            created_at timestamptz NOT NULL DEFAULT now())$q$, t);
-    END LOOP;
-END $$;
+DROP TABLE IF EXISTS bench_plain, bench_attached, bench_plpgsql;
+\set attach off
+\set tasks bench_plain
+\ir ../../test/lib/tasks.sql
+\set tasks bench_attached
+\ir ../../test/lib/tasks.sql
+\set tasks bench_plpgsql
+\ir ../../test/lib/tasks.sql
 
 -- what an application team would write by hand: same envelope, same data,
 -- stored as json text like taskevents.outbox (json_build_object and

@@ -29,25 +29,10 @@ fresh_db() {
   q -d "$1" -c "CREATE EXTENSION pg_taskevents"
 }
 
-# The brief's tasks table, attached, in database $1.
+# make_tasks_table DB [TABLE]: the brief's tasks table (test/lib/tasks.sql),
+# attached, in database DB; TABLE defaults to public.tasks.
 make_tasks_table() {
-  q -d "$1" <<'SQL'
-CREATE TABLE public.tasks (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  user_id text NOT NULL,
-  title text NOT NULL,
-  description text,
-  priority text DEFAULT 'medium',
-  tags text[] DEFAULT '{}',
-  due_date timestamptz,
-  is_recurring boolean NOT NULL DEFAULT false,
-  recurring_interval text,
-  completed boolean NOT NULL DEFAULT false,
-  reminder_sent_at timestamptz,
-  created_at timestamptz NOT NULL DEFAULT now()
-);
-SELECT taskevents.attach('public.tasks');
-SQL
+  q -d "$1" -v tasks="${2:-public.tasks}" -f "$PGTE_ROOT/test/lib/tasks.sql"
 }
 
 # copy_installation DIR: a private copy of the PostgreSQL installation of

@@ -1,0 +1,37 @@
+-- The brief's tasks table: the one definition the integration tests, the
+-- benchmarks and the demo create (test/lib/pg.sh make_tasks_table,
+-- bench/*/setup.sql, scripts/demo).  A psql script:
+--
+--   psql -v tasks=public.tasks -f test/lib/tasks.sql       created and attached
+--   psql -v tasks=bench_plain -v attach=off -f ...         created only
+--
+-- From another script: \set tasks NAME, then \ir (or \i) this file.
+-- The pg_regress suites (sql/) and the isolation specs (specs/) keep their
+-- own smaller tables: the first echo every statement into their expected
+-- output, the second have no way to include a file.
+\if :{?tasks}
+\else
+\set tasks public.tasks
+\endif
+\if :{?attach}
+\else
+\set attach on
+\endif
+
+CREATE TABLE :tasks (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  user_id text NOT NULL,
+  title text NOT NULL,
+  description text,
+  priority text DEFAULT 'medium',
+  tags text[] DEFAULT '{}',
+  due_date timestamptz,
+  is_recurring boolean NOT NULL DEFAULT false,
+  recurring_interval text,
+  completed boolean NOT NULL DEFAULT false,
+  reminder_sent_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+\if :attach
+SELECT taskevents.attach(:'tasks');
+\endif
