@@ -25,10 +25,10 @@ jq -e 'select(.key == "user3")' "$WORK/got-reminders.json" >/dev/null || fail "r
 pass "structured: $n task events, valid CloudEvents, ids unique, per-user order kept"
 
 # latency of a single write while idle (poll loop, no NOTIFY)
-before=$(rl_count tasks)
+before=$(kafka_topic_count tasks)
 t0=$(date +%s%N)
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('user1', 'latency probe')"
-rl_wait 5 rl_has_count tasks $((before + 1)) || fail "probe not delivered"
+kafka_wait_count tasks $((before + 1)) 5 >/dev/null || fail "probe not delivered"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 pass "single write visible to a consumer after ${ms} ms (includes the consumer's own polling)"
 
@@ -37,9 +37,9 @@ grep -q '"level":"error"' "$WORK/relay.log" && fail "errors in the relay log"
 grep -q '"data"\|task [0-9]' "$WORK/relay.log" && fail "payload in the relay log"
 
 # binary mode, new consumer, fresh broker
-rl_kafka stop >/dev/null; rl_kafka start >/dev/null 2>&1 || fail "kafka restart"
-rl_kafka create-topics >/dev/null 2>&1
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --consumer binary --binary --once \
+kafka_stop >/dev/null; kafka_start >/dev/null 2>&1 || fail "kafka restart"
+kafka_create_topics >/dev/null 2>&1
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer binary --binary --once \
   >"$WORK/binary.log" 2>&1 || fail "binary relay failed"
 rl_verify tasks binary
 # binary mode warns once at start-up that Dapr cannot route it; structured mode does not

@@ -12,13 +12,13 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'small 1')"
 rl_relay relay
 # the producer is warm (idempotence id acquired) before the failures start,
 # so the measured gaps are the backoff schedule alone
-rl_wait 20 rl_has_count tasks 1 || fail "first event not delivered"
+kafka_wait_count tasks 1 20 >/dev/null || fail "first event not delivered"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title, description) VALUES ('alice', 'huge', repeat('x', 1100000))"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'small 2'), ('bob', 'bob 1')"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'small 3'), ('bob', 'bob 2')"
-rl_wait 6 rl_has_count tasks 3 || fail "alice's first and bob's events should flow during the retries"
-rl_count tasks-dlq | grep -qx 0 || fail "dead-lettered too early"
-rl_wait 15 rl_has_count tasks-dlq 1 || fail "no dead letter"
+kafka_wait_count tasks 3 6 >/dev/null || fail "alice's first and bob's events should flow during the retries"
+kafka_topic_count tasks-dlq | grep -qx 0 || fail "dead-lettered too early"
+kafka_wait_count tasks-dlq 1 15 >/dev/null || fail "no dead letter"
 rl_wait 10 rl_all_delivered tasks || fail "later events not delivered"
 rl_verify tasks
 [ "$RL_VERIFIED" -eq 5 ] || fail "5 events expected on tasks, got $RL_VERIFIED"
@@ -36,7 +36,7 @@ g = [float(x) for x in sys.argv[1].split()]
 want = [1, 2, 4]
 sys.exit(0 if all(abs(a - b) <= 0.35 for a, b in zip(g, want)) else 1)' "$gaps" || fail "retry gaps $gaps, want 1 2 4"
 
-rl_consume tasks-dlq >"$WORK/dlq.json"
+kafka_records tasks-dlq >"$WORK/dlq.json"
 jq -e '(.headers | [range(0; length; 2) as $i | {(.[$i]): .[$i + 1]}] | add) as $h
   | (.payload | fromjson) as $e
   | .key == "alice" and $h["taskevents-original-topic"] == "tasks" and $h["taskevents-attempts"] == "4"

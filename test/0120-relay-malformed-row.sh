@@ -15,11 +15,11 @@ q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, data) 
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'after'), ('bob', 'after')"
 port=$((KAFKA_PORT + 300))
 rl_relay relay --metrics-addr 127.0.0.1:$port
-rl_wait 15 rl_has_count tasks-dlq 3 || fail "3 dead letters expected"
+kafka_wait_count tasks-dlq 3 15 >/dev/null || fail "3 dead letters expected"
 rl_wait 10 rl_all_delivered tasks || fail "valid events not delivered"
 rl_verify tasks
 [ "$RL_VERIFIED" -eq 3 ] || fail "3 valid events expected, got $RL_VERIFIED"
-rl_consume tasks-dlq >"$WORK/dlq.json"
+kafka_records tasks-dlq >"$WORK/dlq.json"
 jq -e -s 'length == 3 and all(.[]; (.headers | [range(0; length; 2) as $i | {(.[$i]): .[$i + 1]}] | add) as $h
    | $h["taskevents-original-topic"] == "tasks" and $h["taskevents-attempts"] == "0"
      and ($h["taskevents-error"] | startswith("invalid cloudevent")) and $h["content-type"] == "application/json")' \

@@ -15,14 +15,14 @@ port=$((KAFKA_PORT + 330))
 RL_PID=$!; RL_PIDS+=("$RL_PID")
 rl_wait 10 rl_log_has relay '"bootstrap_servers"' || fail "mock cluster did not start"
 grep -q 'NOT FOR PRODUCTION' "$WORK/relay.log" || fail "no development-mode warning"
-RL_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
+KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
 
 rl_wait 15 rl_log_has relay '"event dead-lettered"' || fail "not dead-lettered"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'after'), ('bob', 'fine')"
 rl_wait 10 rl_all_delivered tasks || fail "later events not delivered"
 rl_verify tasks
 [ "$RL_VERIFIED" -eq 2 ] || fail "2 events expected on tasks"
-rl_consume tasks-dlq >"$WORK/dlq.json"
+kafka_records tasks-dlq >"$WORK/dlq.json"
 jq -e '(.headers | [range(0; length; 2) as $i | {(.[$i]): .[$i + 1]}] | add) as $h
   | .key == "alice" and $h["taskevents-attempts"] == "4" and $h["taskevents-error"] == "INVALID_RECORD"
     and (.payload | fromjson | .data.title) == "fails four times"' "$WORK/dlq.json" >/dev/null \

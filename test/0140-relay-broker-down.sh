@@ -16,17 +16,17 @@ writer() {
   done
 }
 writer & WRITER=$!
-rl_wait 20 rl_has_count tasks 20 || fail "nothing delivered before the outage"
-rl_kafka stop >/dev/null 2>&1
+kafka_wait_count tasks 20 20 >/dev/null || fail "nothing delivered before the outage"
+kafka_stop >/dev/null 2>&1
 rl_wait 30 rl_log_has relay 'circuit open' || fail "circuit did not open"
 curl -sf "http://127.0.0.1:$port/metrics" | grep -Eq '^taskevents_relay_circuit_state [12]$' || fail "circuit metric"
 sleep 4   # writes continue into the outbox while Kafka is down
-KAFKA_KEEP_DATA=1 rl_kafka start >"$WORK/kafka-restart.log" 2>&1 || fail "kafka did not come back"
+KAFKA_KEEP_DATA=1 kafka_start >"$WORK/kafka-restart.log" 2>&1 || fail "kafka did not come back"
 wait "$WRITER" || fail "application writes failed during the outage"
 rl_wait 60 rl_all_delivered tasks || fail "backlog not drained after the broker returned"
 rl_wait 10 rl_log_has relay 'circuit closed' || fail "circuit did not close"
 rl_verify tasks structured 1
 [ "$RL_VERIFIED" -eq 300 ] || fail "300 events expected, got $RL_VERIFIED"
-[ "$(rl_count tasks-dlq)" -eq 0 ] || fail "dead letters because Kafka was down"
+[ "$(kafka_topic_count tasks-dlq)" -eq 0 ] || fail "dead letters because Kafka was down"
 [ "$(q -d "$DB" -c 'SELECT count(*) FROM taskevents.dead_letters')" -eq 0 ] || fail "dead letters recorded"
 pass "broker outage: circuit opened and closed, $RL_VERIFIED events delivered ($RL_DUPLICATES re-sent), none dead-lettered"

@@ -18,7 +18,7 @@ writer() {
   done
 }
 writer & WRITER=$!
-rl_wait 10 rl_has_count tasks 20 || fail "nothing delivered"
+kafka_wait_count tasks 20 10 >/dev/null || fail "nothing delivered"
 rl_log_has b '"became leader"' && fail "b led while a was alive"
 kill -9 "$A"; { wait "$A"; } 2>/dev/null || true; t0=$(date +%s%N)
 rl_wait 15 rl_log_has b '"became leader"' || fail "standby did not take over"

@@ -14,9 +14,9 @@ kill -TERM "$RL_PID"
 st=0; wait "$RL_PID" || st=$?
 [ "$st" -eq 0 ] || fail "exit status $st after SIGTERM"
 rl_log_has first '"lease released"' || fail "lease not released"
-done_before=$(rl_count tasks)
+done_before=$(kafka_topic_count tasks)
 [ "$done_before" -lt 30000 ] || echo "note: the drain finished before SIGTERM"
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --once >"$WORK/second.log" 2>&1 || fail "--once failed"
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once >"$WORK/second.log" 2>&1 || fail "--once failed"
 grep '"became leader"' "$WORK/second.log" | jq -e '.epoch == 2' >/dev/null || fail "successor epoch"
 rl_verify tasks
 [ "$RL_VERIFIED" -eq 30000 ] || fail "30000 expected, got $RL_VERIFIED"
@@ -26,14 +26,14 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'user' || (g % 50), 'x'
 rl_relay third --shutdown-timeout-ms 60000 --log-level debug
 rl_wait 20 rl_log_has third '"msg":"acked"' || fail "no progress"
 # a paused broker keeps deliveries in flight, so the drain cannot finish
-rl_kafka pause >/dev/null
+kafka_pause >/dev/null
 kill -TERM "$RL_PID"
-rl_wait 5 rl_log_has third '"shutdown requested' || { rl_kafka resume >/dev/null; fail "first SIGTERM not seen"; }
+rl_wait 5 rl_log_has third '"shutdown requested' || { kafka_resume >/dev/null; fail "first SIGTERM not seen"; }
 sleep 0.5
 kill -TERM "$RL_PID"
 t0=$(date +%s%N); st=0; wait "$RL_PID" || st=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-rl_kafka resume >/dev/null
+kafka_resume >/dev/null
 [ "$st" -ne 0 ] && [ "$ms" -lt 3000 ] || fail "second SIGTERM: status $st after $ms ms"
 rl_log_has third 'second shutdown signal' || fail "no log line for the second signal"
 pass "SIGTERM: drained and acked ($done_before delivered), successor re-sent nothing; second SIGTERM exits in $ms ms"

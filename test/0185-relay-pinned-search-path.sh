@@ -69,11 +69,11 @@ slotfn=$(q -d "$DB" -c "SELECT coalesce(to_regproc('taskevents._current_slot')::
 q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, $col)
   VALUES ($slotfn(), 'tasks', 'user1', '{\"specversion\": \"0.3\"}')"
 rl_write 20 4
-"$RELAY" --db "$ROLE_DB options='-c search_path=evil,pg_catalog'" --brokers "$RL_BROKER" --metrics-addr 0 \
+"$RELAY" --db "$ROLE_DB options='-c search_path=evil,pg_catalog'" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
   --maintain-interval-ms 200 --backlog-interval-ms 200 --reminders-interval-ms 100 >"$WORK/relay.log" 2>&1 &
 RL_PID=$!; RL_PIDS+=("$RL_PID")
 rl_wait 20 rl_log_has relay '"became leader"' || fail "no leader"
-rl_wait 20 rl_has_count tasks-dlq 1 || fail "malformed row not dead-lettered"
+kafka_wait_count tasks-dlq 1 20 >/dev/null || fail "malformed row not dead-lettered"
 rl_wait 20 rl_all_delivered tasks || fail "not delivered"
 # let maintain() and the backlog sample run a few times with the work done
 rl_wait 10 test "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 || fail "events still pending"
@@ -90,11 +90,11 @@ grep -q '"level":"error"' "$WORK/relay.log" && fail "errors: $(grep -m2 '"level"
 # the conninfo's own options, and PGOPTIONS, are kept beside the pin
 for how in conninfo PGOPTIONS; do
   if [ $how = conninfo ]; then
-    "$RELAY" --db "$ROLE_DB options='-c default_transaction_read_only=on'" --brokers "$RL_BROKER" --metrics-addr 0 \
+    "$RELAY" --db "$ROLE_DB options='-c default_transaction_read_only=on'" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
       >"$WORK/ro-$how.log" 2>&1 &
   else
     PGOPTIONS='-c default_transaction_read_only=on' "$RELAY" --db "postgresql:///$DB?user=$role" \
-      --brokers "$RL_BROKER" --metrics-addr 0 >"$WORK/ro-$how.log" 2>&1 &
+      --brokers "$KAFKA_BROKER" --metrics-addr 0 >"$WORK/ro-$how.log" 2>&1 &
   fi
   RL_PID=$!; RL_PIDS+=("$RL_PID")
   rl_wait 10 rl_log_has "ro-$how" 'read-only transaction' || fail "options from the $how were dropped: $(tail -3 "$WORK/ro-$how.log")"

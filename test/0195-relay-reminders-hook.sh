@@ -14,10 +14,10 @@ fi
 RL_PID=$!; RL_PIDS+=("$RL_PID")
 rl_wait 10 rl_log_has relay '"reminders hook on' || fail "hook not detected"
 rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
-RL_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
+KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
 t0=$(date +%s%N)
 q -d "$DB" -c "INSERT INTO tasks (user_id, title, due_date) VALUES ('alice', 'soon', now() + interval '1 hour')"
-triggered() { rl_consume reminders | jq -e -s 'any(.[]; (.payload | fromjson | .type) == "reminder.triggered" and .key == "alice")' >/dev/null; }
+triggered() { kafka_records reminders | jq -e -s 'any(.[]; (.payload | fromjson | .type) == "reminder.triggered" and .key == "alice")' >/dev/null; }
 rl_wait 10 triggered || fail "no reminder.triggered on the reminders topic"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 rl_log_has relay '"reminders fired","count":1' || fail "no log line for the fired reminder"

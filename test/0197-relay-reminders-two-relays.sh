@@ -27,12 +27,12 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title, due_date)
 [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.reminders WHERE state = 'scheduled'")" -eq 20 ] \
   || fail "20 scheduled reminders expected"
 
-triggered() { rl_consume reminders | jq -s '[.[] | .payload | fromjson | select(.type == "reminder.triggered")] | length'; }
+triggered() { kafka_records reminders | jq -s '[.[] | .payload | fromjson | select(.type == "reminder.triggered")] | length'; }
 has_triggered() { [ "$(triggered)" -ge "$1" ]; }
 rl_wait 20 has_triggered 20 || fail "only $(triggered) of 20 reminder.triggered delivered"
 
 # exactly once: in Kafka (by task id), in the log, in the notifications
-rl_consume reminders | jq -c '.payload | fromjson | select(.type == "reminder.triggered")' >"$WORK/triggered.json"
+kafka_records reminders | jq -c '.payload | fromjson | select(.type == "reminder.triggered")' >"$WORK/triggered.json"
 n=$(wc -l <"$WORK/triggered.json")
 tasks=$(jq -r .subject "$WORK/triggered.json" | sort -u | wc -l)
 [ "$n" -eq 20 ] && [ "$tasks" -eq 20 ] || fail "$n reminder.triggered for $tasks tasks (20 and 20 expected)"

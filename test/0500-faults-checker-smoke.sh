@@ -19,7 +19,7 @@ pass "clean run: $FL_SUMMARY"
 
 # lost: a committed event the relay never saw
 q -d "$DB" -c "INSERT INTO chk.committed (ekey, user_id, wseq) VALUES ('w:999999999', 'nobody', 999999999)"
-python3 "$FL_CHECKER" --db "$DB" --brokers "$RL_BROKER" >"$WORK/c1.out" 2>&1 && fail "checker missed a lost event"
+python3 "$FL_CHECKER" --db "$DB" --brokers "$KAFKA_BROKER" >"$WORK/c1.out" 2>&1 && fail "checker missed a lost event"
 grep -q 'lost 1,' "$WORK/c1.out" || fail "lost not reported: $(cat "$WORK/c1.out")"
 q -d "$DB" -c "DELETE FROM chk.committed WHERE ekey = 'w:999999999'"
 
@@ -30,8 +30,8 @@ mk() { printf '{"specversion":"1.0","id":"%s","source":"s","type":"task.updated"
 q -d "$DB" -c "INSERT INTO chk.committed (ekey, user_id, task_id, wseq, pid, txid) VALUES
   ('w:900000001', '$u', 't1', 900000001, 1, '1'), ('w:900000002', '$u', 't1', 900000002, 1, '2')"
 { mk phantom-1 800000001; echo; mk order-2 900000002; echo; mk order-1 900000001; echo; } \
-  | kcat -b "$RL_BROKER" -P -t tasks -k "$u" -H 'content-type=application/cloudevents+json; charset=UTF-8' 2>/dev/null
-python3 "$FL_CHECKER" --db "$DB" --brokers "$RL_BROKER" >"$WORK/c2.out" 2>&1 && fail "checker missed phantom and reorder"
+  | kcat -b "$KAFKA_BROKER" -P -t tasks -k "$u" -H 'content-type=application/cloudevents+json; charset=UTF-8' 2>/dev/null
+python3 "$FL_CHECKER" --db "$DB" --brokers "$KAFKA_BROKER" >"$WORK/c2.out" 2>&1 && fail "checker missed phantom and reorder"
 grep -q 'order violations 2,' "$WORK/c2.out" || fail "reorder not reported: $(cat "$WORK/c2.out")"
 grep -q 'phantom 1,' "$WORK/c2.out" || fail "phantom not reported: $(cat "$WORK/c2.out")"
 pass "checker catches a lost event, a phantom and a reordered pair"

@@ -12,25 +12,25 @@ fl_setup outages
 rl_relay relay -X message.timeout.ms=3000 --maintain-interval-ms 500
 rl_wait 20 rl_log_has relay '"became leader"' || fail "no leader"
 fl_writers_start 4 5 0.05 0
-rl_wait 30 kafka_wait_count tasks 200 1 >/dev/null 2>&1 || fail "nothing delivered before the outage"
+kafka_wait_count tasks 200 30 >/dev/null || fail "nothing delivered before the outage"
 
 elapsed_since() { [ $(( $(date +%s) - $1 )) -ge "$2" ]; }
 rl_log_has_n() { [ "$(grep -c "$2" "$WORK/$1.log")" -ge "$3" ]; }
 outage() {   # outage N SIGNAL MIN_S: stop the broker, keep it down MIN_S while writes go on, start it
   local n=$1 how=$2 min=$3 t0 c0
   t0=$(date +%s); c0=$(fl_committed)
-  rl_kafka "$how" >>"$WORK/kafka-restarts.log" 2>&1
+  "kafka_$how" >>"$WORK/kafka-restarts.log" 2>&1
   local t_stop=$(( $(date +%s) - t0 ))
   rl_wait 30 rl_log_has relay '"kafka unavailable, circuit open' || fail "outage $n: the relay did not notice"
   # down for at least MIN_S seconds and 100 more committed events
   rl_wait $((min + 30)) elapsed_since "$t0" "$min" || true
   rl_wait 30 fl_has_committed $((c0 + 100)) || fail "outage $n: writes stalled while Kafka was down"
   local t_start; t_start=$(date +%s)
-  KAFKA_KEEP_DATA=1 rl_kafka start >>"$WORK/kafka-restarts.log" 2>&1 || fail "outage $n: broker did not restart"
+  KAFKA_KEEP_DATA=1 kafka_start >>"$WORK/kafka-restarts.log" 2>&1 || fail "outage $n: broker did not restart"
   down=$(( $(date +%s) - t0 )); t_start=$(( $(date +%s) - t_start ))
   local c1; c1=$(fl_committed)
   rl_wait 60 rl_log_has_n relay '"kafka available, circuit closed"' "$n" || fail "outage $n: circuit did not close"
-  rl_wait 60 kafka_wait_count tasks "$c1" 1 >/dev/null 2>&1 || fail "outage $n: backlog of $c1 events not delivered"
+  kafka_wait_count tasks "$c1" 60 >/dev/null || fail "outage $n: backlog of $c1 events not delivered"
   echo "outage $n ($how): ${down}s down (stopping ${t_stop}s, starting ${t_start}s)" >>"$WORK/outages.txt"
 }
 outage 1 stop 7

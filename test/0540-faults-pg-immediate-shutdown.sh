@@ -14,7 +14,7 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'bulk-' || (g % 20), 't
 rl_relay relay --batch-size 200 --maintain-interval-ms 500
 fl_writers_start 4 5 0.03 1
 crash() {   # crash N MIN_MESSAGES
-  rl_wait 60 kafka_wait_count tasks "$2" 1 >/dev/null 2>&1 || fail "crash $1: drain did not reach $2 messages"
+  kafka_wait_count tasks "$2" 60 >/dev/null || fail "crash $1: drain did not reach $2 messages"
   as_pg_user "$PG_BINDIR/pg_ctl" -D "$datadir" -m immediate -w stop >/dev/null || fail "immediate stop"
   rl_wait 10 rl_log_has_n relay '"database connection lost"' "$1" || fail "crash $1: the relay did not notice"
   as_pg_user "$PG_BINDIR/pg_ctl" -D "$datadir" -l "$datadir/../server.log" -w -t 60 start >/dev/null || fail "restart"

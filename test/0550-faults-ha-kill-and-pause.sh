@@ -22,7 +22,7 @@ name_of() { local n; for n in a b c; do [ "${PID_OF[$n]}" = "$1" ] && echo "$n";
 
 rl_wait 20 has_leader || fail "no leader"
 fl_writers_start 4 5 0.03 0
-rl_wait 30 kafka_wait_count tasks 300 1 >/dev/null 2>&1 || fail "nothing delivered"
+kafka_wait_count tasks 300 30 >/dev/null || fail "nothing delivered"
 
 # 1. SIGKILL the active relay
 first=$(holder_pid); e1=$(epoch)

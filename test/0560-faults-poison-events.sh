@@ -14,7 +14,7 @@ fl_setup poison
 rl_relay relay --maintain-interval-ms 500
 rl_wait 20 rl_log_has relay '"became leader"' || fail "no leader"
 fl_writers_start 4 5 0.03 0
-rl_wait 30 kafka_wait_count tasks 100 1 >/dev/null 2>&1 || fail "nothing delivered"
+kafka_wait_count tasks 100 30 >/dev/null || fail "nothing delivered"
 bad() {   # bad N JSON: a malformed outbox row, recorded as expected on the DLQ
   q -d "$DB" -c "BEGIN;
     INSERT INTO chk.committed (ekey, user_id, wseq, expect) VALUES ('m:$1', 'poison-bad', 0, 'dlq');
@@ -28,7 +28,7 @@ bad 2 '{"specversion": "1.0", "id": 42, "source": "s", "type": "t", "data": {"ch
 q -d "$DB" -c "INSERT INTO tasks (user_id, title, description) VALUES ('poison-big', 'huge 2', repeat('y', 1200000))"
 bad 3 '{"specversion": "1.0", "source": "s", "type": "t", "data": {"chk_key": "m:3"}}'
 bad 4 '{"specversion": "1.0", "id": "m4", "source": "s", "type": "t", "time": 5, "data": {"chk_key": "m:4"}}'
-rl_wait 40 kafka_wait_count tasks-dlq 6 1 >/dev/null 2>&1 || fail "6 dead letters expected, got $(kafka_topic_count tasks-dlq)"
+kafka_wait_count tasks-dlq 6 40 >/dev/null || fail "6 dead letters expected, got $(kafka_topic_count tasks-dlq)"
 rl_wait 20 fl_has_committed $(( $(fl_committed) + 200 )) || fail "writers stalled"
 fl_writers_stop
 fl_check "poison" 60

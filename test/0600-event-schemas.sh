@@ -38,13 +38,13 @@ SQL
 rl_relay relay --retry-backoff-ms 50
 triggered() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE event->>'type' = 'reminder.triggered'")" -ge 1 ]; }
 rl_wait 30 triggered || fail "reminder.triggered not written (relay reminders hook)"
-dead() { [ "$(rl_count tasks-dlq)" -ge 1 ]; }
+dead() { [ "$(kafka_topic_count tasks-dlq)" -ge 1 ]; }
 rl_wait 30 dead || fail "oversize event not dead-lettered"
 rl_wait 30 rl_all_delivered tasks || fail "tasks not delivered"
 rl_wait 30 rl_all_delivered reminders || fail "reminders not delivered"
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "relay exit status $?"
 
-for t in tasks reminders tasks-dlq; do rl_consume "$t"; done >"$WORK/records.json"
+for t in tasks reminders tasks-dlq; do kafka_records "$t"; done >"$WORK/records.json"
 # PGTE_EVENTS_OUT=FILE keeps the records (the examples in docs/events.md come from there)
 [ -n "${PGTE_EVENTS_OUT:-}" ] && cp "$WORK/records.json" "$PGTE_EVENTS_OUT"
 "${VALIDATE[@]}" records "$WORK/records.json" >"$WORK/summary.json" || { cat "$WORK/summary.json"; fail "records do not match the schemas"; }

@@ -73,23 +73,23 @@ sys.exit(1 if errs else 0)
 PY
 }
 
-"$GOC" consume -brokers "$RL_BROKER" -topics tasks,reminders -timeout 60s >"$WORK/structured.jsonl" 2>"$WORK/goc.log" \
+"$GOC" consume -brokers "$KAFKA_BROKER" -topics tasks,reminders -timeout 60s >"$WORK/structured.jsonl" 2>"$WORK/goc.log" \
   || fail "go consumer (structured): $(tail -3 "$WORK/goc.log")"
 n=$(check structured "$WORK/structured.jsonl") || fail "structured mode records differ from the outbox"
 pass "structured: the Go CloudEvents SDK decoded $n records, every type, equal to the outbox"
 
-rl_kafka stop >/dev/null; rl_kafka start >/dev/null 2>&1 || fail "kafka restart"
-rl_kafka create-topics >/dev/null 2>&1
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --consumer binary --binary --once \
+kafka_stop >/dev/null; kafka_start >/dev/null 2>&1 || fail "kafka restart"
+kafka_create_topics >/dev/null 2>&1
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer binary --binary --once \
   >"$WORK/binary.log" 2>&1 || fail "binary relay failed"
-"$GOC" consume -brokers "$RL_BROKER" -topics tasks,reminders -timeout 60s >"$WORK/binary.jsonl" 2>"$WORK/goc.log" \
+"$GOC" consume -brokers "$KAFKA_BROKER" -topics tasks,reminders -timeout 60s >"$WORK/binary.jsonl" 2>"$WORK/goc.log" \
   || fail "go consumer (binary): $(tail -3 "$WORK/goc.log")"
 n=$(check binary "$WORK/binary.jsonl") || fail "binary mode records differ from the outbox"
 pass "binary: the Go CloudEvents SDK decoded $n records from ce_* headers, every type, equal to the outbox"
 
 # and a record that is no CloudEvent is reported, not silently accepted
-printf 'k1\t{"not":"an event"}\n' | kcat -b "$RL_BROKER" -P -t tasks -K $'\t' -H 'content-type=application/json' 2>/dev/null
-if "$GOC" consume -brokers "$RL_BROKER" -topics tasks -timeout 30s >"$WORK/bad.jsonl" 2>"$WORK/goc.log"; then
+printf 'k1\t{"not":"an event"}\n' | kcat -b "$KAFKA_BROKER" -P -t tasks -K $'\t' -H 'content-type=application/json' 2>/dev/null
+if "$GOC" consume -brokers "$KAFKA_BROKER" -topics tasks -timeout 30s >"$WORK/bad.jsonl" 2>"$WORK/goc.log"; then
   fail "the Go consumer accepted a record that is not a CloudEvent"
 fi
 jq -s -e 'map(select(.key == "k1")) | length == 1 and .[0].error != null' "$WORK/bad.jsonl" >/dev/null || fail "bad record not flagged"

@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 GOC=$("$PGTE_ROOT/interop/go-consumer/build.sh") || fail "go consumer build"
 rl_setup partitioner
-rl_kafka create-topics keys6:6 keys6-dapr:6 >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
+kafka_create_topics keys6:6 keys6-dapr:6 >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
 
 export LC_ALL=C
 # 200 keys: user1.., plain numbers, UUIDs, non-ASCII; one custom event each
@@ -23,17 +23,17 @@ q -d "$DB" -c "SELECT partition_key FROM taskevents.outbox WHERE topic = 'keys6'
 [ "$(sort -u "$WORK/keys.txt" | wc -l)" -eq 200 ] || fail "200 distinct keys"
 
 # records TOPIC: key<TAB>partition<TAB>offset of every record in TOPIC
-records() { kcat -b "$RL_BROKER" -C -t "$1" -o beginning -e -q -J 2>/dev/null | jq -r '[.key, .partition, .offset] | @tsv'; }
+records() { kcat -b "$KAFKA_BROKER" -C -t "$1" -o beginning -e -q -J 2>/dev/null | jq -r '[.key, .partition, .offset] | @tsv'; }
 # new_since OLD NEW: key<TAB>partition of the records in NEW that are not in OLD
 new_since() { awk -F'\t' 'FILENAME == ARGV[1] { seen[$2 ":" $3] = 1; next } !seen[$2 ":" $3] { print $1 "\t" $2 }' "$1" "$2" | sort; }
 
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --consumer default-partitioner --once \
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer default-partitioner --once \
   >"$WORK/relay.log" 2>&1 || fail "relay failed"
 : >"$WORK/none.tsv"
 records keys6 >"$WORK/run1.tsv"
 new_since "$WORK/none.tsv" "$WORK/run1.tsv" >"$WORK/relay.tsv"
 [ "$(wc -l <"$WORK/relay.tsv")" -eq 200 ] || fail "relay wrote $(wc -l <"$WORK/relay.tsv") of 200 records"
-"$GOC" produce -brokers "$RL_BROKER" -topic keys6-dapr -keys "$WORK/keys.txt" 2>"$WORK/goc.log" | sort >"$WORK/sarama.tsv" \
+"$GOC" produce -brokers "$KAFKA_BROKER" -topic keys6-dapr -keys "$WORK/keys.txt" 2>"$WORK/goc.log" | sort >"$WORK/sarama.tsv" \
   || fail "sarama producer: $(tail -3 "$WORK/goc.log")"
 [ "$(wc -l <"$WORK/sarama.tsv")" -eq 200 ] || fail "sarama wrote $(wc -l <"$WORK/sarama.tsv") of 200 records"
 # the Sarama side's partitions as the broker stored them, not as the producer said
@@ -47,7 +47,7 @@ fi
 pass "200 keys: relay (default fnv1a_random) and Sarama's default partitioner (Dapr) agree on every partition, all 6 used"
 
 # the Java-compatible hashing does not match Sarama: the test can tell
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --consumer murmur --once \
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer murmur --once \
   -X partitioner=murmur2_random >"$WORK/relay-murmur.log" 2>&1 || fail "relay (murmur2) failed"
 records keys6 >"$WORK/run2.tsv"
 new_since "$WORK/run1.tsv" "$WORK/run2.tsv" >"$WORK/murmur.tsv"

@@ -87,7 +87,7 @@ SQL
 }
 write_batch before
 
-"$PY" "$PGTE_ROOT/deploy/dapr_local.py" --brokers "$RL_BROKER" --out "$WORK/dapr" \
+"$PY" "$PGTE_ROOT/deploy/dapr_local.py" --brokers "$KAFKA_BROKER" --out "$WORK/dapr" \
   --app-port "$APP_PORT" --print-flags >"$WORK/daprd.flags" || fail "rendering deploy/kubernetes/dapr.yaml"
 APP_ID=$(sed -n 's/^--app-id=//p' "$WORK/daprd.flags")
 [ -n "$APP_ID" ] && grep -q -- '--enable-app-health-check=true' "$WORK/daprd.flags" || fail "annotations: $(cat "$WORK/daprd.flags")"
@@ -159,14 +159,14 @@ jq -r 'select(.msg == "delivery") | [.route, .event_id, .outcome] | @tsv' "$WORK
 [ "$(awk -F'\t' '$1 == "other" && $3 == "ignored"' "$WORK/deliveries.tsv" | wc -l)" -eq 2 ] \
   || fail "custom events not on the default route: $(grep other "$WORK/deliveries.tsv")"
 [ "$(q -d "$DB" -c "SELECT count(*) FROM feed.activity WHERE type LIKE 'com.%'")" -eq 0 ] || fail "custom event applied"
-[ "$(rl_count tasks-dlq)" -eq 0 ] && [ "$(rl_count reminders-dlq)" -eq 0 ] || fail "dead letters before the poison"
+[ "$(kafka_topic_count tasks-dlq)" -eq 0 ] && [ "$(kafka_topic_count reminders-dlq)" -eq 0 ] || fail "dead letters before the poison"
 pass "$n events (7 types, 2 topics) applied once each, CloudEvent equal to the outbox, right route, per-user order; 2 custom events on the default route"
 
 # a re-send with the same id (what a relay does after a crash or takeover):
 # Dapr delivers it again, receive() says false, nothing is applied twice
 q -d "$DB" -F $'\t' -c "SELECT partition_key, event FROM taskevents.outbox_events
                         WHERE topic = 'tasks' AND event->>'type' LIKE 'task.%' ORDER BY id DESC LIMIT 3" >"$WORK/resend.tsv"
-kcat -b "$RL_BROKER" -P -t tasks -K $'\t' -H 'content-type=application/cloudevents+json; charset=UTF-8' \
+kcat -b "$KAFKA_BROKER" -P -t tasks -K $'\t' -H 'content-type=application/cloudevents+json; charset=UTF-8' \
   <"$WORK/resend.tsv" || fail "kcat produce"
 dups() { [ "$(jq -r 'select(.msg == "delivery" and .outcome == "duplicate") | .event_id' "$WORK/subscriber.log" | sort -u | wc -l)" -ge 3 ]; }
 rl_wait 30 dups || fail "re-sent events not delivered as duplicates"
@@ -177,7 +177,7 @@ pass "3 re-sent events (same ids) delivered again and skipped by taskevents.rece
 # Users that share the poison user's partition of "tasks" and users that do
 # not, by Sarama's FNV-1a partitioner (the relay's fnv1a_random), which the
 # records' partitions confirm below.
-parts=$(kcat -b "$RL_BROKER" -L -t tasks -J | jq '.topics[0].partitions | length')
+parts=$(kcat -b "$KAFKA_BROKER" -L -t tasks -J | jq '.topics[0].partitions | length')
 read -r SAME OTHER < <(python3 - "$parts" <<'PY'
 import sys
 n = int(sys.argv[1])
@@ -199,13 +199,13 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title)
                SELECT u, 'after the poison' FROM unnest(ARRAY[$(users_sql "$SAME"),$(users_sql "$OTHER")]) u;
                INSERT INTO tasks (user_id, title) VALUES ('poison-user', 'after its own poison')" >/dev/null
 POISON_ID=$(q -d "$DB" -c "SELECT event->>'id' FROM taskevents.outbox_events WHERE event->'data'->>'title' LIKE '%$POISON%'")
-dlq_has_poison() { rl_consume tasks-dlq | jq -e --arg id "$POISON_ID" 'select((.payload | fromjson).id == $id)' >/dev/null; }
+dlq_has_poison() { kafka_records tasks-dlq | jq -e --arg id "$POISON_ID" 'select((.payload | fromjson).id == $id)' >/dev/null; }
 rl_wait 60 dlq_has_poison || fail "poison event not in tasks-dlq; attempts: $(grep -c "$POISON_ID" "$WORK/subscriber.log")"
 all_but_poison() { [ "$(applied)" -ge $(( $(outbox_count) - 1 )) ]; }
 rl_wait 30 all_but_poison || fail "after the poison: applied $(applied) of $(( $(outbox_count) - 1 ))"
 
-rl_consume tasks >"$WORK/tasks.json"
-rl_consume tasks-dlq >"$WORK/dlq.json"
+kafka_records tasks >"$WORK/tasks.json"
+kafka_records tasks-dlq >"$WORK/dlq.json"
 q -d "$DB" -c "SELECT event FROM taskevents.outbox_events WHERE event->>'id' = '$POISON_ID'" >"$WORK/poison.json"
 q -d "$DB" -F $'\t' -c "SELECT event_id, task_id, user_id,
     extract(epoch FROM occurred_at), extract(epoch FROM applied_at)
@@ -289,7 +289,7 @@ rl_wait 30 rl_all_delivered reminders || fail "outage reminders not in Kafka"
 # Observation window longer than the retry window (6 s): an event delivered
 # now would be dead-lettered within it.
 sleep 8
-[ "$(rl_count tasks-dlq)" -eq 1 ] && [ "$(rl_count reminders-dlq)" -eq 0 ] || fail "events dead-lettered during the outage"
+[ "$(kafka_topic_count tasks-dlq)" -eq 1 ] && [ "$(kafka_topic_count reminders-dlq)" -eq 0 ] || fail "events dead-lettered during the outage"
 [ "$(applied)" -eq "$before" ] || fail "applied during the outage"
 q -d postgres -c "ALTER ROLE $ROLE LOGIN" >/dev/null
 rl_wait 30 daprd_says "App entered healthy status" 2 || fail "daprd did not see the app healthy again"
@@ -306,13 +306,13 @@ pass "database outage: daprd paused on /healthz, nothing dead-lettered; $(( $(ap
 # source go into ce_* headers, the value is the data alone, and Dapr finds no
 # "type" to route on: every record goes to the dead-letter topics, nothing
 # reaches the app.
-dlq_before=$(( $(rl_count tasks-dlq) + $(rl_count reminders-dlq) ))
+dlq_before=$(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) ))
 before=$(applied)
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --consumer binary --binary --once \
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer binary --binary --once \
   >"$WORK/binary.log" 2>&1 || fail "binary relay"
 nbin=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE topic IN ('tasks', 'reminders')")
-dlq_grew() { [ $(( $(rl_count tasks-dlq) + $(rl_count reminders-dlq) - dlq_before )) -ge "$nbin" ]; }
-rl_wait 60 dlq_grew || fail "binary records: $(( $(rl_count tasks-dlq) + $(rl_count reminders-dlq) - dlq_before )) of $nbin dead-lettered"
+dlq_grew() { [ $(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) - dlq_before )) -ge "$nbin" ]; }
+rl_wait 60 dlq_grew || fail "binary records: $(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) - dlq_before )) of $nbin dead-lettered"
 [ "$(applied)" -eq "$before" ] || fail "a binary-mode record was applied"
 grep -q "no such key: type" "$WORK/daprd.log" || fail "daprd did not report the missing type"
 pass "binary mode: all $nbin records dead-lettered by Dapr (no such key: type), none delivered"

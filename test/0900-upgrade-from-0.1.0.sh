@@ -16,13 +16,13 @@ source "$(dirname "$0")/lib/upgrade.sh"
 NEW_VERSION=$(up_current_version)
 trap 'st=$?; for p in "${RL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
       if [ $st -ne 0 ] && [ -n "${WORK:-}" ]; then for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "=== $f (tail)"; tail -n 15 "$f"; }; done; fi
-      [ "$RL_KAFKA" = 1 ] && rl_kafka stop >/dev/null 2>&1; up_cleanup; exit $st' EXIT
+      [ "$RL_KAFKA" = 1 ] && kafka_stop >/dev/null 2>&1; up_cleanup; exit $st' EXIT
 up_setup from010 relay
 WORK=$UP_DIR/work; mkdir -p "$WORK"
 DB=upgrade_src
-rl_kafka start >"$WORK/kafka-start.log" 2>&1 || fail "kafka did not start"
+kafka_start >"$WORK/kafka-start.log" 2>&1 || fail "kafka did not start"
 RL_KAFKA=1
-rl_kafka create-topics >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
+kafka_create_topics >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
 
 # --- 0.1.0 in service ------------------------------------------------------
 fresh_db "$DB"
@@ -41,10 +41,10 @@ rl_log_has old "\"version\":\"$UP_OLD_VERSION\"" || fail "the old relay does not
 q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, event) VALUES
   (taskevents.current_slot(), 'tasks', 'user1', '[\"not\", \"an\", \"event\"]'),
   (taskevents.current_slot(), 'tasks', 'user2', '{\"specversion\": \"0.3\", \"id\": \"x1\", \"source\": \"s\", \"type\": \"t\"}')"
-rl_wait 20 rl_has_count tasks-dlq 2 || fail "0.1.0's relay did not dead-letter the malformed rows"
+kafka_wait_count tasks-dlq 2 20 >/dev/null || fail "0.1.0's relay did not dead-letter the malformed rows"
 rl_wait 10 test "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.dead_letters")" = 2 || fail "dead letters not recorded"
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "0.1.0's relay exit status $?"
-delivered_before=$(rl_count tasks)
+delivered_before=$(kafka_topic_count tasks)
 
 # inbox entries of a subscriber
 for i in 1 2 3; do
@@ -96,7 +96,7 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('user5', 'after the up
 q -d "$DB" -c "UPDATE tasks SET title = 'renamed after the upgrade' WHERE title = 'pending 2'"
 
 # --- the current relay takes over -------------------------------------------
-"$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 --once >"$WORK/new.log" 2>&1 \
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once >"$WORK/new.log" 2>&1 \
   || fail "the $NEW_VERSION relay failed"
 rl_log_has new "\"version\":\"$NEW_VERSION\"" || fail "the new relay does not say it is $NEW_VERSION"
 [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 ] || fail "events still pending"
@@ -104,7 +104,7 @@ rl_log_has new "\"version\":\"$NEW_VERSION\"" || fail "the new relay does not sa
 rl_verify tasks
 ntasks=$RL_VERIFIED
 rl_verify reminders
-rl_consume tasks >"$WORK/all-tasks.json"; rl_consume reminders >>"$WORK/all-tasks.json"
+kafka_records tasks >"$WORK/all-tasks.json"; kafka_records reminders >>"$WORK/all-tasks.json"
 jq -r '"\(.topic) \(.payload | fromjson | .id)"' "$WORK/all-tasks.json" | sort >"$WORK/received"
 sort "$WORK/pending-before" | comm -23 - "$WORK/received" >"$WORK/missing"
 [ ! -s "$WORK/missing" ] || fail "pending events not delivered (or with another id): $(head -3 "$WORK/missing" | tr '\n' ' ')"

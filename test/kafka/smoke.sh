@@ -5,9 +5,10 @@
 # Uses its own ports (18092/18093 unless KAFKA_PORT/KAFKA_CONTROLLER_PORT are set) so that it
 # does not clash with a broker already running on the default ones.
 set -euo pipefail
-export KAFKA_PORT=${KAFKA_PORT:-18092} KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-18093}
+port=${KAFKA_PORT:-18092} controller_port=${KAFKA_CONTROLLER_PORT:-18093}
 # shellcheck source=SCRIPTDIR/../lib/kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/kafka.sh"
+kafka_use "$port" "$controller_port"
 
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
 timed() {   # timed LABEL CMD...: run CMD, report its wall time

@@ -107,7 +107,7 @@ fl_drained() { [ "$(fl_pending 2>/dev/null)" = 0 ]; }
 fl_check() {
   local label=$1 wait=${2:-60}
   rl_wait "$wait" fl_drained || fail "$label: $(fl_pending) events still pending after ${wait}s"
-  python3 "$FL_CHECKER" --db "$DB" --brokers "$RL_BROKER" --wait 20 --report "$WORK/check.json" \
+  python3 "$FL_CHECKER" --db "$DB" --brokers "$KAFKA_BROKER" --wait 20 --report "$WORK/check.json" \
     >"$WORK/checker.out" 2>&1 || { cat "$WORK/checker.out"; fail "$label: the checker found violations"; }
   FL_SUMMARY=$(head -1 "$WORK/checker.out" | sed 's/^checker: //')
   FL_COMMITTED=$(jq .committed "$WORK/check.json")

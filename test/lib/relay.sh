@@ -1,21 +1,16 @@
 # Helpers for the relay integration tests (test/01NN-*.sh).  Source it; it
 # brings test/lib/pg.sh (q, fresh_db, make_tasks_table, fail, pass) and
-# defines rl_* functions.  Each test gets its own database, its own Kafka
-# broker (test/kafka/kafka.sh, fresh storage) and a work directory; the EXIT
-# trap stops whatever the test started.
+# test/lib/kafka.sh (kafka_start, kafka_records, kafka_wait_count,
+# KAFKA_BROKER, ...) and defines rl_* functions.  Each test gets its own
+# database, its own Kafka broker (test/kafka/kafka.sh, fresh storage) and a
+# work directory; the EXIT trap stops whatever the test started.
 
 source "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
-[ -f "$(dirname "${BASH_SOURCE[0]}")/kafka.sh" ] && source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/kafka.sh"
 
-export KAFKA_PORT=${RELAY_TEST_KAFKA_PORT:-19192}
-export KAFKA_CONTROLLER_PORT=${RELAY_TEST_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
-export KAFKA_STATE_DIR=${RELAY_TEST_KAFKA_STATE:-${TMPDIR:-/tmp}/pgte-relay-kafka-$KAFKA_PORT}
-RL_BROKER=127.0.0.1:$KAFKA_PORT
 RELAY=$PGTE_ROOT/relay/taskevents-relay
 RL_PIDS=()
 RL_KAFKA=0
-
-rl_kafka() { "$PGTE_ROOT/test/kafka/kafka.sh" "$@"; }
 
 # rl_setup NAME [kafka|nokafka]: database relay_NAME with an attached tasks
 # table, a fresh broker with the default topics, a work dir in $WORK.
@@ -35,9 +30,9 @@ rl_setup() {
   # change of the extension's functions without reinstalling it)
   [ -n "${RELAY_TEST_EXTRA_SQL:-}" ] && q -d "$DB" -f "$RELAY_TEST_EXTRA_SQL" >/dev/null
   if [ "${2:-kafka}" = kafka ]; then
-    rl_kafka start >"$WORK/kafka-start.log" 2>&1 || { cat "$WORK/kafka-start.log"; fail "kafka did not start"; }
+    kafka_start >"$WORK/kafka-start.log" 2>&1 || { cat "$WORK/kafka-start.log"; fail "kafka did not start"; }
     RL_KAFKA=1
-    rl_kafka create-topics >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
+    kafka_create_topics >>"$WORK/kafka-start.log" 2>&1 || fail "topics not created"
   fi
 }
 
@@ -47,7 +42,7 @@ rl_cleanup() {
   if [ $st -ne 0 ] && [ -n "${WORK:-}" ]; then
     for p in "$WORK"/*.log; do [ -f "$p" ] && { echo "=== $p (tail)"; tail -n 15 "$p"; }; done
   fi
-  [ "$RL_KAFKA" = 1 ] && rl_kafka stop >/dev/null 2>&1
+  [ "$RL_KAFKA" = 1 ] && kafka_stop >/dev/null 2>&1
   [ -n "${DB:-}" ] && dropdb --if-exists "$DB" >/dev/null 2>&1
   release_pg
   [ -n "${WORK:-}" ] && rm -rf "$WORK"
@@ -58,7 +53,7 @@ rl_cleanup() {
 # $WORK/NAME.log; sets RL_PID.
 rl_relay() {
   local name=$1; shift
-  "$RELAY" --db "dbname=$DB" --brokers "$RL_BROKER" --metrics-addr 0 "$@" >"$WORK/$name.log" 2>&1 &
+  "$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 "$@" >"$WORK/$name.log" 2>&1 &
   RL_PID=$!
   RL_PIDS+=("$RL_PID")
 }
@@ -74,11 +69,6 @@ rl_wait() {
 
 rl_log_has() { grep -q "$2" "$WORK/$1.log"; }
 
-# Every message of TOPIC as kcat JSON lines (key, headers, payload, ts).
-rl_consume() { kcat -b "$RL_BROKER" -C -t "$1" -o beginning -e -q -J -m 10 2>/dev/null; }
-rl_count() { rl_consume "$1" | wc -l; }
-rl_has_count() { [ "$(rl_count "$1")" -ge "$2" ]; }
-
 # The expected stream of TOPIC: "key<TAB>ce_id" in outbox order, without
 # the events that went to a dead-letter topic.
 rl_expected() {
@@ -87,7 +77,7 @@ rl_expected() {
      ORDER BY o.id"
 }
 rl_expected_count() { rl_expected "$1" | wc -l; }
-rl_all_delivered() { [ "$(rl_count "$1")" -ge "$(rl_expected_count "$1")" ]; }
+rl_all_delivered() { [ "$(kafka_topic_count "$1")" -ge "$(rl_expected_count "$1")" ]; }
 
 # rl_verify TOPIC [binary] [ALLOW_DUP]: contents of TOPIC against the outbox.
 #  - every message a valid CloudEvent 1.0 with the right content type
@@ -96,7 +86,7 @@ rl_all_delivered() { [ "$(rl_count "$1")" -ge "$(rl_expected_count "$1")" ]; }
 #  - per key, the order of first appearance equals outbox id order.
 rl_verify() {
   local topic=$1 mode=${2:-structured} allow_dup=${3:-0}
-  rl_consume "$topic" >"$WORK/got-$topic.json"
+  kafka_records "$topic" >"$WORK/got-$topic.json"
   rl_expected "$topic" >"$WORK/want-$topic.tsv"
   local bad
   if [ "$mode" = binary ]; then
