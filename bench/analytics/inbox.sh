@@ -7,18 +7,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-15}
 rounds=${2:-3}
-export PGTE_PGPORT=${BENCH_PGPORT:-54332}
-export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-pg-$PGTE_PGPORT
-source "$here/../../scripts/lib/common.sh"
-export PGTE_PGCONF="shared_buffers = '512MB'
-max_wal_size = '4GB'
-synchronous_commit = ${SYNC:-on}"
-ensure_packages
-[ -n "${SKIP_BUILD:-}" ] || build_install
-trap pg_stop EXIT
-pg_start
+source "$here/../lib.sh"
+bench_pg_start "${BENCH_PGPORT:-54332}"
 export PGOPTIONS="-c client_min_messages=warning"
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 createdb bench
 q -d bench -c "CREATE EXTENSION pg_taskevents" \
   -c "CREATE TABLE plain_inbox (source text, id text, PRIMARY KEY (source, id))"

@@ -10,21 +10,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-15}
 rounds=${2:-3}
-export PGTE_PGPORT=${BENCH_PGPORT:-54332}
-export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-pg-$PGTE_PGPORT
-source "$here/../../scripts/lib/common.sh"
-export PGTE_PGCONF="shared_buffers = '512MB'
-max_wal_size = '4GB'
-synchronous_commit = ${SYNC:-on}
-taskevents.rotation_period = 5"
-ensure_packages
-[ -n "${SKIP_BUILD:-}" ] || build_install
+source "$here/../lib.sh"
 rotator=
-cleanup() { [ -n "$rotator" ] && kill "$rotator" 2>/dev/null; wait 2>/dev/null; pg_stop; }
-trap cleanup EXIT
-pg_start
+bench_cleanup() { [ -n "$rotator" ] && kill "$rotator" 2>/dev/null; wait 2>/dev/null; }
+bench_pg_start "${BENCH_PGPORT:-54332}" "taskevents.rotation_period = 5"
 export PGOPTIONS="-c client_min_messages=warning"
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 createdb bench
 q -d bench -f "$here/setup.sql" >/dev/null
 

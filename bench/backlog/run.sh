@@ -11,41 +11,24 @@
 # Needs about 1 GB of broker disk per million events.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-export PGTE_PGPORT=${BENCH_PGPORT:-54342}
-export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-backlog-$PGTE_PGPORT
-export KAFKA_PORT=${BENCH_KAFKA_PORT:-19642} KAFKA_CONTROLLER_PORT=$(( ${BENCH_KAFKA_PORT:-19642} + 1 ))
-export KAFKA_STATE_DIR=${TMPDIR:-/tmp}/pgte-backlog-kafka-$KAFKA_PORT
-source "$here/../../scripts/lib/common.sh"
-export PGTE_PGCONF="shared_buffers = '1GB'
-max_wal_size = '8GB'
-synchronous_commit = off"
+source "$here/../lib.sh"
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000 1000000 10000000)
-KAFKA=$PGTE_ROOT/test/kafka/kafka.sh
 RELAY=$PGTE_ROOT/relay/taskevents-relay
 
-ensure_packages
-[ -n "${SKIP_BUILD:-}" ] || build_install
-trap '"$KAFKA" stop >/dev/null 2>&1 || true; pg_stop' EXIT
-pg_start
-"$KAFKA" start >/dev/null || die "kafka did not start"
-"$KAFKA" create-topics tasks:3 reminders:3 tasks-dlq:1 reminders-dlq:1 >/dev/null || die "topics"
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+bench_pg_start "${BENCH_PGPORT:-54342}" "shared_buffers = '1GB'
+max_wal_size = '8GB'
+synchronous_commit = off"
+bench_kafka_start "${BENCH_KAFKA_PORT:-19642}"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 createdb backlog
 q -d backlog -c "ALTER DATABASE backlog SET taskevents.rotation_period = 86400"
-q -d backlog <<'SQL' >/dev/null
-CREATE EXTENSION pg_taskevents;
-CREATE TABLE tasks (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id text NOT NULL,
-  title text NOT NULL, description text, priority text DEFAULT 'medium', tags text[] DEFAULT '{}',
-  due_date timestamptz, is_recurring boolean NOT NULL DEFAULT false, recurring_interval text,
-  completed boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL DEFAULT now());
-SELECT taskevents.attach('tasks');
-SQL
+q -d backlog -c "CREATE EXTENSION pg_taskevents"
+make_tasks_table backlog >/dev/null
 
 # The fixed cost of a --once run (connect, lease, broker metadata, idempotent
 # producer id, final flush), measured on an empty outbox and subtracted.
 t0=$(now_ms)
-"$RELAY" --db "dbname=backlog" --brokers "127.0.0.1:$KAFKA_PORT" --metrics-addr 0 --once 2>/dev/null || die "relay failed"
+"$RELAY" --db "dbname=backlog" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once 2>/dev/null || die "relay failed"
 fixed=$(( $(now_ms) - t0 ))
 q -d backlog -c "DELETE FROM taskevents.relay_consumers" >/dev/null
 echo "fixed cost of a --once run on an empty outbox: $fixed ms (subtracted below)"
@@ -74,7 +57,7 @@ for n in "${sizes[@]}"; do
   q -d backlog -c "DELETE FROM taskevents.relay_consumers WHERE consumer = 'probe'" >/dev/null
   # the relay into Kafka
   t0=$(now_ms)
-  "$RELAY" --db "dbname=backlog" --brokers "127.0.0.1:$KAFKA_PORT" --metrics-addr 0 --once \
+  "$RELAY" --db "dbname=backlog" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once \
     --batch-size 5000 --max-inflight 50000 2>"$PGTE_PGSTATE/relay-$n.log" || die "relay failed, see $PGTE_PGSTATE/relay-$n.log"
   ms=$(( $(now_ms) - t0 ))
   published=$(grep -o '"published":[0-9]*' "$PGTE_PGSTATE/relay-$n.log" | cut -d: -f2)

@@ -10,17 +10,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-15}
 rounds=${2:-3}
-export PGTE_PGPORT=${BENCH_PGPORT:-54340}
-export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-bench-$PGTE_PGPORT
-source "$here/../../scripts/lib/common.sh"
-export PGTE_PGCONF="shared_buffers = '512MB'
-max_wal_size = '4GB'
-synchronous_commit = ${SYNC:-on}"
-ensure_packages
-[ -n "${SKIP_BUILD:-}" ] || build_install
-trap pg_stop EXIT
-pg_start
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+source "$here/../lib.sh"
+bench_pg_start "${BENCH_PGPORT:-54340}"
 createdb bench
 q -d bench -f "$here/setup.sql" >/dev/null
 

@@ -26,15 +26,10 @@ SECS=${3:-20}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
 MAX_CLIENTS=${MAX_CLIENTS:-4}
 HERE=$(cd "$(dirname "$0")" && pwd)
-source "$HERE/../../test/lib/pg.sh"
-export KAFKA_PORT=${BENCH_KAFKA_PORT:-19692} KAFKA_CONTROLLER_PORT=$(( ${BENCH_KAFKA_PORT:-19692} + 1 ))
-export KAFKA_STATE_DIR=${TMPDIR:-/tmp}/pgte-bench-kafka-$KAFKA_PORT
-BROKER=127.0.0.1:$KAFKA_PORT
+source "$HERE/../lib.sh"
 RELAY=$PGTE_ROOT/relay/taskevents-relay
 DB=relay_bench
-WORK=$(mktemp -d)
-cleanup() { set +e; [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null; [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null; "$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true; dropdb --if-exists $DB >/dev/null 2>&1 || true; release_pg; rm -rf "$WORK"; }
-trap cleanup EXIT
+bench_cleanup() { [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null; [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null; dropdb --if-exists $DB >/dev/null 2>&1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 TCK=$(getconf CLK_TCK)
 # CPU ticks (user + system) of the given pids, summed
@@ -65,16 +60,14 @@ q -d $DB -c "ALTER DATABASE $DB SET taskevents.rotation_period = 86400"
 make_tasks_table $DB
 # BENCH_EXTRA_SQL: run in the bench database first (e.g. CREATE OR REPLACE of a function to try)
 [ -n "${BENCH_EXTRA_SQL:-}" ] && q -d $DB -f "$BENCH_EXTRA_SQL" >/dev/null
-"$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true   # our own state dir: a previous run may still be stopping
-"$PGTE_ROOT/test/kafka/kafka.sh" start >"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; exit 1; }
-"$PGTE_ROOT/test/kafka/kafka.sh" create-topics tasks:3 kcat:3 >>"$WORK/kafka.log" 2>&1
+bench_kafka_start "${BENCH_KAFKA_PORT:-19692}" tasks:3 kcat:3
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; $(uname -r)"
 
 # latency first, on a fresh broker; the consumer timestamps arrival
 MPORT=$((KAFKA_PORT + 5))
-"$RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 127.0.0.1:$MPORT 2>"$WORK/relay2.log" &
+"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 127.0.0.1:$MPORT 2>"$WORK/relay2.log" &
 RPID=$!
-kcat -C -b "$BROKER" -t tasks -o end -u -q -X fetch.wait.max.ms=5 -f '%s\n' 2>/dev/null | python3 -u -c '
+kcat -C -b "$KAFKA_BROKER" -t tasks -o end -u -q -X fetch.wait.max.ms=5 -f '%s\n' 2>/dev/null | python3 -u -c '
 import sys, time, json, datetime
 out = open(sys.argv[1], "w")
 for line in iter(sys.stdin.readline, ""):
@@ -163,7 +156,7 @@ baseline_drain() {
   # a new consumer name: it starts from the outbox's first event
   total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
   t0=$(now_ms)
-  /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 \
+  /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
     --once --consumer baseline --batch-size 5000 --max-inflight 50000 2>"$WORK/relay-base.log"
   base_ms=$(( $(now_ms) - t0 ))
   published=$(grep -o '"published":[0-9]*' "$WORK/relay-base.log" | cut -d: -f2)
@@ -174,14 +167,14 @@ baseline_drain() {
 
 # kcat: the same messages, same broker, librdkafka defaults plus idempotence
 t0=$(now_ms)
-kcat -P -b "$BROKER" -t kcat -K $'\t' -X enable.idempotence=true -X linger.ms=5 -l "$WORK/messages.tsv"
+kcat -P -b "$KAFKA_BROKER" -t kcat -K $'\t' -X enable.idempotence=true -X linger.ms=5 -l "$WORK/messages.tsv"
 kcat_ms=$(( $(now_ms) - t0 ))
 kcat_rate=$(( N * 1000 / kcat_ms ))
 echo "kcat -P:            $N messages in $kcat_ms ms = $kcat_rate msg/s"
 
 [ -n "${BASELINE_RELAY:-}" ] && [ "${BASELINE_FIRST:-0}" = 1 ] && baseline_drain
 t0=$(now_ms)
-/usr/bin/time -f '%M' -o "$WORK/rss" "$RELAY" --db "dbname=$DB" --brokers "$BROKER" --metrics-addr 0 --once \
+/usr/bin/time -f '%M' -o "$WORK/rss" "$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once \
   --batch-size 5000 --max-inflight 50000 2>"$WORK/relay.log"
 relay_ms=$(( $(now_ms) - t0 ))
 relay_rate=$(( N * 1000 / relay_ms ))

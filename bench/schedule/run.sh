@@ -18,18 +18,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-10}
 rounds=${2:-3}
 fire_n=${FIRE_N:-100000}
-export PGTE_PGPORT=${BENCH_PGPORT:-54341}
-export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-bench-$PGTE_PGPORT
-source "$here/../../scripts/lib/common.sh"
-export PGTE_PGCONF="shared_buffers = '512MB'
-max_wal_size = '4GB'
-synchronous_commit = ${SYNC:-on}"
-ensure_packages
-[ -n "${SKIP_BUILD:-}" ] || build_install
-trap pg_stop EXIT
-pg_start
-q() { psql -X -q -v ON_ERROR_STOP=1 -At -d bench "$@"; }
+source "$here/../lib.sh"
+bench_pg_start "${BENCH_PGPORT:-54341}"
 createdb bench
+export PGDATABASE=bench   # q and psql below
 q -f "$here/setup.sql" >/dev/null
 now_ms() { date +%s%3N; }
 

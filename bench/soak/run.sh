@@ -15,7 +15,7 @@
 #   held throughput >= 0.9 x plain throughput;
 #   held outbox size <= 2 x its steady size (median of the plain phase's
 #   second half).
-# Usage: [SOAK_SECONDS=1800] [SOAK_RATE=400] [SOAK_SAMPLE=10] [SOAK_ROTATION=30] bench/soak/run.sh
+# Usage: [SOAK_SECONDS=1800] [SOAK_RATE=400] [SOAK_SAMPLE=10] [SOAK_ROTATION=30] [SKIP_BUILD=1] bench/soak/run.sh
 # Own servers: PostgreSQL on SOAK_PGPORT (54363), Kafka on SOAK_KAFKA_PORT
 # (19332, controller +1), relay metrics on 19335; all on 127.0.0.1.
 set -euo pipefail
@@ -24,51 +24,29 @@ SOAK_RATE=${SOAK_RATE:-400}          # transactions/s, all 8 clients together
 SOAK_SAMPLE=${SOAK_SAMPLE:-10}
 SOAK_ROTATION=${SOAK_ROTATION:-30}   # taskevents.rotation_period, seconds
 HERE=$(cd "$(dirname "$0")" && pwd)
-export PGTE_PGPORT=${SOAK_PGPORT:-54363}
-unset PGHOST PGPORT
-source "$HERE/../../scripts/lib/common.sh"
-export KAFKA_PORT=${SOAK_KAFKA_PORT:-19332} KAFKA_CONTROLLER_PORT=$(( ${SOAK_KAFKA_PORT:-19332} + 1 ))
-export KAFKA_STATE_DIR=${TMPDIR:-/tmp}/pgte-soak-kafka-$KAFKA_PORT
-BROKER=127.0.0.1:$KAFKA_PORT
+source "$HERE/../lib.sh"
 MPORT=19335
 RELAY=$PGTE_ROOT/relay/taskevents-relay
 DB=soak
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$HERE/results; mkdir -p "$OUT"
 CSV=$OUT/soak-$STAMP.csv; MD=$OUT/soak-$STAMP.md
-WORK=$(mktemp -d)
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
-cleanup() {
+bench_cleanup() {
   [ -n "${HOLD_FD:-}" ] && { echo 'ROLLBACK;' >&"$HOLD_FD"; echo '\q' >&"$HOLD_FD"; } 2>/dev/null || true
   [ -n "${BPID:-}" ] && kill "$BPID" 2>/dev/null || true
   [ -n "${RPID:-}" ] && kill -TERM "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null || true
-  "$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true
-  pg_stop; rm -rf "$WORK"
 }
-trap cleanup EXIT
 trap 'echo "soak: failed at line $LINENO" >&2' ERR
 
-ensure_packages
-[ -x "$RELAY" ] || make -s -C "$PGTE_ROOT/relay" >/dev/null
-PGTE_PGCONF="shared_buffers = 256MB
-synchronous_commit = on" pg_start
+bench_pg_start "${SOAK_PGPORT:-54363}" "shared_buffers = 256MB
+max_wal_size = '1GB'
+synchronous_commit = on"
 createdb $DB
-q -d $DB <<SQL
-CREATE EXTENSION pg_taskevents;
-ALTER DATABASE $DB SET taskevents.rotation_period = $SOAK_ROTATION;
-CREATE TABLE public.tasks (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id text NOT NULL, title text NOT NULL,
-  description text, priority text DEFAULT 'medium', tags text[] DEFAULT '{}', due_date timestamptz,
-  is_recurring boolean NOT NULL DEFAULT false, recurring_interval text,
-  completed boolean NOT NULL DEFAULT false, reminder_sent_at timestamptz,
-  created_at timestamptz NOT NULL DEFAULT now());
-SELECT taskevents.attach('public.tasks');
-INSERT INTO tasks (user_id, title) SELECT 'user' || g % 1000, 'seed' FROM generate_series(1, 10000) g;
-SQL
-"$PGTE_ROOT/test/kafka/kafka.sh" stop >/dev/null 2>&1 || true
-"$PGTE_ROOT/test/kafka/kafka.sh" start >"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; exit 1; }
-"$PGTE_ROOT/test/kafka/kafka.sh" create-topics >>"$WORK/kafka.log" 2>&1
-"$RELAY" --db "host=$PGHOST port=$PGPORT dbname=$DB user=postgres" --brokers "$BROKER" \
+q -d $DB -c "CREATE EXTENSION pg_taskevents" -c "ALTER DATABASE $DB SET taskevents.rotation_period = $SOAK_ROTATION"
+make_tasks_table $DB >/dev/null
+q -d $DB -c "INSERT INTO tasks (user_id, title) SELECT 'user' || g % 1000, 'seed' FROM generate_series(1, 10000) g"
+bench_kafka_start "${SOAK_KAFKA_PORT:-19332}"
+"$RELAY" --db "host=$PGHOST port=$PGPORT dbname=$DB user=postgres" --brokers "$KAFKA_BROKER" \
   --metrics-addr 127.0.0.1:$MPORT 2>"$WORK/relay.log" &
 RPID=$!
 # one write a transaction: 70 % new tasks, 30 % updates of a recent task

@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# Start-up shared by the benchmarks (bench/*/run.sh).  Source it first; it
+# brings test/lib/pg.sh (q, make_tasks_table, ensure_pg, pg_start, ...) and
+# test/lib/kafka.sh (kafka_use, kafka_start, KAFKA_BROKER, ...), makes a
+# work directory $WORK and, on exit, runs the benchmark's own bench_cleanup
+# (if it defines one), stops the broker and the PostgreSQL it started and
+# removes $WORK.
+#
+#   bench_pg_start PORT [CONF]       a throwaway PostgreSQL for the run
+#   bench_kafka_start PORT [TOPICS]  a broker of its own, fresh storage
+
+source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/pg.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/kafka.sh"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pgte-bench.XXXXXX")
+BENCH_KAFKA=0
+
+bench_exit() {
+  local st=$?
+  set +e
+  if declare -F bench_cleanup >/dev/null; then bench_cleanup; fi
+  [ "$BENCH_KAFKA" = 1 ] && kafka_stop >/dev/null 2>&1
+  release_pg
+  rm -rf "$WORK"
+  exit $st
+}
+trap bench_exit EXIT
+
+# bench_pg_start PORT [CONF]: install what is missing, build and install
+# (unless SKIP_BUILD is set), then start a throwaway PostgreSQL on PORT with
+# the write benchmarks' settings (shared_buffers 512MB, max_wal_size 4GB,
+# synchronous_commit from SYNC, default on) followed by the postgresql.conf
+# lines CONF (a later line wins).
+bench_pg_start() {
+  export PGTE_PGPORT=$1
+  export PGTE_PGSTATE=${TMPDIR:-/tmp}/pgte-bench-$PGTE_PGPORT
+  export PGTE_PGCONF="shared_buffers = '512MB'
+max_wal_size = '4GB'
+synchronous_commit = ${SYNC:-on}
+${2:-}"
+  ensure_packages
+  [ -n "${SKIP_BUILD:-}" ] || build_install
+  pg_start
+  PGTE_STARTED_PG=1
+}
+
+# bench_kafka_start PORT [TOPIC[:PARTITIONS] ...]: a broker of the
+# benchmark's own on PORT (controller PORT + 1), fresh storage, with the
+# given topics (default: tasks:3 reminders:3 tasks-dlq:1 reminders-dlq:1).
+bench_kafka_start() {
+  kafka_use "$1"; shift
+  kafka_stop >/dev/null 2>&1 || true   # a previous run may still be stopping
+  BENCH_KAFKA=1
+  kafka_start >"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "Kafka did not start"; }
+  kafka_create_topics "$@" >>"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "topics not created"; }
+}
