@@ -39,8 +39,7 @@ grep -q '"data"\|task [0-9]' "$WORK/relay.log" && fail "payload in the relay log
 # binary mode, new consumer, fresh broker
 kafka_stop >/dev/null; kafka_start >/dev/null 2>&1 || fail "kafka restart"
 kafka_create_topics >/dev/null 2>&1
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer binary --binary --once \
-  >"$WORK/binary.log" 2>&1 || fail "binary relay failed"
+rl_once binary --consumer binary --binary || fail "binary relay failed"
 rl_verify tasks binary
 # binary mode warns once at start-up that Dapr cannot route it; structured mode does not
 [ "$(grep -c '"msg":"binary mode: Dapr subscribers cannot route' "$WORK/binary.log")" -eq 1 ] \

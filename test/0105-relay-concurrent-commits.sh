@@ -8,8 +8,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 rl_setup concurrent nokafka
 
-"$RELAY" --db "dbname=$DB" --dev-mock-kafka --metrics-addr 0 >"$WORK/relay.log" 2>&1 &
-RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_relay relay --dev-mock-kafka
 rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
 w() { q -d "$DB" -c "DO \$\$ BEGIN FOR i IN 1..2000 LOOP
   INSERT INTO public.tasks (user_id, title) VALUES ('user' || (i % 5), 'task ' || i);

@@ -10,9 +10,7 @@ rl_setup mockerr nokafka
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('alice', 'fails four times')"
 port=$((KAFKA_PORT + 330))
 # Kafka error 87 = INVALID_RECORD: a permanent, per-message error
-"$RELAY" --db "dbname=$DB" --dev-mock-kafka --mock-produce-errors tasks:4:87 \
-  --metrics-addr 127.0.0.1:$port >"$WORK/relay.log" 2>&1 &
-RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_relay relay --dev-mock-kafka --mock-produce-errors tasks:4:87 --metrics-addr 127.0.0.1:$port
 rl_wait 10 rl_log_has relay '"bootstrap_servers"' || fail "mock cluster did not start"
 grep -q 'NOT FOR PRODUCTION' "$WORK/relay.log" || fail "no development-mode warning"
 KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)

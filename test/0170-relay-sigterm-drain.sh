@@ -16,7 +16,7 @@ st=0; wait "$RL_PID" || st=$?
 rl_log_has first '"lease released"' || fail "lease not released"
 done_before=$(kafka_topic_count tasks)
 [ "$done_before" -lt 30000 ] || echo "note: the drain finished before SIGTERM"
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once >"$WORK/second.log" 2>&1 || fail "--once failed"
+rl_once second || fail "--once failed"
 grep '"became leader"' "$WORK/second.log" | jq -e '.epoch == 2' >/dev/null || fail "successor epoch"
 rl_verify tasks
 [ "$RL_VERIFIED" -eq 30000 ] || fail "30000 expected, got $RL_VERIFIED"

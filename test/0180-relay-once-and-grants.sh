@@ -12,8 +12,7 @@ q -d "$DB" -c "DROP ROLE IF EXISTS $role" 2>/dev/null || true
 q -d "$DB" -c "CREATE ROLE $role LOGIN PASSWORD 'sekret-pw'; SELECT taskevents.grant_relay('$role')" >/dev/null
 trap 'st=$?; q -d postgres -c "DROP OWNED BY '$role' CASCADE" -d "$DB" >/dev/null 2>&1; dropdb --if-exists "$DB"; q -d postgres -c "DROP ROLE IF EXISTS '$role'" >/dev/null 2>&1; (exit $st); rl_cleanup' EXIT
 rl_write 300 4
-"$RELAY" --db "dbname=$DB user=$role password=sekret-pw" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once \
-  >"$WORK/once.log" 2>&1 || fail "--once as $role failed"
+rl_once once --db "dbname=$DB user=$role password=sekret-pw" || fail "--once as $role failed"
 grep -q 'sekret-pw' "$WORK/once.log" && fail "password in the log"
 grep -q '"db":"[^"]*password=\*\*\*\*\*\*\*\*' "$WORK/once.log" || fail "masked conninfo not logged"
 grep -q '"level":"error"' "$WORK/once.log" && fail "errors as $role: $(grep error "$WORK/once.log" | head -2)"

@@ -69,9 +69,8 @@ slotfn=$(q -d "$DB" -c "SELECT coalesce(to_regproc('taskevents._current_slot')::
 q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, $col)
   VALUES ($slotfn(), 'tasks', 'user1', '{\"specversion\": \"0.3\"}')"
 rl_write 20 4
-"$RELAY" --db "$ROLE_DB options='-c search_path=evil,pg_catalog'" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
-  --maintain-interval-ms 200 --backlog-interval-ms 200 --reminders-interval-ms 100 >"$WORK/relay.log" 2>&1 &
-RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_relay relay --db "$ROLE_DB options='-c search_path=evil,pg_catalog'" \
+  --maintain-interval-ms 200 --backlog-interval-ms 200 --reminders-interval-ms 100
 rl_wait 20 rl_log_has relay '"became leader"' || fail "no leader"
 kafka_wait_count tasks-dlq 1 20 >/dev/null || fail "malformed row not dead-lettered"
 rl_wait 20 rl_all_delivered tasks || fail "not delivered"
@@ -90,13 +89,10 @@ grep -q '"level":"error"' "$WORK/relay.log" && fail "errors: $(grep -m2 '"level"
 # the conninfo's own options, and PGOPTIONS, are kept beside the pin
 for how in conninfo PGOPTIONS; do
   if [ $how = conninfo ]; then
-    "$RELAY" --db "$ROLE_DB options='-c default_transaction_read_only=on'" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
-      >"$WORK/ro-$how.log" 2>&1 &
+    rl_relay "ro-$how" --db "$ROLE_DB options='-c default_transaction_read_only=on'"
   else
-    PGOPTIONS='-c default_transaction_read_only=on' "$RELAY" --db "postgresql:///$DB?user=$role" \
-      --brokers "$KAFKA_BROKER" --metrics-addr 0 >"$WORK/ro-$how.log" 2>&1 &
+    PGOPTIONS='-c default_transaction_read_only=on' rl_relay "ro-$how" --db "postgresql:///$DB?user=$role"
   fi
-  RL_PID=$!; RL_PIDS+=("$RL_PID")
   rl_wait 10 rl_log_has "ro-$how" 'read-only transaction' || fail "options from the $how were dropped: $(tail -3 "$WORK/ro-$how.log")"
   kill -9 "$RL_PID"; wait "$RL_PID" 2>/dev/null || true
 done

@@ -10,8 +10,7 @@ rl_setup reminders nokafka
 if [ "$(q -d "$DB" -c "SELECT count(*) FROM pg_proc WHERE proname = 'fire_due_reminders'")" = 0 ]; then
   echo "skip: no taskevents.fire_due_reminders() in the installed extension"; exit 0
 fi
-"$RELAY" --db "dbname=$DB" --dev-mock-kafka --metrics-addr 0 >"$WORK/relay.log" 2>&1 &
-RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_relay relay --dev-mock-kafka
 rl_wait 10 rl_log_has relay '"reminders hook on' || fail "hook not detected"
 rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
 KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)

@@ -33,9 +33,7 @@ fi
 PGPASSWORD=$PW psql -X -h 127.0.0.1 -p "$port" -U chk_relay -d "$DB" -Atc "SELECT 1" >/dev/null || fail "the sentinel password does not log in"
 loud=(--log-level debug -X debug=all -X "sasl.password=$PW" -X sasl.username=chk --maintain-interval-ms 500)
 
-"$RELAY" --db "host=127.0.0.1 port=$port dbname=$DB user=chk_relay password=$PW" --brokers "$KAFKA_BROKER" \
-  --metrics-addr 0 "${loud[@]}" >"$WORK/relay-kv.log" 2>&1 &
-RL_PID=$!; RL_PIDS+=("$RL_PID")
+rl_relay relay-kv --db "host=127.0.0.1 port=$port dbname=$DB user=chk_relay password=$PW" "${loud[@]}"
 rl_wait 20 rl_log_has relay-kv '"became leader"' || fail "relay (key=value conninfo) did not lead"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title, description) SELECT 'u' || g % 3, '$TITLE', '$TITLE desc' FROM generate_series(1, 30) g"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title, description) VALUES ('u0', '$TITLE', repeat('$TITLE', 60000))"

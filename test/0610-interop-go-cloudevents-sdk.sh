@@ -80,8 +80,7 @@ pass "structured: the Go CloudEvents SDK decoded $n records, every type, equal t
 
 kafka_stop >/dev/null; kafka_start >/dev/null 2>&1 || fail "kafka restart"
 kafka_create_topics >/dev/null 2>&1
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer binary --binary --once \
-  >"$WORK/binary.log" 2>&1 || fail "binary relay failed"
+rl_once binary --consumer binary --binary || fail "binary relay failed"
 "$GOC" consume -brokers "$KAFKA_BROKER" -topics tasks,reminders -timeout 60s >"$WORK/binary.jsonl" 2>"$WORK/goc.log" \
   || fail "go consumer (binary): $(tail -3 "$WORK/goc.log")"
 n=$(check binary "$WORK/binary.jsonl") || fail "binary mode records differ from the outbox"

@@ -27,8 +27,7 @@ records() { kcat -b "$KAFKA_BROKER" -C -t "$1" -o beginning -e -q -J 2>/dev/null
 # new_since OLD NEW: key<TAB>partition of the records in NEW that are not in OLD
 new_since() { awk -F'\t' 'FILENAME == ARGV[1] { seen[$2 ":" $3] = 1; next } !seen[$2 ":" $3] { print $1 "\t" $2 }' "$1" "$2" | sort; }
 
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer default-partitioner --once \
-  >"$WORK/relay.log" 2>&1 || fail "relay failed"
+rl_once relay --consumer default-partitioner || fail "relay failed"
 : >"$WORK/none.tsv"
 records keys6 >"$WORK/run1.tsv"
 new_since "$WORK/none.tsv" "$WORK/run1.tsv" >"$WORK/relay.tsv"
@@ -47,8 +46,7 @@ fi
 pass "200 keys: relay (default fnv1a_random) and Sarama's default partitioner (Dapr) agree on every partition, all 6 used"
 
 # the Java-compatible hashing does not match Sarama: the test can tell
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer murmur --once \
-  -X partitioner=murmur2_random >"$WORK/relay-murmur.log" 2>&1 || fail "relay (murmur2) failed"
+rl_once relay-murmur --consumer murmur -X partitioner=murmur2_random || fail "relay (murmur2) failed"
 records keys6 >"$WORK/run2.tsv"
 new_since "$WORK/run1.tsv" "$WORK/run2.tsv" >"$WORK/murmur.tsv"
 [ "$(wc -l <"$WORK/murmur.tsv")" -eq 200 ] || fail "murmur2 relay wrote $(wc -l <"$WORK/murmur.tsv") of 200 records"

@@ -80,4 +80,6 @@ mutate deploy/kubernetes/networkpolicy.yaml '0,/    - from:/s//    - from: []\n 
 mutate deploy/kubernetes/networkpolicy.yaml '0,/app.kubernetes.io\/name: taskevents-postgres/s//app.kubernetes.io\/name: taskevents-pg/' 'no NetworkPolicy restricts ingress to the metrics port'
 mutate deploy/kubernetes/networkpolicy.yaml '0,/        - {protocol: TCP, port: 5432}/s//        - {protocol: TCP, port: 5433}/' 'port 5432 (postgres) unreachable'
 mutate deploy/kubernetes/kustomization.yaml '/networkpolicy.yaml/d' 'not in kustomization.yaml'
-pass "33 deliberate mistakes in copies of the files are each reported"
+mutate deploy/kubernetes/relay-deployment.yaml 's/image: taskevents\/relay:.*/image: taskevents\/relay:0.0.9/' 'taskevents/relay:0.0.9: not the version'
+mutate docker-compose.yml 's/image: taskevents\/postgres:.*/image: taskevents\/postgres:latest/' 'taskevents/postgres:latest: not the version'
+pass "35 deliberate mistakes in copies of the files are each reported"

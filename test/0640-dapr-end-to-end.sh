@@ -308,8 +308,7 @@ pass "database outage: daprd paused on /healthz, nothing dead-lettered; $(( $(ap
 # reaches the app.
 dlq_before=$(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) ))
 before=$(applied)
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --consumer binary --binary --once \
-  >"$WORK/binary.log" 2>&1 || fail "binary relay"
+rl_once binary --consumer binary --binary || fail "binary relay"
 nbin=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE topic IN ('tasks', 'reminders')")
 dlq_grew() { [ $(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) - dlq_before )) -ge "$nbin" ]; }
 rl_wait 60 dlq_grew || fail "binary records: $(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) - dlq_before )) of $nbin dead-lettered"

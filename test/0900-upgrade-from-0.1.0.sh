@@ -96,8 +96,7 @@ q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('user5', 'after the up
 q -d "$DB" -c "UPDATE tasks SET title = 'renamed after the upgrade' WHERE title = 'pending 2'"
 
 # --- the current relay takes over -------------------------------------------
-"$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once >"$WORK/new.log" 2>&1 \
-  || fail "the $NEW_VERSION relay failed"
+rl_once new || fail "the $NEW_VERSION relay failed"
 rl_log_has new "\"version\":\"$NEW_VERSION\"" || fail "the new relay does not say it is $NEW_VERSION"
 [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 ] || fail "events still pending"
 # every event exactly once, ids as in the outbox, per-user order kept

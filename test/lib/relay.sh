@@ -49,13 +49,28 @@ rl_cleanup() {
   exit $st
 }
 
+# The tests' relay command line: this test's database and broker, no
+# metrics listener; the callers add ARGS after it (a later flag wins: --db,
+# --metrics-addr; with --dev-mock-kafka the broker is librdkafka's
+# in-process mock cluster).  Sets RL_CMD.
+rl_cmd() { RL_CMD=("$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0); }
+
 # rl_relay NAME [ARGS...]: start a relay in the background, log in
-# $WORK/NAME.log; sets RL_PID.
+# $WORK/NAME.log; sets RL_PID (the relay's own pid).
 rl_relay() {
   local name=$1; shift
-  "$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 "$@" >"$WORK/$name.log" 2>&1 &
+  rl_cmd
+  "${RL_CMD[@]}" "$@" >"$WORK/$name.log" 2>&1 &
   RL_PID=$!
   RL_PIDS+=("$RL_PID")
+}
+
+# rl_once NAME [ARGS...]: one --once run in the foreground, log in
+# $WORK/NAME.log; returns the relay's exit status.
+rl_once() {
+  local name=$1; shift
+  rl_cmd
+  "${RL_CMD[@]}" --once "$@" >"$WORK/$name.log" 2>&1
 }
 
 # rl_wait TIMEOUT_S COMMAND...: poll until COMMAND succeeds.
@@ -67,7 +82,7 @@ rl_wait() {
   done
 }
 
-rl_log_has() { grep -q "$2" "$WORK/$1.log"; }
+rl_log_has() { grep -qs "$2" "$WORK/$1.log"; }
 
 # The expected stream of TOPIC: "key<TAB>ce_id" in outbox order, without
 # the events that went to a dead-letter topic.
