@@ -24,10 +24,10 @@ KAFKA_SH=$(cd "$(dirname "${BASH_SOURCE[0]}")/../kafka" && pwd)/kafka.sh
 # below (and test/kafka/kafka.sh, through the exported variables) use;
 # KAFKA_BROKER is its bootstrap address.
 kafka_use() {
-  export KAFKA_PORT=$1
-  export KAFKA_CONTROLLER_PORT=${2:-$(($1 + 1))}
-  export KAFKA_STATE_DIR=${3:-${TMPDIR:-/tmp}/pgte-kafka-$1}
-  KAFKA_BROKER=127.0.0.1:$KAFKA_PORT
+    export KAFKA_PORT=$1
+    export KAFKA_CONTROLLER_PORT=${2:-$(($1 + 1))}
+    export KAFKA_STATE_DIR=${3:-${TMPDIR:-/tmp}/pgte-kafka-$1}
+    KAFKA_BROKER=127.0.0.1:$KAFKA_PORT
 }
 kafka_use "${RELAY_TEST_KAFKA_PORT:-19192}" "${RELAY_TEST_KAFKA_CONTROLLER_PORT:-}" "${RELAY_TEST_KAFKA_STATE:-}"
 
