@@ -37,7 +37,10 @@ What is checked:
     the Strimzi cluster CA Secret);
   * compose binds published ports to 127.0.0.1 and creates the four topics;
   * Dockerfiles are multi-stage, end as a non-root USER, COPY paths exist;
-  * the systemd unit runs taskevents-relay with hardening options.
+  * the systemd unit runs taskevents-relay with hardening options;
+  * the images taskevents/{relay,postgres,subscriber} are tagged with the
+    version of pg_taskevents.control wherever deploy/, compose and the docs
+    name them.
 """
 import glob
 import os
@@ -552,6 +555,17 @@ def run_checks(root, help_file, props_file):
             problem(rel(up), "%s=%s missing" % (k, v or "..."))
     if "2" not in " ".join(unit.get("RestartPreventExitStatus", [])):
         problem(rel(up), "restarts on exit status 2 (bad configuration)")
+
+    # ---- image tags: the project's images carry the release's version
+    version = re.search(r"^default_version = '([^']+)'", open(os.path.join(root, "pg_taskevents.control")).read(),
+                        re.M).group(1)
+    tagged = [p for p in glob.glob(os.path.join(root, "deploy/**/*"), recursive=True) if os.path.isfile(p)]
+    tagged += glob.glob(os.path.join(root, "docker-compose.yml")) + glob.glob(os.path.join(root, "README.md"))
+    tagged += glob.glob(os.path.join(root, "docs/*.md")) + glob.glob(os.path.join(root, "examples/**/*.md"), recursive=True)
+    for p in sorted(tagged):
+        for m in re.finditer(r"taskevents/(relay|postgres|subscriber):([A-Za-z0-9_.-]+)", open(p, errors="replace").read()):
+            if m.group(2) != version:
+                problem(rel(p), "image %s: not the version of pg_taskevents.control (%s)" % (m.group(0), version))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # packages as the runtime image, then only the installed files are copied.
 # The server runs as the image's "postgres" user (uid 999), never as root.
 #
-#   docker build -f deploy/docker/postgres.Dockerfile -t taskevents/postgres:0.1.0 .
+#   docker build -f deploy/docker/postgres.Dockerfile -t taskevents/postgres:0.2.0 .
 #
 # (Not built in the project's test suite: that machine has no container
 # engine.  test/0630 checks this file's paths and names.)

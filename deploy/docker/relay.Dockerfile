@@ -2,7 +2,7 @@
 # taskevents-relay image: build stage with the -dev packages, runtime stage
 # with only the shared libraries, running as an unprivileged user.
 #
-#   docker build -f deploy/docker/relay.Dockerfile -t taskevents/relay:0.1.0 .
+#   docker build -f deploy/docker/relay.Dockerfile -t taskevents/relay:0.2.0 .
 #
 # (Run from the top of the checkout.  The project's CI machine has no
 # container engine, so this file is checked by test/0630 for consistency,
