@@ -23,7 +23,8 @@ pass "--once as a role with only grant_relay(): $RL_VERIFIED events"
 
 # bad configuration: exit 2, one line
 for args in "--batch-size abc" "--log-level loud" "-X no.such.property=1" "--nope" "--metrics-addr nonsense" "--retry-backoff-ms 1,x"; do
-  st=0; "$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" $args >"$WORK/bad.log" 2>&1 || st=$?
+  read -ra argv <<<"$args"
+  st=0; "$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" "${argv[@]}" >"$WORK/bad.log" 2>&1 || st=$?
   [ "$st" -eq 2 ] || fail "'$args' exit $st"
   [ "$(wc -l <"$WORK/bad.log")" -eq 1 ] && jq -e '.level == "error" and (.error | length) > 0' "$WORK/bad.log" >/dev/null \
     || fail "'$args' should log one error line: $(cat "$WORK/bad.log")"

@@ -75,6 +75,6 @@ refuse "mistyped TASKEVENTS_KAFKA_ variable" env "TASKEVENTS_KAFKA_SASL_PASWORD=
 pass "$n refused configurations, each one line naming the flag only"
 
 if grep -l -- "$S" "$WORK"/*.log >"$WORK/leak"; then
-  fail "sentinel in $(tr '\n' ' ' <"$WORK/leak"): $(grep -h -m1 -- "$S" $(cat "$WORK/leak") | cut -c1-300)"
+  fail "sentinel in $(tr '\n' ' ' <"$WORK/leak"): $(xargs -d '\n' grep -h -m1 -- "$S" <"$WORK/leak" | cut -c1-300)"
 fi
 pass "no sentinel in $(cat "$WORK"/*.log | wc -l) log lines"

@@ -44,7 +44,7 @@ fl_check "commit order"
 [ "$(q -d "$DB" -c "SELECT count(*) FROM chk.committed WHERE user_id LIKE 'held-%'")" -eq 5 ] \
   || fail "held sessions: 5 committed events expected"
 kcat -b "$KAFKA_BROKER" -C -t tasks -o beginning -e -q -f '%k %s\n' | grep '^held-' >"$WORK/held.txt" || true
-[ "$(grep -c '^held-1 ' "$WORK/held.txt")" -ge 3 ] || fail "held-1's events missing: $(cat "$WORK/held.txt" | cut -c1-200)"
+[ "$(grep -c '^held-1 ' "$WORK/held.txt")" -ge 3 ] || fail "held-1's events missing: $(cut -c1-200 "$WORK/held.txt")"
 grep -q '"title": *"rolled back' "$WORK/held.txt" && fail "a rolled-back write was published"
 [ "$(grep -c '^held-2 ' "$WORK/held.txt")" -ge 2 ] || fail "held-2's events missing"
 [ "$held_id" -lt "$last_id" ] || fail "the held transaction did not take its position first"

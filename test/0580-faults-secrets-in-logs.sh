@@ -58,7 +58,7 @@ logs=("$WORK"/relay-*.log "$KAFKA_STATE_DIR"/logs/*)
 [ -f "${PGHOST:-}/server.log" ] && logs+=("$PGHOST/server.log")
 for s in "$PW" "$TITLE"; do
   if grep -l -- "$s" "${logs[@]}" 2>/dev/null >"$WORK/leak"; then
-    fail "sentinel ${s%%[0-9]*} found in: $(tr '\n' ' ' <"$WORK/leak"); e.g. $(grep -h -m1 -- "$s" $(cat "$WORK/leak") | cut -c1-300)"
+    fail "sentinel ${s%%[0-9]*} found in: $(tr '\n' ' ' <"$WORK/leak"); e.g. $(xargs -d '\n' grep -h -m1 -- "$s" <"$WORK/leak" | cut -c1-300)"
   fi
 done
 for f in kv uri; do

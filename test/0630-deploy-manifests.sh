@@ -20,7 +20,8 @@ check() { "$PY" "$PGTE_ROOT/deploy/check_manifests.py" "$1" "$WORK/help.txt" "$W
 
 out=$(check "$PGTE_ROOT") || fail "deployment files inconsistent:"$'\n'"$out"
 n=$(cat "$PGTE_ROOT"/deploy/kubernetes/*.yaml | grep -c '^kind:')
-pass "$n Kubernetes objects, compose, $(ls "$PGTE_ROOT"/deploy/docker/*Dockerfile | wc -l) Dockerfiles, systemd unit: consistent with --help, topics, event types"
+dockerfiles=("$PGTE_ROOT"/deploy/docker/*Dockerfile)
+pass "$n Kubernetes objects, compose, ${#dockerfiles[@]} Dockerfiles, systemd unit: consistent with --help, topics, event types"
 
 # --help documents every option of the relay's option table (docs/relay.md
 # is compared by the checker; here: each option's environment variable too)

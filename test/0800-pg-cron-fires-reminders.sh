@@ -32,8 +32,8 @@ done
 
 PG_BINDIR=$COPY_BINDIR
 PGTE_PGPORT=$((PGTE_PGPORT + 4))
-PGTE_PGSTATE=$W/state
-PGTE_PGCONF="shared_preload_libraries = 'pg_cron'
+export PGTE_PGSTATE=$W/state
+export PGTE_PGCONF="shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
 cron.host = '$W/state'"
 unset PGHOST

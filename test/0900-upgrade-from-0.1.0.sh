@@ -14,9 +14,17 @@ source "$(dirname "$0")/lib/relay.sh"
 source "$(dirname "$0")/lib/upgrade.sh"
 
 NEW_VERSION=$(up_current_version)
-trap 'st=$?; for p in "${RL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-      if [ $st -ne 0 ] && [ -n "${WORK:-}" ]; then for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "=== $f (tail)"; tail -n 15 "$f"; }; done; fi
-      [ "$RL_KAFKA" = 1 ] && kafka_stop >/dev/null 2>&1; up_cleanup; exit $st' EXIT
+cleanup() {
+  local st=$? p f
+  for p in "${RL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ $st -ne 0 ] && [ -n "${WORK:-}" ]; then
+    for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "=== $f (tail)"; tail -n 15 "$f"; }; done
+  fi
+  [ "$RL_KAFKA" = 1 ] && kafka_stop >/dev/null 2>&1
+  up_cleanup
+  exit $st
+}
+trap cleanup EXIT
 up_setup from010 relay
 WORK=$UP_DIR/work; mkdir -p "$WORK"
 DB=upgrade_src
@@ -78,7 +86,7 @@ up_install_current
 if out=$(psql -X -q -d "$DB" -v ON_ERROR_STOP=1 -v VERBOSITY=verbose \
            -c "INSERT INTO tasks (user_id, title) VALUES ('user2', 'between the files and the update')" 2>&1); then
   between="written"
-  echo "$(q -d "$DB" -c "SELECT 'tasks ' || (event->>'id') FROM taskevents.pending_events ORDER BY id DESC LIMIT 1")" >>"$WORK/pending-before"
+  q -d "$DB" -c "SELECT 'tasks ' || (event->>'id') FROM taskevents.pending_events ORDER BY id DESC LIMIT 1" >>"$WORK/pending-before"
 else
   grep -q 'ERROR:  55000' <<<"$out" || fail "a write before ALTER EXTENSION UPDATE failed otherwise than with 55000: $out"
   between="refused with 55000"

@@ -64,7 +64,7 @@ q -d bench -c "SELECT taskevents.detach('bench_tasks', force => true)" \
 echo
 echo "_capture_analytics() of 100,000 events (3 runs each):"
 for payload in false true; do
-  for i in 1 2 3; do
+  for _ in 1 2 3; do
     q -d bench -F ' ' -c "SELECT ms, captured, bytes FROM bench_capture_ms($payload)"
   done | sort -n | awk -v p="$payload" '{ ms[NR] = $1; n = $2; b = $3 }
     END { printf "  keep_payload=%-5s %7.1f ms median (%s, %s, %s)  %d rows  %.1f MB recorded  %.0f bytes/event\n",

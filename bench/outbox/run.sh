@@ -15,8 +15,8 @@ bench_pg_start "${BENCH_PGPORT:-54340}"
 createdb bench
 q -d bench -f "$here/setup.sql" >/dev/null
 
-declare -A tps wal n
-for v in plain attached plpgsql; do tps[$v]=0; wal[$v]=0; n[$v]=0; done
+declare -A tps wal
+for v in plain attached plpgsql; do tps[$v]=0; wal[$v]=0; done
 for r in $(seq 1 "$rounds"); do
   for v in plain attached plpgsql; do
     q -d bench -c "SELECT taskevents.detach('bench_attached', force => true)" >/dev/null

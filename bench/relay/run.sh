@@ -29,7 +29,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lib.sh"
 RELAY=$PGTE_ROOT/relay/taskevents-relay
 DB=relay_bench
-bench_cleanup() { [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null; [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null; dropdb --if-exists $DB >/dev/null 2>&1; }
+# shellcheck disable=SC2317  # called by bench_exit (bench/lib.sh)
+bench_cleanup() {
+  [ -n "${RPID:-}" ] && kill -9 "$RPID" 2>/dev/null
+  [ -n "${CPID:-}" ] && pkill -P "$CPID" 2>/dev/null
+  dropdb --if-exists "$DB" >/dev/null 2>&1
+}
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 TCK=$(getconf CLK_TCK)
 # CPU ticks (user + system) of the given pids, summed
@@ -90,10 +95,11 @@ sleep 3
 # 1. idle cost
 BPIDS=$(stats "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE datname = '$DB' AND application_name LIKE 'taskevents-relay%'")
 x0=$(stats "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
-r0=$(cpu_ticks $RPID); b0=$(cpu_ticks $BPIDS); t0=$(now_ms)
+read -ra bpids <<<"$BPIDS"
+r0=$(cpu_ticks "$RPID"); b0=$(cpu_ticks "${bpids[@]}"); t0=$(now_ms)
 sleep "$IDLE_SECONDS"
 x1=$(stats "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$DB'")
-r1=$(cpu_ticks $RPID); b1=$(cpu_ticks $BPIDS); t1=$(now_ms)
+r1=$(cpu_ticks "$RPID"); b1=$(cpu_ticks "${bpids[@]}"); t1=$(now_ms)
 rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$RPID/status")
 awk -v x=$((x1 - x0)) -v ms=$((t1 - t0)) -v r=$((r1 - r0)) -v b=$((b1 - b0)) -v tck="$TCK" -v nb="$(wc -w <<<"$BPIDS")" -v rss="$rss_idle" 'BEGIN {
   s = ms / 1000.0
@@ -141,7 +147,7 @@ mark=$(q -d $DB -c "SELECT coalesce(max(id), 0) FROM taskevents.outbox")
 echo "writing $N events into the outbox..."
 t0=$(now_ms)
 left=$N
-while [ $left -gt 0 ]; do
+while [ "$left" -gt 0 ]; do
   n=$(( left < 100000 ? left : 100000 ))
   q -d $DB -c "INSERT INTO tasks (user_id, title, description) SELECT 'user' || (g % 1000), 'task ' || g, 'benchmark task' FROM generate_series(1, $n) g"
   left=$((left - n))

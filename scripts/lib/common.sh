@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for scripts/ and test/: dependency installation and a
 # throwaway PostgreSQL server (PG_CONFIG's, default Debian's 15; 17 and 18 through
 # scripts/lib/pgversions.sh) run as an unprivileged user on a private
@@ -40,6 +41,19 @@ build_install() {
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
   make -C "$PGTE_ROOT" -s -j2 >/dev/null || die "make failed"
   $SUDO make -C "$PGTE_ROOT" -s install >/dev/null || die "make install failed"
+}
+
+# install_script DIR: the extension's install script in DIR
+# (pg_taskevents--X.Y.Z.sql, not an upgrade script A--B); nothing if none.
+install_script() {
+  local f
+  for f in "$1"/pg_taskevents--*.sql; do
+    case ${f##*/} in
+      *--*--*) ;;
+      *) [ -f "$f" ] && { echo "$f"; return 0; } ;;
+    esac
+  done
+  return 0
 }
 
 # The server refuses to run as root: use the postgres system user then.

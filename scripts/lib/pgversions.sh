@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # PostgreSQL servers of the version matrix (15, 17, 18) on a Debian 12
 # machine, provisioned on first use and cached outside the checkout under
 # $PGTE_CACHE (default /var/cache/pg_taskevents), so a second run on the
@@ -69,7 +70,7 @@ pgv_pg18_config() {
   pgv_apt_private update >"$PGV_PG18/apt.log" 2>&1 || { cat "$PGV_PG18/apt.log" >&2; die "apt-get update (private sid sources) failed"; }
   (cd "$PGV_PG18/src" && pgv_apt_private source --download-only postgresql-18) >>"$PGV_PG18/apt.log" 2>&1 \
     || { tail -20 "$PGV_PG18/apt.log" >&2; die "apt-get source postgresql-18 failed"; }
-  src=$(ls "$PGV_PG18"/src/postgresql-18_*.orig.tar.* 2>/dev/null | head -1)
+  src=$(compgen -G "$PGV_PG18/src/postgresql-18_*.orig.tar.*" | head -1 || true)
   [ -n "$src" ] || die "no upstream tarball in postgresql-18's source package"
   log "PostgreSQL 18: building $(basename "$src") (a few minutes on 2 cores)"
   tar -xf "$src" -C "$PGV_PG18/src"
@@ -128,15 +129,15 @@ pgv_chroot_run() {
 # --- choosing a version ------------------------------------------------
 
 # pgv_use VERSION: provision VERSION if needed and point the helpers of
-# common.sh at it (PG_CONFIG, PG_BINDIR, PATH; PGTE_CHROOT for 17).  Sets
-# PGV_VERSION.  15 keeps PG_CONFIG as it is (Debian's, or a private copy).
+# common.sh at it (PG_CONFIG, PG_BINDIR, PATH; PGTE_CHROOT for 17).  15
+# keeps PG_CONFIG as it is (Debian's, or a private copy).
 pgv_use() {
-  PGV_VERSION=$1
   case $1 in
     15) ;;
     17)
       pgv_pg17_chroot
       export PGTE_CHROOT=$PGV_CHROOT/root PGTE_CHROOT_BINDIR=/usr/lib/postgresql/17/bin
+      # shellcheck disable=SC2034  # read by pg_start (common.sh)
       PGTE_PGSTATE=$PGTE_CHROOT/var/tmp/pgte-pg-$PGTE_PGPORT
       ;;
     18)
@@ -172,6 +173,7 @@ pgv_build_install() {
   build_relay_host
   local dst=$PGTE_CHROOT$PGV_CHROOT_SRC
   rm -rf "$dst"; mkdir -p "$dst"
+  # shellcheck disable=SC2153  # PGTE_ROOT: set by common.sh, sourced first
   tar -C "$PGTE_ROOT" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' \
     --exclude=./results --exclude=./output_iso --exclude=./relay/taskevents-relay \
     --exclude=./test/kafka/target --exclude=./.cache -cf - . | tar -xf - -C "$dst"

@@ -15,6 +15,7 @@ SRC=("$HERE/fuzz_cloudevent.c" "$ROOT/relay/cloudevent.c")
 FLAGS=(-g -O1 -I"$ROOT/relay" -fno-omit-frame-pointer)
 if [ "$what" = replay ] || [ "$what" = all ]; then
   if echo 'int main(void){return 0;}' | cc -x c -fsanitize=address,undefined -o "$OUT/.probe" - 2>/dev/null; then
+    # shellcheck disable=SC2054  # the commas belong to the flag
     SAN=(-fsanitize=address,undefined -fno-sanitize-recover=all)
     echo "ASan+UBSan" >"$OUT/replay.sanitizers"
   else

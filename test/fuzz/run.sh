@@ -18,5 +18,5 @@ tail -n 15 "$HERE/build/fuzz.log"
 # keep a minimal corpus: merge what the run found into corpus/
 "$HERE/build/fuzz" -merge=1 "$HERE/corpus" "$HERE/build/new" >"$HERE/build/merge.log" 2>&1 || true
 rm -rf "$HERE/build/new"
-echo "corpus: $(ls "$HERE/corpus" | wc -l) inputs; crashes: $(ls "$HERE/crashes" | wc -l)"
+echo "corpus: $(find "$HERE/corpus" -mindepth 1 -maxdepth 1 | wc -l) inputs; crashes: $(find "$HERE/crashes" -mindepth 1 -maxdepth 1 | wc -l)"
 exit $rc

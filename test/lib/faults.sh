@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # sets variables for the scripts that source it
 # Helpers for the fault-matrix tests (test/05NN-*.sh).  Source it; it brings
 # test/lib/relay.sh (rl_setup, rl_relay, rl_wait, q, fail, pass, ...) and
 # defines fl_* functions: the history checker's triggers, concurrent writers

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # sets variables for the scripts that source it
 # Sourceable helpers for integration tests that need PostgreSQL.
 # scripts/test starts one server and exports PGHOST/PGPORT/PGUSER; a test
 # run on its own starts (and, on exit, stops) its own.

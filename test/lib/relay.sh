@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # sets variables for the scripts that source it
 # Helpers for the relay integration tests (test/01NN-*.sh).  Source it; it
 # brings test/lib/pg.sh (q, fresh_db, make_tasks_table, fail, pass) and
 # test/lib/kafka.sh (kafka_start, kafka_records, kafka_wait_count,
@@ -15,7 +17,6 @@ RL_KAFKA=0
 # rl_setup NAME [kafka|nokafka]: database relay_NAME with an attached tasks
 # table, a fresh broker with the default topics, a work dir in $WORK.
 rl_setup() {
-  RL_NAME=$1
   DB=relay_$1
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/relay-test-$1.XXXXXX")
   trap rl_cleanup EXIT

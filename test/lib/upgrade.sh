@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # sets variables for its callers and for pg.sh's functions
 # Helpers for the upgrade tests (test/07NN-*.sh).  Source it after
 # test/lib/pg.sh (or relay.sh).  An upgrade test never touches the
 # PostgreSQL installation the rest of the suite uses: it copies that
