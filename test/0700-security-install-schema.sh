@@ -15,16 +15,12 @@ ensure_pg
 DB=sec_install
 cleanup() {
   local st=$?
-  dropdb --if-exists "$DB" >/dev/null 2>&1 || true
-  q -d postgres -c "DROP ROLE IF EXISTS chk_dbowner" >/dev/null 2>&1 || true
+  drop_owned_db "$DB" chk_dbowner
   release_pg
   exit $st
 }
 trap cleanup EXIT
-dropdb --if-exists "$DB" >/dev/null 2>&1 || true
-q -d postgres -c "DROP ROLE IF EXISTS chk_dbowner" >/dev/null
-q -d postgres -c "CREATE ROLE chk_dbowner LOGIN"
-q -d postgres -c "CREATE DATABASE $DB OWNER chk_dbowner"
+owned_db "$DB" chk_dbowner
 
 # the database owner's trap: a recorder and a look-alike format()
 q -d "$DB" -U chk_dbowner <<'SQL'

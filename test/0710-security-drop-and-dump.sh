@@ -14,18 +14,14 @@ work=$(mktemp -d)
 chmod 755 "$work"
 cleanup() {
   local st=$?
-  dropdb --if-exists "$DB" >/dev/null 2>&1 || true
   dropdb --if-exists "${DB}_restored" >/dev/null 2>&1 || true
-  q -d postgres -c "DROP ROLE IF EXISTS chk_owner" >/dev/null 2>&1 || true
+  drop_owned_db "$DB" chk_owner
   rm -rf "$work"
   release_pg
   exit $st
 }
 trap cleanup EXIT
-dropdb --if-exists "$DB" >/dev/null 2>&1 || true
-q -d postgres -c "DROP ROLE IF EXISTS chk_owner" >/dev/null
-q -d postgres -c "CREATE ROLE chk_owner LOGIN"
-q -d postgres -c "CREATE DATABASE $DB OWNER chk_owner"
+owned_db "$DB" chk_owner
 q -d "$DB" -c "CREATE EXTENSION pg_taskevents"
 make_tasks_table "$DB" >/dev/null
 q -d "$DB" -c "ALTER TABLE public.tasks OWNER TO chk_owner"

@@ -24,6 +24,25 @@ createdb bench
 export PGDATABASE=bench   # q and psql below
 q -f "$here/setup.sql" >/dev/null
 now_ms() { date +%s%3N; }
+# due_bench_fire N: insert N tasks of bench_fire due in 2 hours (their
+# reminder, 24 h lead, is due now)
+due_bench_fire() {
+  q -c "INSERT INTO bench_fire (user_id, title, due_date)
+        SELECT 'user' || (i % 1000), 'task ' || i, now() + interval '2 hours'
+          FROM generate_series(1, $1) i" >/dev/null
+}
+# fire_all: fire every due reminder in batches of 1000; sets FIRED and
+# FIRE_MS (wall time)
+fire_all() {
+  local t0 n
+  t0=$(now_ms); FIRED=0
+  while :; do
+    n=$(q -c "SELECT taskevents.fire_due_reminders(now(), 1000)")
+    [ "$n" -eq 0 ] && break
+    FIRED=$((FIRED + n))
+  done
+  FIRE_MS=$(( $(now_ms) - t0 ))
+}
 
 echo "== 1. completing a task: recurring vs non-recurring (${secs}s x $rounds rounds, 4 clients)"
 # enough open tasks for every round: ids 1..pool, due in 30 days
@@ -59,19 +78,10 @@ echo
 echo "== 2. firing $fire_n due reminders in batches of 1000"
 q -c "SELECT taskevents.detach('bench_rec', force => true), taskevents.detach('bench_once', force => true)" \
   -c "TRUNCATE bench_rec, bench_once, taskevents.reminders" >/dev/null
-# due in 2 hours: the reminder (24 h lead) is due now
-q -c "INSERT INTO bench_fire (user_id, title, due_date)
-      SELECT 'user' || (i % 1000), 'task ' || i, now() + interval '2 hours'
-        FROM generate_series(1, $fire_n) i" >/dev/null
+due_bench_fire "$fire_n"
 q -c "VACUUM ANALYZE" >/dev/null
-t0=$(now_ms); fired=0
-while :; do
-  n=$(q -c "SELECT taskevents.fire_due_reminders(now(), 1000)")
-  [ "$n" -eq 0 ] && break
-  fired=$((fired + n))
-done
-t1=$(now_ms)
-awk -v n="$fired" -v ms=$((t1 - t0)) 'BEGIN {
+fire_all
+awk -v n="$FIRED" -v ms="$FIRE_MS" 'BEGIN {
   printf "fired %d reminders in %.1f s: %.0f reminders/s, %.3f ms per reminder\n", n, ms / 1000, n * 1000 / ms, ms / n }'
 
 echo
@@ -88,19 +98,11 @@ for size in ${SIZES:-100000 250000 500000 1000000}; do
                  CASE WHEN i % 5 = 0 THEN NULL ELSE now() END
             FROM generate_series(1, $add) i" >/dev/null
   fi
-  q -c "INSERT INTO bench_fire (user_id, title, due_date)
-        SELECT 'user' || (i % 1000), 'task ' || i, now() + interval '2 hours'
-          FROM generate_series(1, 10000) i" >/dev/null
+  due_bench_fire 10000
   q -c "VACUUM ANALYZE taskevents.reminders" >/dev/null
   rows=$(q -c "SELECT count(*) FROM taskevents.reminders")
-  t0=$(now_ms); fired=0
-  while :; do
-    n=$(q -c "SELECT taskevents.fire_due_reminders(now(), 1000)")
-    [ "$n" -eq 0 ] && break
-    fired=$((fired + n))
-  done
-  t1=$(now_ms)
-  awk -v rows="$rows" -v n="$fired" -v ms=$((t1 - t0)) 'BEGIN {
+  fire_all
+  awk -v rows="$rows" -v n="$FIRED" -v ms="$FIRE_MS" 'BEGIN {
     printf "reminders table %8d rows: fired %d in %.2f s, %.3f ms per reminder\n", rows, n, ms / 1000, ms / n }'
 done
 q -c "EXPLAIN (COSTS OFF) SELECT m.reminder_id FROM taskevents.reminders m

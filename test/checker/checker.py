@@ -64,6 +64,14 @@ def consume(brokers, topic):
     return msgs
 
 
+def payload_json(m):
+    """A consumed record's value as JSON (None: no value, or not JSON)."""
+    try:
+        return json.loads(m["payload"]) if m.get("payload") is not None else None
+    except ValueError:
+        return None
+
+
 def event_key(ev):
     """The checker's name of an event, from its CloudEvent (None if foreign)."""
     if not isinstance(ev, dict):
@@ -125,10 +133,7 @@ def check(args):
     for t in main_topics:
         for m in consume(args.brokers, t):
             pos = "%s/%d@%d" % (t, m["partition"], m["offset"])
-            try:
-                ev = json.loads(m["payload"]) if m.get("payload") is not None else None
-            except ValueError:
-                ev = None
+            ev = payload_json(m)
             if not isinstance(ev, dict) or ev.get("specversion") != "1.0" or not isinstance(ev.get("id"), str) \
                     or m["hdr"].get("content-type") != CT_STRUCTURED:
                 invalid.append(pos)
@@ -155,10 +160,7 @@ def check(args):
     for t in dlq_topics:
         for m in consume(args.brokers, t):
             pos = "%s/%d@%d" % (t, m["partition"], m["offset"])
-            try:
-                ev = json.loads(m["payload"]) if m.get("payload") is not None else None
-            except ValueError:
-                ev = None
+            ev = payload_json(m)
             k = event_key(ev)
             ce_id = ev.get("id") if isinstance(ev, dict) else None
             if k is None and isinstance(ce_id, str):

@@ -31,6 +31,21 @@ fresh_db() {
   q -d "$1" -c "CREATE EXTENSION pg_taskevents"
 }
 
+# owned_db DB ROLE: a new database DB owned by ROLE, a new LOGIN role that
+# is no superuser (the security tests' hostile database owner); any old
+# DB and ROLE are dropped first.  drop_owned_db DB ROLE removes both and
+# never fails (for an EXIT trap).
+owned_db() {
+  dropdb --if-exists "$1" >/dev/null 2>&1 || true
+  q -d postgres -c "DROP ROLE IF EXISTS $2" >/dev/null
+  q -d postgres -c "CREATE ROLE $2 LOGIN"
+  q -d postgres -c "CREATE DATABASE $1 OWNER $2"
+}
+drop_owned_db() {
+  dropdb --if-exists "$1" >/dev/null 2>&1 || true
+  q -d postgres -c "DROP ROLE IF EXISTS $2" >/dev/null 2>&1 || true
+}
+
 # make_tasks_table DB [TABLE]: the brief's tasks table (test/lib/tasks.sql),
 # attached, in database DB; TABLE defaults to public.tasks.
 make_tasks_table() {
