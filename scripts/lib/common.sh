@@ -43,6 +43,23 @@ build_install() {
   $SUDO make -C "$PGTE_ROOT" -s install >/dev/null || die "make install failed"
 }
 
+# go_build DIR NAME [VAR=VALUE...]: build the Go program in DIR into
+# ${PGTE_GO_BIN:-.cache/go at the top of the checkout}/NAME (ignored by
+# git), with VAR=VALUE... in its environment, unless the binary is newer
+# than every source file; print the binary's path.  Modules come through
+# the Go module proxy into Go's module cache (outside the repository);
+# go.sum pins them.
+go_build() {
+  local dir=$1 out=${PGTE_GO_BIN:-$PGTE_ROOT/.cache/go}/$2
+  shift 2
+  command -v go >/dev/null || { echo "go_build: go is not installed" >&2; return 1; }
+  if [ ! -x "$out" ] || [ -n "$(find "$dir" -newer "$out" \( -name '*.go' -o -name go.mod -o -name go.sum \) | head -1)" ]; then
+    mkdir -p "$(dirname "$out")"
+    (cd "$dir" && env "$@" go build -trimpath -o "$out" .) >&2 || return 1
+  fi
+  echo "$out"
+}
+
 # install_script DIR: the extension's install script in DIR
 # (pg_taskevents--X.Y.Z.sql, not an upgrade script A--B); nothing if none.
 install_script() {
