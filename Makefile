@@ -21,9 +21,15 @@ OBJS = \
 	extension/previous.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,
-# so each concern keeps its own file (as pg_partman does).
+# so each concern keeps its own file (as pg_partman does).  The update
+# scripts to this version are built from extension/updates/A--$(EXTVERSION).sql
+# and the install script (extension/updates/build.awk says how); update
+# scripts of released versions are kept in extension/ as they were built.
 SQL_PARTS = $(sort $(wildcard extension/sql/*.sql))
-DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+TE_INSTALL_SQL = $(EXTENSION)--$(EXTVERSION).sql
+TE_UPDATE_SOURCES = $(wildcard extension/updates/*--$(EXTVERSION).sql)
+TE_UPDATE_SQL = $(patsubst extension/updates/%.sql,$(EXTENSION)--%.sql,$(TE_UPDATE_SOURCES))
+DATA_built = $(TE_INSTALL_SQL) $(TE_UPDATE_SQL)
 DATA = $(filter-out $(DATA_built),$(wildcard extension/$(EXTENSION)--*--*.sql))
 
 TESTS = $(sort $(wildcard sql/*.sql))
@@ -44,8 +50,11 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(DATA_built): $(SQL_PARTS) $(EXTENSION).control
+$(TE_INSTALL_SQL): $(SQL_PARTS) $(EXTENSION).control
 	cat $(SQL_PARTS) > $@
+
+$(TE_UPDATE_SQL): $(EXTENSION)--%.sql: extension/updates/%.sql extension/updates/build.awk $(TE_INSTALL_SQL)
+	awk -f extension/updates/build.awk $(TE_INSTALL_SQL) $< > $@.tmp && mv $@.tmp $@
 
 $(OBJS): extension/taskevents.h extension/compat.h .pg-build-id
 
@@ -73,8 +82,8 @@ endif
 relay:
 	$(MAKE) -C relay PG_CONFIG=$(PG_CONFIG) RELAY_VERSION=$(EXTVERSION)
 
-check-exports: $(shlib) $(DATA_built)
-	scripts/check-exports $(shlib) $(DATA_built)
+check-exports: $(shlib) $(TE_INSTALL_SQL)
+	scripts/check-exports $(shlib) $(TE_INSTALL_SQL)
 
 install-relay:
 	$(MAKE) -C relay install PG_CONFIG=$(PG_CONFIG) RELAY_VERSION=$(EXTVERSION) DESTDIR=$(DESTDIR) \

@@ -48,31 +48,14 @@ static SPIPlanPtr RegistryPlan = NULL;
 static SPIPlanPtr EnvelopePlan = NULL;
 
 /*
- * Relcache invalidation callback: mark the entry of the invalidated
- * relation (or every entry, for a full reset) as stale.  No catalog access
- * is allowed here.
+ * Relcache callback: on a full reset, the extension's identity is looked up
+ * again too (the extension may have been dropped and created anew).
  */
 static void
-InvalidateConfig(Datum arg, Oid relid)
+ResetIdentityOnFullReset(Datum arg, Oid relid)
 {
-	HASH_SEQ_STATUS status;
-	TableConfig *entry;
-
-	if (ConfigCache == NULL)
-		return;
-
-	if (OidIsValid(relid))
-	{
-		entry = hash_search(ConfigCache, &relid, HASH_FIND, NULL);
-		if (entry != NULL)
-			entry->valid = false;
-		return;
-	}
-
-	hash_seq_init(&status, ConfigCache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		entry->valid = false;
-	ResetExtensionIdentity();
+	if (!OidIsValid(relid))
+		ResetExtensionIdentity();
 }
 
 /*
@@ -82,8 +65,6 @@ InvalidateConfig(Datum arg, Oid relid)
 void
 InitConfigCache(void)
 {
-	HASHCTL		ctl;
-
 	if (ConfigCache != NULL)
 		return;
 
@@ -93,12 +74,9 @@ InitConfigCache(void)
 	ConfigContext = AllocSetContextCreate(CacheMemoryContext,
 										  "taskevents table config",
 										  ALLOCSET_SMALL_SIZES);
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(TableConfig);
-	ctl.hcxt = ConfigContext;
-	ConfigCache = hash_create("taskevents table config", 16, &ctl,
-							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	CacheRegisterRelcacheCallback(InvalidateConfig, (Datum) 0);
+	ConfigCache = CreateRelidCache("taskevents table config", sizeof(TableConfig),
+								   ConfigContext);
+	CacheRegisterRelcacheCallback(ResetIdentityOnFullReset, (Datum) 0);
 }
 
 /*
@@ -443,28 +421,28 @@ LookupTableConfig(Relation rel)
 	if (!found)
 	{
 		memset(((char *) entry) + sizeof(Oid), 0, sizeof(TableConfig) - sizeof(Oid));
-		entry->valid = false;
+		entry->cache.valid = false;
 	}
-	if (!entry->valid)
+	if (!entry->cache.valid)
 	{
 		/*
 		 * Mark valid before loading: an invalidation that arrives while we
 		 * read the registry clears the flag again, and is not lost.
 		 */
-		entry->valid = true;
+		entry->cache.valid = true;
 		PG_TRY();
 		{
 			LoadTableConfig(rel, entry, &attached);
 		}
 		PG_CATCH();
 		{
-			entry->valid = false;
+			entry->cache.valid = false;
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
 		if (!attached)
 		{
-			entry->valid = false;
+			entry->cache.valid = false;
 			return NULL;
 		}
 	}

@@ -58,8 +58,7 @@ typedef enum SpawnSource
  */
 typedef struct SpawnPlan
 {
-	Oid			relid;			/* hash key */
-	bool		valid;
+	RelidCacheEntry cache;		/* relid (the hash key), valid */
 	SPIPlanPtr	plan;
 	int			nparams;
 	AttrNumber *attnums;		/* per parameter: column of the table */
@@ -71,36 +70,16 @@ static SPIPlanPtr AnchorPlan = NULL;
 static SPIPlanPtr ClaimPlan = NULL;
 static SPIPlanPtr LinkPlan = NULL;
 
-static void
-InvalidateSpawnPlan(Datum arg, Oid relid)
-{
-	HASH_SEQ_STATUS status;
-	SpawnPlan  *entry;
-
-	if (SpawnPlans == NULL)
-		return;
-	hash_seq_init(&status, SpawnPlans);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		if (!OidIsValid(relid) || entry->relid == relid)
-			entry->valid = false;
-}
-
 /*
  * Set up the per-table plan cache.  Called once from _PG_init.
  */
 void
 InitRecurrenceCache(void)
 {
-	HASHCTL		ctl;
-
 	if (SpawnPlans != NULL)
 		return;
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(SpawnPlan);
-	ctl.hcxt = TopMemoryContext;
-	SpawnPlans = hash_create("taskevents spawn plans", 16, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	CacheRegisterRelcacheCallback(InvalidateSpawnPlan, (Datum) 0);
+	SpawnPlans = CreateRelidCache("taskevents spawn plans", sizeof(SpawnPlan),
+								  TopMemoryContext);
 }
 
 /*
@@ -417,7 +396,7 @@ BuildSpawnPlan(TableConfig *cfg, Relation rel, SpawnPlan *entry)
 				   cols.data, vals.data,
 				   quote_identifier(NameStr(idatt->attname)));
 	entry->plan = PrepareAs(rel->rd_rel->relowner, sql, entry->nparams, argtypes, false);
-	entry->valid = true;
+	entry->cache.valid = true;
 }
 
 /*
@@ -551,12 +530,12 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	entry = hash_search(SpawnPlans, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
-		entry->valid = false;
+		entry->cache.valid = false;
 		entry->plan = NULL;
 		entry->attnums = NULL;
 		entry->sources = NULL;
 	}
-	if (!entry->valid)
+	if (!entry->cache.valid)
 		BuildSpawnPlan(cfg, rel, entry);
 
 	values = palloc(sizeof(Datum) * Max(entry->nparams, 1));

@@ -38,6 +38,7 @@
 #include "lib/stringinfo.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 #include "pgtime.h"
@@ -75,6 +76,13 @@ typedef enum TaskEventKind
 	TASK_EVENT_DELETED
 } TaskEventKind;
 
+/* The first members of every entry of a CreateRelidCache() table. */
+typedef struct RelidCacheEntry
+{
+	Oid			relid;			/* hash key */
+	bool		valid;			/* false once a relcache inval arrived */
+} RelidCacheEntry;
+
 /*
  * Cached configuration of one attached table: its registry row plus the
  * attribute numbers of the configured columns (InvalidAttrNumber where a
@@ -82,8 +90,7 @@ typedef enum TaskEventKind
  */
 typedef struct TableConfig
 {
-	Oid			relid;			/* hash key */
-	bool		valid;			/* false once a relcache inval arrived */
+	RelidCacheEntry cache;		/* relid (the hash key), valid */
 	char	   *topic;
 	char	   *source;
 	char	   *pubsubname;
@@ -128,6 +135,9 @@ extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
 extern int64 SpiGetInt8(HeapTuple tup, TupleDesc desc, int col);
 extern TimestampTz SpiGetTimestamp(HeapTuple tup, TupleDesc desc, int col);
 extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
+
+
+extern HTAB *CreateRelidCache(const char *name, Size entrysize, MemoryContext cxt);
 extern char *QualifiedEqualityOperator(Oid typid);
 extern void EnterRoleContext(Oid role, RoleContext *ctx);
 extern void LeaveRoleContext(RoleContext *ctx);

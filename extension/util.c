@@ -28,6 +28,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/resowner.h"
@@ -117,6 +119,51 @@ DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
 											  elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * Relcache invalidation callback of a cache made by CreateRelidCache(): mark
+ * the entry of the invalidated relation (or every entry, for a full reset)
+ * stale.  No catalog access is allowed here.
+ */
+static void
+InvalidateRelidCache(Datum arg, Oid relid)
+{
+	HTAB	   *cache = (HTAB *) DatumGetPointer(arg);
+	HASH_SEQ_STATUS status;
+	RelidCacheEntry *entry;
+
+	if (OidIsValid(relid))
+	{
+		entry = hash_search(cache, &relid, HASH_FIND, NULL);
+		if (entry != NULL)
+			entry->valid = false;
+		return;
+	}
+	hash_seq_init(&status, cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+/*
+ * A hash table of per-relation entries, keyed by the relation's OID, in
+ * memory context cxt; every entry starts with a RelidCacheEntry, whose
+ * valid flag turns false when the relation's relcache entry is invalidated
+ * (the user of the cache rebuilds a stale entry before using it).
+ */
+HTAB *
+CreateRelidCache(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+	HTAB	   *cache;
+
+	Assert(entrysize >= sizeof(RelidCacheEntry));
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cxt;
+	cache = hash_create(name, 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterRelcacheCallback(InvalidateRelidCache, PointerGetDatum(cache));
+	return cache;
 }
 
 /*

@@ -70,6 +70,12 @@ UPDATE tasks SET completed = true WHERE title = 'weekly review' OR id % 7 = 0;
 DELETE FROM tasks WHERE id % 9 = 0;
 SELECT taskevents.publish('tasks', 'com.example.custom', '{"k": 1}', 'user4');
 SQL
+# roles given the relay's, a consumer's and an analyst's rights under 0.1.0
+q -d "$DB" >/dev/null <<'SQL'
+CREATE ROLE te_relay_old LOGIN; SELECT taskevents.grant_relay('te_relay_old');
+CREATE ROLE te_consumer_old; SELECT taskevents.grant_consumer('te_consumer_old');
+CREATE ROLE te_analyst_old; SELECT taskevents.grant_analytics('te_analyst_old');
+SQL
 q -d "$DB" -c "SELECT topic || ' ' || (event->>'id') FROM taskevents.pending_events ORDER BY id" >"$WORK/pending-before"
 npending=$(wc -l <"$WORK/pending-before")
 [ "$npending" -ge 40 ] || fail "expected at least 40 pending events before the upgrade, got $npending"
@@ -99,12 +105,32 @@ diff -u "$WORK/pending-before" "$WORK/pending-after" || fail "the pending events
 npending=$(wc -l <"$WORK/pending-before")
 pass "ALTER EXTENSION pg_taskevents UPDATE: $UP_OLD_VERSION -> $NEW_VERSION, $npending events still pending, ids unchanged (a write between the new files and the update: $between)"
 
+# The roles granted under 0.1.0 hold exactly what 0.2.0's grant functions
+# give a new role (relay_wait() and the maintenance list for the relay...).
+privs() {
+  q -d "$DB" -c "SELECT string_agg(x, ', ' ORDER BY x) FROM (
+      SELECT p.oid::regprocedure::text AS x FROM pg_proc p
+       WHERE p.pronamespace = 'taskevents'::regnamespace AND has_function_privilege('$1', p.oid, 'EXECUTE')
+      UNION ALL
+      SELECT c.oid::regclass::text || ' ' || priv FROM pg_class c, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) priv
+       WHERE c.relnamespace = 'taskevents'::regnamespace AND has_table_privilege('$1', c.oid, priv)) s"
+}
+for kind in relay consumer analyst; do
+  fn=grant_$kind; [ $kind = analyst ] && fn=grant_analytics
+  q -d "$DB" -c "CREATE ROLE te_${kind}_new; SELECT taskevents.$fn('te_${kind}_new')" >/dev/null
+  old_privs=$(privs te_${kind}_old); new_privs=$(privs te_${kind}_new)
+  [ -n "$new_privs" ] || fail "$fn gives a new role nothing"
+  [ "$old_privs" = "$new_privs" ] || fail "the $kind role granted under $UP_OLD_VERSION: $old_privs; granted under $NEW_VERSION: $new_privs"
+done
+pass "roles granted the relay's, a consumer's and an analyst's rights under $UP_OLD_VERSION hold what $NEW_VERSION's grant functions give"
+
 # the upgraded extension in use: new writes, in a new session (the new library)
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('user5', 'after the upgrade')"
 q -d "$DB" -c "UPDATE tasks SET title = 'renamed after the upgrade' WHERE title = 'pending 2'"
 
 # --- the current relay takes over -------------------------------------------
-rl_once new || fail "the $NEW_VERSION relay failed"
+rl_once new --db "dbname=$DB user=te_relay_old" \
+  || fail "the $NEW_VERSION relay, as the role granted under $UP_OLD_VERSION, failed"
 rl_log_has new "\"version\":\"$NEW_VERSION\"" || fail "the new relay does not say it is $NEW_VERSION"
 [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 ] || fail "events still pending"
 # every event exactly once, ids as in the outbox, per-user order kept
