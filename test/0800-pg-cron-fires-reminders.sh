@@ -57,7 +57,7 @@ until fired; do
   sleep 0.5
 done
 [ "$(q -d appdb -c "SELECT count(*) FROM taskevents.notifications WHERE user_id = 'alice'")" = 1 ] || fail "no notification"
-[ "$(q -d appdb -c "SELECT count(*) FROM taskevents.outbox WHERE event->>'type' = 'reminder.triggered'")" = 1 ] \
+[ "$(q -d appdb -c "SELECT count(*) FROM taskevents.outbox_events WHERE event->>'type' = 'reminder.triggered'")" = 1 ] \
   || fail "no reminder.triggered event"
 [ "$(q -d postgres -c "SELECT count(*) FROM cron.job_run_details WHERE status = 'succeeded'")" -ge 1 ] \
   || fail "the cron job run is not recorded as succeeded"
