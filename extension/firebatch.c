@@ -416,4 +416,3 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 	SetDueState(r, n, DUE_FIRED);
 	SetDueState(r, n, DUE_CANCELLED);
 }
-

@@ -341,7 +341,7 @@ EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 		cfg->reminders_envelope : cfg->whole_envelope;
 	f.topic = topic;
 	f.partition_key = partition_key;
-	f.type = type + strlen(prefix);	/* the envelope has the prefix */
+	f.type = type + strlen(prefix); /* the envelope has the prefix */
 	f.subject = subject;
 	f.traceparent = taskevents_traceparent;
 	f.data = json;

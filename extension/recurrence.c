@@ -451,8 +451,8 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		Oid			argtypes[3] = {OIDOID, TEXTOID, TIMESTAMPTZOID};
 
 		AnchorPlan = PrepareAs(TaskeventsOwner(), "SELECT s.series_anchor FROM taskevents.recurrence_spawned s"
-								 " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-								 " AND s.next_task_id OPERATOR(pg_catalog.=) $2"
+							   " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+							   " AND s.next_task_id OPERATOR(pg_catalog.=) $2"
 							   " AND s.next_due OPERATOR(pg_catalog.=) $3",
 							   3, argtypes, true);
 	}
@@ -461,8 +461,8 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		Oid			argtypes[4] = {OIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 
 		ClaimPlan = PrepareAs(TaskeventsOwner(), "INSERT INTO taskevents.recurrence_spawned"
-								" (task_table, task_id, series_anchor, next_due)"
-								" VALUES ($1::pg_catalog.regclass, $2, $3, $4)"
+							  " (task_table, task_id, series_anchor, next_due)"
+							  " VALUES ($1::pg_catalog.regclass, $2, $3, $4)"
 							  " ON CONFLICT DO NOTHING",
 							  4, argtypes, false);
 	}
@@ -471,9 +471,9 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		Oid			argtypes[3] = {OIDOID, TEXTOID, TEXTOID};
 
 		LinkPlan = PrepareAs(TaskeventsOwner(), "UPDATE taskevents.recurrence_spawned s SET next_task_id = $3"
-							   " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-							   " AND s.task_id OPERATOR(pg_catalog.=) $2",
-							  3, argtypes, true);
+							 " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+							 " AND s.task_id OPERATOR(pg_catalog.=) $2",
+							 3, argtypes, true);
 	}
 
 	/*

@@ -269,10 +269,10 @@ ScheduleReminder(TableConfig *cfg, Oid relid, ReminderView *v, TimestampTz now)
 		TIMESTAMPTZOID, TIMESTAMPTZOID};
 
 		/*
-		 * $5 is when the reminder fires (never before now), $6 when it
-		 * should have fired: a reminder that fired at or after $6 already
-		 * covers the new due date.  Every column compared is NOT NULL, so
-		 * plain equality says what IS DISTINCT FROM would.
+		 * $5 is when the reminder fires (never before now), $6 when it should
+		 * have fired: a reminder that fired at or after $6 already covers the
+		 * new due date.  Every column compared is NOT NULL, so plain equality
+		 * says what IS DISTINCT FROM would.
 		 */
 		SchedulePlan = PrepareAs(TaskeventsOwner(),
 								 "INSERT INTO taskevents.reminders AS r"
@@ -344,8 +344,8 @@ UpdateReminder(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
 
 	/*
 	 * The cheap facts first (completion, due date): most writes of a task
-	 * with no due date, or of a completed one, end here without rendering
-	 * any value as text.
+	 * with no due date, or of a completed one, end here without rendering any
+	 * value as text.
 	 */
 	if (has_old)
 		ReadDue(cfg, desc, trigdata->tg_trigtuple, &oldv);

@@ -37,16 +37,20 @@ DropsExtension(DropStmt *stmt)
 	if (stmt->removeType == OBJECT_EXTENSION)
 	{
 		foreach(lc, stmt->objects)
+		{
 			if (strcmp(strVal(lfirst(lc)), "pg_taskevents") == 0)
 				return true;
+		}
 		return false;
 	}
 	if (stmt->removeType != OBJECT_SCHEMA || stmt->behavior != DROP_CASCADE)
 		return false;
 	schema = get_namespace_name(TaskeventsSchema());
 	foreach(lc, stmt->objects)
+	{
 		if (schema != NULL && strcmp(strVal(lfirst(lc)), schema) == 0)
 			return true;
+	}
 	return false;
 }
 

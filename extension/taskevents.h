@@ -106,11 +106,12 @@ typedef struct TableConfig
 	/* output functions for the key and the user id */
 	FmgrInfo	id_out;
 	FmgrInfo	user_id_out;
+
 	/*
 	 * The envelopes of its events (taskevents.envelopes): task.* events carry
-	 * only the row's values when an envelope holds the table's current
-	 * column names (values_envelope), else the whole row (whole_envelope);
-	 * reminder.* events use reminders_envelope.
+	 * only the row's values when an envelope holds the table's current column
+	 * names (values_envelope), else the whole row (whole_envelope); reminder.*
+	 * events use reminders_envelope.
 	 */
 	int32		values_envelope;	/* 0: none for the current columns */
 	AttrNumber	values_skip_subject;	/* columns the values envelope derives */

@@ -186,9 +186,10 @@ task_trigger(PG_FUNCTION_ARGS)
 	else
 	{
 		row = trigdata->tg_newtuple;
+
 		/*
-		 * fire_due_reminders() setting reminder_sent_at is bookkeeping, not
-		 * a change of the task, even when a BEFORE trigger of the app also
+		 * fire_due_reminders() setting reminder_sent_at is bookkeeping, not a
+		 * change of the task, even when a BEFORE trigger of the app also
 		 * touched another column (say updated_at).
 		 */
 		if (IsReminderBookkeepingUpdate(RelationGetRelid(rel)) ||
@@ -214,8 +215,8 @@ task_trigger(PG_FUNCTION_ARGS)
 
 	/*
 	 * The event's facts.  The data is the row: its values alone when the
-	 * table's envelope holds its current column names, else row_to_json()
-	 * of it (cloudevent.c renders the same text from either).
+	 * table's envelope holds its current column names, else row_to_json() of
+	 * it (cloudevent.c renders the same text from either).
 	 */
 	memset(&f, 0, sizeof(f));
 	GenerateUuidV7(&f.event_id);
