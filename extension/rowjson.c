@@ -407,6 +407,26 @@ AppendDerived(StringInfo buf, const DerivedValue *d)
 }
 
 /*
+ * Append the members of the derived columns from column col (0-based) on,
+ * as long as the next column is derived; returns the next column.
+ */
+static int
+AppendDerivedColumns(StringInfo buf, char **escaped_names, int nnames, int col,
+					 const DerivedValue *d1, const DerivedValue *d2)
+{
+	while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
+	{
+		if (col > 0)
+			appendStringInfoChar(buf, ',');
+		appendStringInfoString(buf, escaped_names[col]);
+		appendStringInfoChar(buf, ':');
+		AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
+		col++;
+	}
+	return col;
+}
+
+/*
  * Append the JSON object of column names and values: what row_to_json()
  * makes of a row, from its names (each already JSON-escaped), the text
  * AppendRowValues() wrote and the derived values (column positions 1..n,
@@ -433,15 +453,7 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 		char		c = i < len ? values[i] : ',';
 
 		/* derived columns take no text from values */
-		while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
-		{
-			if (col > 0)
-				appendStringInfoChar(buf, ',');
-			appendStringInfoString(buf, escaped_names[col]);
-			appendStringInfoChar(buf, ':');
-			AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
-			col++;
-		}
+		col = AppendDerivedColumns(buf, escaped_names, nnames, col, d1, d2);
 		if (col >= nnames)
 			break;
 		if (in_string)
@@ -470,15 +482,7 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 		}
 	}
 	/* derived columns after the last stored value */
-	while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
-	{
-		if (col > 0)
-			appendStringInfoChar(buf, ',');
-		appendStringInfoString(buf, escaped_names[col]);
-		appendStringInfoChar(buf, ':');
-		AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
-		col++;
-	}
+	col = AppendDerivedColumns(buf, escaped_names, nnames, col, d1, d2);
 	if (col != nnames || from < len)
 	{
 		buf->len = start;
