@@ -37,6 +37,7 @@ bench_pg_start() {
   export PGTE_PGCONF="shared_buffers = '512MB'
 max_wal_size = '4GB'
 synchronous_commit = ${SYNC:-on}
+shared_preload_libraries = 'pg_taskevents'
 ${2:-}"
   ensure_packages
   [ -n "${SKIP_BUILD:-}" ] || build_install

@@ -1,11 +1,12 @@
 /*
  * db.c
  *		The SQL relay protocol over one libpq connection: lease, position,
- *		tick, fetch, ack, dead letters and maintenance.  Every call is a
+ *		tick, fetch, ack and dead letters.  Every call is a
  *		prepared statement with parameters, in its own (autocommit, READ
- *		COMMITTED) transaction.  dbside.c runs the backlog sample and the
- *		reminders hook on a second connection; both are opened by db_open()
- *		(dbopen.c), which pins search_path to pg_catalog, pg_temp.
+ *		COMMITTED) transaction.  dbside.c runs the maintenance list and the
+ *		backlog sample on a second connection, wake.c waits for commits on a
+ *		third; all are opened by db_open() (dbopen.c), which pins search_path
+ *		to pg_catalog, pg_temp.
  *
  * Every function, operator and cast in the statements below is
  * schema-qualified too: nothing the relay sends can be redirected to an
@@ -65,7 +66,6 @@ static const statement statements[] = {
 	{"ack", "SELECT taskevents.relay_ack($1, $2, $3, $4, $5)"},
 	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, "
 	"pg_catalog.to_timestamp($10::pg_catalog.float8))"},
-	{"maintain", "SELECT taskevents.maintain()"},
 };
 
 const char *
@@ -208,6 +208,7 @@ run(const char *name, int nparams, const char *const *params, PGresult **out)
 	}
 	prefetch_collect();
 	started = mono_us();
+	atomic_fetch_add(&metrics.db_calls, 1);
 	res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
 	st = PQresultStatus(res);
 	started = mono_us() - started;
@@ -457,17 +458,4 @@ db_dead_letter(const char *consumer, int64_t epoch, int64_t outbox_id, const cha
 	if (r == DB_OK)
 		PQclear(res);
 	return r;
-}
-
-db_result
-db_maintain(int *truncated)
-{
-	PGresult   *res;
-	db_result	r = run("maintain", 0, NULL, &res);
-
-	if (r != DB_OK)
-		return r;
-	*truncated = (int) getint(res, 0, 0);
-	PQclear(res);
-	return DB_OK;
 }

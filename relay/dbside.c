@@ -1,14 +1,21 @@
 /*
  * dbside.c
- *		The side connection: housekeeping whose cost grows with the outbox
- *		(relay_backlog() counts it) or is not ours to bound
- *		(fire_due_reminders()) runs here, asynchronously, so it never holds
- *		up delivery on the main connection (db.c).  One query at a time;
- *		db_side_poll() collects its result without blocking.
+ *		The side connection: the maintenance list and the backlog sample,
+ *		run asynchronously so that neither ever holds up delivery on the
+ *		main connection (db.c).  One query at a time; db_side_poll()
+ *		collects its result without blocking.
  *
- * This is where a maintenance list (each feature's periodic operations
- * with their intervals, run in turn) would plug in: db_side_begin() takes
- * the next due operation, db_side_poll() reports its outcome.
+ * The maintenance list is the extension's, in the manner of PgQ's
+ * maint_operations(): on connecting, the relay asks
+ * taskevents.maintenance_operations() which operations exist and how often
+ * each should run (outbox rotation, relay state rotation, reminders, inbox
+ * pruning, analytics partitions; docs/relay.md shows the list), then runs
+ * each when it is due with taskevents.run_maintenance(operation), which
+ * returns the operation's counts (done, failed).  The relay knows no
+ * operation by name: a feature that adds one to the list is run without a
+ * relay change.  --maintain-interval-ms and --reminders-interval-ms, when
+ * set, replace the listed periods (of every operation but the reminders',
+ * and of the reminders', as 0.1.0's maintain() and reminders hook did).
  */
 #include "relay.h"
 
@@ -18,10 +25,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct maint_op
+{
+	int			slot;			/* in metrics.maint[] */
+	int64_t		period_ms;
+	int64_t		next_at;
+	bool		reminders;		/* feature 'reminders' */
+} maint_op;
+
 static PGconn *side;
 static db_side_kind side_kind = DB_SIDE_NONE;
-static bool side_reminders;
+static maint_op ops[RELAY_MAX_MAINT_OPS];
+static int	n_ops;
+static int	running = -1;		/* index in ops[] of the operation in flight */
 static int64_t side_started;
+static int64_t next_backlog;
+static int64_t reconnect_at;
 
 bool
 db_side_busy(void)
@@ -36,66 +55,174 @@ side_close(void)
 		PQfinish(side);
 	side = NULL;
 	side_kind = DB_SIDE_NONE;
+	running = -1;
+	n_ops = 0;
 }
 
+/* The metrics slot of operation name: existing slots are never renamed. */
+static int
+metrics_slot(const char *name)
+{
+	int			n = atomic_load(&metrics.n_maint);
+
+	for (int i = 0; i < n; i++)
+		if (strcmp(metrics.maint[i].name, name) == 0)
+			return i;
+	if (n == RELAY_MAX_MAINT_OPS)
+		return -1;
+	snprintf(metrics.maint[n].name, sizeof(metrics.maint[n].name), "%s", name);
+	atomic_store(&metrics.n_maint, n + 1);	/* after the name: the reader sees it whole */
+	return n;
+}
+
+/* Connect and read the maintenance list. */
 static bool
-side_connect(const char *conninfo)
+side_connect(const relay_config *cfg, int64_t now)
 {
 	char		err[512];
 	PGresult   *res;
+	json_t	   *list;
 
-	side = db_open(conninfo, "taskevents-relay-side", err, sizeof(err));
+	if (now < reconnect_at)
+		return false;
+	reconnect_at = now + 1000;
+	side = db_open(cfg->db, "taskevents-relay-side", err, sizeof(err));
 	if (side == NULL)
 	{
 		log_warn("side database connection failed", "{s:s}", "error", err);
 		return false;
 	}
-	res = PQexec(side, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p "
-				 "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace "
-				 "WHERE n.nspname OPERATOR(pg_catalog.=) 'taskevents'::pg_catalog.name "
-				 "AND p.proname OPERATOR(pg_catalog.=) 'fire_due_reminders'::pg_catalog.name "
-				 "AND p.pronargs OPERATOR(pg_catalog.=) p.pronargdefaults)");
-	side_reminders = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-		strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	res = PQexec(side, "SELECT operation, feature, "
+				 "(extract(epoch FROM period) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
+				 "FROM taskevents.maintenance_operations()");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		log_error("cannot read the maintenance list (taskevents.maintenance_operations(), pg_taskevents 0.2.0 or later)",
+				  "{s:s}", "error", PQresultErrorMessage(res));
+		PQclear(res);
+		PQfinish(side);
+		side = NULL;
+		reconnect_at = now + 30000;
+		return false;
+	}
+	list = json_array();
+	n_ops = 0;
+	for (int i = 0; i < PQntuples(res) && n_ops < RELAY_MAX_MAINT_OPS; i++)
+	{
+		maint_op   *op = &ops[n_ops];
+		int			slot = metrics_slot(PQgetvalue(res, i, 0));
+
+		if (slot < 0)
+			continue;
+		op->slot = slot;
+		op->reminders = strcmp(PQgetvalue(res, i, 1), "reminders") == 0;
+		op->period_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		if (op->reminders && cfg->reminders_interval_ms > 0)
+			op->period_ms = cfg->reminders_interval_ms;
+		else if (!op->reminders && cfg->maintain_interval_ms > 0)
+			op->period_ms = cfg->maintain_interval_ms;
+		if (op->period_ms < 10)
+			op->period_ms = 10;
+		op->next_at = now;
+		json_array_append_new(list, json_pack("{s:s, s:I}", "operation", metrics.maint[slot].name,
+											  "period_ms", (json_int_t) op->period_ms));
+		n_ops++;
+	}
 	PQclear(res);
-	if (side_reminders)
-		log_info("reminders hook on: calling taskevents.fire_due_reminders()", NULL);
+	log_info("maintenance list", "{s:o}", "operations", list);
 	return true;
 }
 
-/* Start kind on the side connection; false when it cannot (or need not). */
-bool
-db_side_begin(const char *conninfo, db_side_kind kind, const char *consumer)
+/* Send one query; false (and the connection closed) when it cannot. */
+static bool
+side_send(db_side_kind kind, const char *sql, const char *param)
 {
-	const char *sql;
-	const char *params[1] = {consumer};
-	int			nparams = 0;
-
-	if (side_kind != DB_SIDE_NONE)
-		return false;
-	if (side == NULL && !side_connect(conninfo))
-		return false;
-	if (kind == DB_SIDE_REMINDERS)
+	if (!PQsendQueryParams(side, sql, 1, NULL, &param, NULL, NULL, 0))
 	{
-		if (!side_reminders)
-			return false;
-		sql = "SELECT taskevents.fire_due_reminders()";
-	}
-	else
-	{
-		sql = "SELECT pending, extract(epoch FROM pg_catalog.clock_timestamp() "
-			"OPERATOR(pg_catalog.-) oldest_pending)::pg_catalog.float8 "
-			"FROM taskevents.relay_backlog($1)";
-		nparams = 1;
-	}
-	if (!PQsendQueryParams(side, sql, nparams, NULL, params, NULL, NULL, 0))
-	{
+		log_warn("side database connection lost", "{s:s}", "error", PQerrorMessage(side));
 		side_close();
 		return false;
 	}
 	side_kind = kind;
 	side_started = mono_ms();
 	return true;
+}
+
+/*
+ * The leader's turn on the side connection: collect what finished, then
+ * start the operation that has been due longest (or the backlog sample).
+ */
+void
+db_side_step(const relay_config *cfg, int64_t now)
+{
+	int			due = -1;
+
+	db_side_poll();
+	if (side_kind != DB_SIDE_NONE)
+		return;
+	if (side == NULL && !side_connect(cfg, now))
+		return;
+	for (int i = 0; i < n_ops; i++)
+		if (ops[i].next_at <= now && (due < 0 || ops[i].next_at < ops[due].next_at))
+			due = i;
+	if (due >= 0)
+	{
+		running = due;
+		ops[due].next_at = now + ops[due].period_ms;
+		side_send(DB_SIDE_MAINTENANCE, "SELECT done, failed FROM taskevents.run_maintenance($1)",
+				  metrics.maint[ops[due].slot].name);
+		return;
+	}
+	/* the backlog counts the outbox: only when /metrics can show it */
+	if (cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0 && now >= next_backlog)
+	{
+		next_backlog = now + cfg->backlog_interval_ms;
+		side_send(DB_SIDE_BACKLOG, "SELECT pending, extract(epoch FROM pg_catalog.clock_timestamp() "
+				  "OPERATOR(pg_catalog.-) oldest_pending)::pg_catalog.float8 "
+				  "FROM taskevents.relay_backlog($1)", cfg->consumer);
+	}
+}
+
+/* When the side connection next has something to start (ms, monotonic). */
+int64_t
+db_side_next_due(const relay_config *cfg)
+{
+	int64_t		next = INT64_MAX;
+
+	if (side == NULL)
+		return reconnect_at;
+	for (int i = 0; i < n_ops; i++)
+		if (ops[i].next_at < next)
+			next = ops[i].next_at;
+	if (cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0 && next_backlog < next)
+		next = next_backlog;
+	return next;
+}
+
+/* The side connection's socket while a query is in flight, else -1. */
+int
+db_side_socket(void)
+{
+	return side_kind != DB_SIDE_NONE ? PQsocket(side) : -1;
+}
+
+static void
+maintenance_result(PGresult *res)
+{
+	maint_op   *op = &ops[running];
+	relay_maint_metrics *m = &metrics.maint[op->slot];
+	long		done = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	long		failed = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+	json_int_t	ms = (json_int_t) (mono_ms() - side_started);
+
+	atomic_fetch_add(&m->runs, 1);
+	atomic_fetch_add(&m->done, done);
+	atomic_fetch_add(&m->failed, failed);
+	if (failed > 0)
+		log_warn("maintenance operation reported failures", "{s:s, s:i, s:i, s:I}",
+				 "operation", m->name, "done", (int) done, "failed", (int) failed, "took_ms", ms);
+	else if (done > 0)
+		log_info("maintenance", "{s:s, s:i, s:I}", "operation", m->name, "done", (int) done, "took_ms", ms);
 }
 
 /* Collect the side query's result when it is ready; never blocks. */
@@ -116,35 +243,31 @@ db_side_poll(void)
 		return;
 	while ((res = PQgetResult(side)) != NULL)
 	{
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		bool		rows = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+
+		if (rows && side_kind == DB_SIDE_BACKLOG)
 		{
-			if (side_kind == DB_SIDE_BACKLOG)
-			{
-				atomic_store(&metrics.backlog, strtol(PQgetvalue(res, 0, 0), NULL, 10));
-				atomic_store(&metrics.oldest_pending_ms, PQgetisnull(res, 0, 1) ? 0 :
-							 (long) (strtod(PQgetvalue(res, 0, 1), NULL) * 1000));
-				log_debug("backlog sampled", "{s:I, s:I}", "count",
-						  (json_int_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-						  "took_ms", (json_int_t) (mono_ms() - side_started));
-			}
-			else if (!PQgetisnull(res, 0, 0) && strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0)
-				log_info("reminders fired", "{s:I}", "count",
-						 (json_int_t) strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+			atomic_store(&metrics.backlog, strtol(PQgetvalue(res, 0, 0), NULL, 10));
+			atomic_store(&metrics.oldest_pending_ms, PQgetisnull(res, 0, 1) ? 0 :
+						 (long) (strtod(PQgetvalue(res, 0, 1), NULL) * 1000));
 		}
+		else if (rows && side_kind == DB_SIDE_MAINTENANCE)
+			maintenance_result(res);
 		else if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
-			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-			log_warn(side_kind == DB_SIDE_BACKLOG ? "relay_backlog() failed" : "fire_due_reminders() failed",
-					 "{s:s}", "error", PQresultErrorMessage(res));
-			/* not granted or gone: stop calling it until the next connect */
-			if (side_kind == DB_SIDE_REMINDERS && state &&
-				(strcmp(state, "42501") == 0 || strcmp(state, "42883") == 0))
-				side_reminders = false;
+			if (side_kind == DB_SIDE_MAINTENANCE)
+			{
+				atomic_fetch_add(&metrics.maint[ops[running].slot].errors, 1);
+				log_warn("maintenance operation failed", "{s:s, s:s}", "operation",
+						 metrics.maint[ops[running].slot].name, "error", PQresultErrorMessage(res));
+			}
+			else
+				log_warn("relay_backlog() failed", "{s:s}", "error", PQresultErrorMessage(res));
 		}
 		PQclear(res);
 	}
 	side_kind = DB_SIDE_NONE;
+	running = -1;
 }
 
 void

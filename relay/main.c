@@ -13,6 +13,7 @@
 #include "relay.h"
 
 #include <jansson.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,6 @@ static int64_t next_renew;
 static int64_t next_lease_try;
 static int64_t reconnect_at;
 static int	reconnect_backoff = 100;
-static int64_t next_maintain, next_reminders, next_backlog;
 static bool draining;
 static int64_t drain_deadline;
 
@@ -196,8 +196,6 @@ try_lease(int64_t now)
 	role = ROLE_LEADER;
 	lease_ok_at = now;
 	next_renew = now + cfg.lease_ttl_ms / 3;
-	next_maintain = next_backlog = now;
-	next_reminders = now;
 	pipeline_start(epoch, tick, cursor, done, last);
 	atomic_store(&metrics.leader, 1);
 	log_info("became leader", "{s:I, s:I, s:I, s:b}", "epoch", (json_int_t) epoch,
@@ -230,38 +228,23 @@ leader_housekeeping(int64_t now)
 		lease_ok_at = started;
 		next_renew = started + cfg.lease_ttl_ms / 3;
 	}
-	if (now >= next_maintain)
-	{
-		int			truncated = 0;
-		db_result	r = db_maintain(&truncated);
-
-		next_maintain = now + cfg.maintain_interval_ms;
-		if (r == DB_CONN)
-		{
-			connection_lost();
-			return false;
-		}
-		if (r == DB_FAILED)
-			log_warn("maintain() failed", "{s:s}", "error", db_last_error());
-		else if (truncated > 0)
-			log_info("outbox partitions truncated", "{s:i}", "count", truncated);
-	}
-	/* the side connection: reminders, then the backlog sample */
-	db_side_poll();
-	if (!db_side_busy())
-	{
-		if (now >= next_reminders)
-		{
-			next_reminders = now + cfg.reminders_interval_ms;
-			db_side_begin(cfg.db, DB_SIDE_REMINDERS, cfg.consumer);
-		}
-		if (!db_side_busy() && now >= next_backlog && cfg.backlog_interval_ms > 0)
-		{
-			next_backlog = now + cfg.backlog_interval_ms;
-			db_side_begin(cfg.db, DB_SIDE_BACKLOG, cfg.consumer);
-		}
-	}
+	/* the side connection: the maintenance list, the backlog sample */
+	db_side_step(&cfg, now);
 	return true;
+}
+
+/*
+ * When the leader next has housekeeping to do (ms, monotonic): how long
+ * it may sleep while it waits for a commit.
+ */
+static int64_t
+leader_next_due(void)
+{
+	int64_t		next = db_side_next_due(&cfg);
+
+	if (next_renew < next)
+		next = next_renew;
+	return next;
 }
 
 /*
@@ -281,7 +264,13 @@ leader_turn(int64_t now, bool *finished)
 	pipeline_circuit_step(now);
 	if (!db_check(pipeline_step(now), "relay_dead_letter"))
 		return false;
-	if (!draining)
+	/*
+	 * Fetch unless a wait for a commit is outstanding (wake.c): the last
+	 * tick found nothing and no transaction that wrote events has
+	 * committed since.  --once and a drain never wait.
+	 */
+	wake_collect();
+	if (!draining && !wake_waiting())
 	{
 		n = pipeline_fetch(&r, &idle);
 		if (n < 0)
@@ -289,6 +278,8 @@ leader_turn(int64_t now, bool *finished)
 			db_check(r, "relay_tick/relay_fetch");
 			return false;
 		}
+		if (idle && !cfg.once)
+			wake_arm(cfg.db);
 	}
 	if (!db_check(pipeline_ack(now, draining || cfg.once), "relay_ack"))
 		return false;
@@ -302,17 +293,33 @@ leader_turn(int64_t now, bool *finished)
 static int64_t idle_us;			/* time spent in idle_wait() */
 
 /*
- * A turn that moved no event waits here, at most timeout_ms, serving
- * delivery reports as they arrive.  This is the one place to wait: a
- * "wake on commit" step would block here on the database too, instead of
- * the leader polling relay_tick() every --poll-interval-ms.
+ * A turn that moved no event waits here; this is the one place to wait.
+ * With deliveries in flight it serves their reports, at most timeout_ms
+ * (the leader's poll interval, or a standby's).  A leader with nothing in
+ * flight that waits for a commit (wake.c) sleeps on the database sockets
+ * instead, until relay_wait() answers, a side query finishes, or its next
+ * housekeeping is due (at most a second, so librdkafka's callbacks are
+ * served too); its CALL stays outstanding across these wake-ups.
  */
 static void
 idle_wait(int timeout_ms)
 {
 	int64_t		started = mono_us();
 
-	producer_poll(timeout_ms);
+	if (role == ROLE_LEADER && wake_waiting() && pipeline_unresolved() == 0)
+	{
+		struct pollfd fds[2];
+		int			nfds = 0;
+		int64_t		sleep_ms = leader_next_due() - mono_ms();
+
+		fds[nfds++] = (struct pollfd) {.fd = wake_socket(),.events = POLLIN};
+		if (db_side_socket() >= 0)
+			fds[nfds++] = (struct pollfd) {.fd = db_side_socket(),.events = POLLIN};
+		sleep_ms = sleep_ms < 0 ? 0 : sleep_ms > 1000 ? 1000 : sleep_ms;
+		(void) poll(fds, nfds, (int) sleep_ms);
+	}
+	else
+		producer_poll(timeout_ms);
 	idle_us += mono_us() - started;
 }
 
@@ -472,6 +479,7 @@ main(int argc, char **argv)
 	metrics_stop();
 	db_disconnect();
 	db_side_close();
+	wake_close();
 	pipeline_shutdown();
 	log_info("process down", "{s:i, s:I, s:I, s:I, s:I, s:I}", "exit_code", rc,
 			 "published", (json_int_t) atomic_load(&metrics.published),

@@ -58,6 +58,7 @@ render_metrics(char *buf, size_t cap)
 	size_t		n = 0;
 	long		cumulative = 0;
 	long		oldest = atomic_load(&metrics.oldest_pending_ms);
+	int			n_maint;
 
 #define OUT(...) do { if (n < cap) n += snprintf(buf + n, cap - n, __VA_ARGS__); } while (0)
 	OUT("# HELP taskevents_relay_events_published_total Events delivered to Kafka (per delivery report).\n"
@@ -97,6 +98,36 @@ render_metrics(char *buf, size_t cap)
 	OUT("taskevents_relay_delivery_latency_seconds_bucket{le=\"+Inf\"} %ld\n", atomic_load(&metrics.latency_count));
 	OUT("taskevents_relay_delivery_latency_seconds_sum %.6f\n", atomic_load(&metrics.latency_sum_us) / 1e6);
 	OUT("taskevents_relay_delivery_latency_seconds_count %ld\n", atomic_load(&metrics.latency_count));
+	OUT("# HELP taskevents_relay_wakeup_mode How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.\n"
+		"# TYPE taskevents_relay_wakeup_mode gauge\n"
+		"taskevents_relay_wakeup_mode %d\n", atomic_load(&metrics.wakeup_mode));
+	OUT("# HELP taskevents_relay_wakeups_total Answers of relay_wait() (a commit that wrote events, or its timeout).\n"
+		"# TYPE taskevents_relay_wakeups_total counter\n"
+		"taskevents_relay_wakeups_total %ld\n", atomic_load(&metrics.wakeups));
+	OUT("# HELP taskevents_relay_db_calls_total Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.\n"
+		"# TYPE taskevents_relay_db_calls_total counter\n"
+		"taskevents_relay_db_calls_total %ld\n", atomic_load(&metrics.db_calls));
+	n_maint = atomic_load(&metrics.n_maint);
+	OUT("# HELP taskevents_relay_maintenance_runs_total Runs of each operation of the maintenance list.\n"
+		"# TYPE taskevents_relay_maintenance_runs_total counter\n");
+	for (int i = 0; i < n_maint; i++)
+		OUT("taskevents_relay_maintenance_runs_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
+			atomic_load(&metrics.maint[i].runs));
+	OUT("# HELP taskevents_relay_maintenance_done_total What each operation did (partitions truncated, reminders fired, ...).\n"
+		"# TYPE taskevents_relay_maintenance_done_total counter\n");
+	for (int i = 0; i < n_maint; i++)
+		OUT("taskevents_relay_maintenance_done_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
+			atomic_load(&metrics.maint[i].done));
+	OUT("# HELP taskevents_relay_maintenance_failed_total Items an operation reported as failed (reminders that could not fire).\n"
+		"# TYPE taskevents_relay_maintenance_failed_total counter\n");
+	for (int i = 0; i < n_maint; i++)
+		OUT("taskevents_relay_maintenance_failed_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
+			atomic_load(&metrics.maint[i].failed));
+	OUT("# HELP taskevents_relay_maintenance_errors_total Calls of an operation that raised an error.\n"
+		"# TYPE taskevents_relay_maintenance_errors_total counter\n");
+	for (int i = 0; i < n_maint; i++)
+		OUT("taskevents_relay_maintenance_errors_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
+			atomic_load(&metrics.maint[i].errors));
 #undef OUT
 	return n < cap ? n : cap - 1;
 }
@@ -105,7 +136,7 @@ static enum MHD_Result
 handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 	   const char *version, const char *upload, size_t *upload_size, void **state)
 {
-	char		buf[8192];
+	char		buf[16384];
 	size_t		len;
 	unsigned	status = MHD_HTTP_OK;
 	const char *ctype = "text/plain; version=0.0.4; charset=utf-8";

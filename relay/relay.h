@@ -12,7 +12,8 @@
  *	log.c		JSON log lines on stderr, clocks
  *	dbopen.c	opening a connection: search_path pinned, the conninfo's options kept
  *	db.c		the SQL relay protocol on the main libpq connection
- *	dbside.c	the side connection: backlog sample, reminders hook
+ *	dbside.c	the side connection: the maintenance list, backlog sample
+ *	wake.c		the wait connection: woken by commits (relay_wait), or polling
  *	cloudevent.c	validating an outbox row, taking a CloudEvent apart
  *	producer.c	librdkafka: configuration, Kafka records, delivery reports,
  *				the development mock cluster
@@ -175,7 +176,6 @@ extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t out
 								const char *topic, const char *dlq_topic, const char *key,
 								const char *event, const char *reason, int attempts,
 								double first_failed_at);
-extern db_result db_maintain(int *truncated);
 extern const char *db_last_error(void);
 extern int64_t db_wait_us(void);
 
@@ -185,13 +185,31 @@ typedef enum
 {
 	DB_SIDE_NONE = 0,
 	DB_SIDE_BACKLOG,
-	DB_SIDE_REMINDERS
+	DB_SIDE_MAINTENANCE
 } db_side_kind;
 
-extern bool db_side_begin(const char *conninfo, db_side_kind kind, const char *consumer);
+extern void db_side_step(const relay_config *cfg, int64_t now);
+extern int64_t db_side_next_due(const relay_config *cfg);
+extern int	db_side_socket(void);
 extern bool db_side_busy(void);
 extern void db_side_poll(void);
 extern void db_side_close(void);
+
+/* --------------------------------------------------------------- wake.c */
+
+typedef enum
+{
+	WAKE_UNKNOWN = 0,			/* not asked yet */
+	WAKE_LATCH,					/* relay_wait() wakes us on commit */
+	WAKE_POLL					/* relay_tick() every --poll-interval-ms */
+} wake_mode;
+
+extern bool wake_arm(const char *conninfo);
+extern void wake_collect(void);
+extern bool wake_waiting(void);
+extern int	wake_socket(void);
+extern void wake_close(void);
+extern const char *wake_mode_name(wake_mode m);
 
 /* ------------------------------------------------------------ cloudevent.c */
 
@@ -309,6 +327,18 @@ extern int	pipeline_circuit(void);
 
 /* ------------------------------------------------------------ metrics.c */
 
+#define RELAY_MAX_MAINT_OPS 16
+
+/* One operation of the maintenance list (dbside.c). */
+typedef struct relay_maint_metrics
+{
+	char		name[64];		/* written once, before n_maint counts it */
+	atomic_long runs;
+	atomic_long done;
+	atomic_long failed;			/* what the operation reported (reminders that failed) */
+	atomic_long errors;			/* calls that raised */
+} relay_maint_metrics;
+
 typedef struct relay_metrics
 {
 	atomic_long published;
@@ -324,6 +354,11 @@ typedef struct relay_metrics
 	atomic_long latency_buckets[12];
 	atomic_long latency_count;
 	atomic_long latency_sum_us;
+	atomic_int	wakeup_mode;	/* wake_mode */
+	atomic_long wakeups;		/* relay_wait() answers */
+	atomic_long db_calls;		/* statements on the main connection */
+	atomic_int	n_maint;
+	relay_maint_metrics maint[RELAY_MAX_MAINT_OPS];
 } relay_metrics;
 
 extern relay_metrics metrics;

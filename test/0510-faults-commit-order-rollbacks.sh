@@ -31,7 +31,7 @@ fl_writers_start 4 5 0.01 1
 kafka_wait_count tasks 500 60 >/dev/null || fail "writers' events not delivered while the others were held"
 before=$(kafka_topic_count tasks)
 last_id=$(q -d "$DB" -c "SELECT last_value FROM taskevents.outbox_id_seq")
-truncs=$(grep -c '"outbox partitions truncated"' "$WORK/relay.log" || true)
+truncs=$(grep -c '"maintenance","operation":"rotate_outbox"' "$WORK/relay.log" || true)
 echo "ROLLBACK TO SAVEPOINT s; INSERT INTO tasks (user_id, title) VALUES ('held-2', 'after savepoint'); COMMIT;" >&$H2
 echo "ROLLBACK;" >&$H3
 echo "COMMIT;" >&$H1

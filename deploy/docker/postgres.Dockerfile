@@ -24,4 +24,6 @@ FROM postgres:${PG_MAJOR}-bookworm
 COPY --from=build /out/usr/ /usr/
 # first start only: CREATE EXTENSION, the relay role, grant_relay()
 COPY deploy/docker/initdb/ /docker-entrypoint-initdb.d/
+# preloaded: commits that wrote events wake the relay (docs/relay.md)
+CMD ["postgres", "-c", "shared_preload_libraries=pg_taskevents"]
 USER postgres

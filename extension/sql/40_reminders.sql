@@ -88,7 +88,7 @@ LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'maint_fire_reminders';
 
 INSERT INTO @extschema@.maintenance_registry (operation, feature, function, period, position, description)
-VALUES ('fire_reminders', 'reminders', '@extschema@._maint_fire_reminders()', '250 milliseconds', 40,
+VALUES ('fire_reminders', 'reminders', '@extschema@._maint_fire_reminders()', '1 second', 40,
         'Fire the reminders that are due (notification, log, reminder_sent_at, reminder.triggered).');
 
 -- Schedule reminders for the tasks of an attached table that have none yet
