@@ -18,6 +18,8 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,84 +54,109 @@ metrics_observe_latency(double seconds)
 	atomic_fetch_add(&metrics.latency_sum_us, (long) (seconds * 1e6));
 }
 
+/* The text of /metrics, appended to a fixed buffer (cut when full). */
+typedef struct text_buf
+{
+	char	   *p;
+	size_t		n;
+	size_t		cap;
+} text_buf;
+
+static void
+out(text_buf *b, const char *fmt,...)
+{
+	va_list		ap;
+
+	if (b->n >= b->cap)
+		return;
+	va_start(ap, fmt);
+	b->n += vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+	va_end(ap);
+}
+
+static void
+family(text_buf *b, const char *name, const char *type, const char *help)
+{
+	out(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A metric with one value and no labels. */
+static void
+scalar(text_buf *b, const char *name, const char *type, const char *help, double value)
+{
+	family(b, name, type, help);
+	out(b, "%s %.15g\n", name, value);
+}
+
+/* Per operation of the maintenance list: one family per counter. */
+static const struct
+{
+	const char *name;
+	const char *help;
+	size_t		field;
+}			maint_families[] = {
+	{"taskevents_relay_maintenance_runs_total", "Runs of each operation of the maintenance list.",
+	offsetof(relay_maint_metrics, runs)},
+	{"taskevents_relay_maintenance_done_total", "What each operation did (partitions truncated, reminders fired, ...).",
+	offsetof(relay_maint_metrics, done)},
+	{"taskevents_relay_maintenance_failed_total", "Items an operation reported as failed (reminders that could not fire).",
+	offsetof(relay_maint_metrics, failed)},
+	{"taskevents_relay_maintenance_errors_total", "Calls of an operation that raised an error.",
+	offsetof(relay_maint_metrics, errors)},
+};
+
 static size_t
 render_metrics(char *buf, size_t cap)
 {
-	size_t		n = 0;
+	text_buf	b = {buf, 0, cap};
 	long		cumulative = 0;
 	long		oldest = atomic_load(&metrics.oldest_pending_ms);
-	int			n_maint;
+	int			n_maint = atomic_load(&metrics.n_maint);
+	const char *lat = "taskevents_relay_delivery_latency_seconds";
 
-#define OUT(...) do { if (n < cap) n += snprintf(buf + n, cap - n, __VA_ARGS__); } while (0)
-	OUT("# HELP taskevents_relay_events_published_total Events delivered to Kafka (per delivery report).\n"
-		"# TYPE taskevents_relay_events_published_total counter\n"
-		"taskevents_relay_events_published_total %ld\n", atomic_load(&metrics.published));
-	OUT("# HELP taskevents_relay_retries_total Failed deliveries scheduled for a retry.\n"
-		"# TYPE taskevents_relay_retries_total counter\n"
-		"taskevents_relay_retries_total %ld\n", atomic_load(&metrics.retries));
-	OUT("# HELP taskevents_relay_dead_letters_total Events produced to a dead-letter topic and recorded.\n"
-		"# TYPE taskevents_relay_dead_letters_total counter\n"
-		"taskevents_relay_dead_letters_total %ld\n", atomic_load(&metrics.dead_letters));
-	OUT("# HELP taskevents_relay_backlog_events Committed events not yet acknowledged (sampled every 5 s by the leader).\n"
-		"# TYPE taskevents_relay_backlog_events gauge\n"
-		"taskevents_relay_backlog_events %ld\n", atomic_load(&metrics.backlog));
-	OUT("# HELP taskevents_relay_oldest_pending_age_seconds Age of the oldest pending event (0 when none).\n"
-		"# TYPE taskevents_relay_oldest_pending_age_seconds gauge\n"
-		"taskevents_relay_oldest_pending_age_seconds %.3f\n", oldest > 0 ? oldest / 1000.0 : 0.0);
-	OUT("# HELP taskevents_relay_circuit_state Kafka circuit breaker: 0 closed, 1 open, 2 half-open.\n"
-		"# TYPE taskevents_relay_circuit_state gauge\n"
-		"taskevents_relay_circuit_state %d\n", atomic_load(&metrics.circuit));
-	OUT("# HELP taskevents_relay_leader 1 when this relay holds the lease, 0 on standby.\n"
-		"# TYPE taskevents_relay_leader gauge\n"
-		"taskevents_relay_leader %d\n", atomic_load(&metrics.leader));
-	OUT("# HELP taskevents_relay_inflight_events Events fetched and not yet resolved.\n"
-		"# TYPE taskevents_relay_inflight_events gauge\n"
-		"taskevents_relay_inflight_events %ld\n", atomic_load(&metrics.inflight));
-	OUT("# HELP taskevents_relay_db_up 1 when the PostgreSQL connection is up.\n"
-		"# TYPE taskevents_relay_db_up gauge\n"
-		"taskevents_relay_db_up %d\n", atomic_load(&metrics.db_up));
-	OUT("# HELP taskevents_relay_delivery_latency_seconds Outbox write (statement time) to delivery report.\n"
-		"# TYPE taskevents_relay_delivery_latency_seconds histogram\n");
+	scalar(&b, "taskevents_relay_events_published_total", "counter",
+		   "Events delivered to Kafka (per delivery report).", atomic_load(&metrics.published));
+	scalar(&b, "taskevents_relay_retries_total", "counter",
+		   "Failed deliveries scheduled for a retry.", atomic_load(&metrics.retries));
+	scalar(&b, "taskevents_relay_dead_letters_total", "counter",
+		   "Events produced to a dead-letter topic and recorded.", atomic_load(&metrics.dead_letters));
+	scalar(&b, "taskevents_relay_backlog_events", "gauge",
+		   "Committed events not yet acknowledged (sampled every 5 s by the leader).", atomic_load(&metrics.backlog));
+	scalar(&b, "taskevents_relay_oldest_pending_age_seconds", "gauge",
+		   "Age of the oldest pending event (0 when none).", oldest > 0 ? oldest / 1000.0 : 0.0);
+	scalar(&b, "taskevents_relay_circuit_state", "gauge",
+		   "Kafka circuit breaker: 0 closed, 1 open, 2 half-open.", atomic_load(&metrics.circuit));
+	scalar(&b, "taskevents_relay_leader", "gauge",
+		   "1 when this relay holds the lease, 0 on standby.", atomic_load(&metrics.leader));
+	scalar(&b, "taskevents_relay_inflight_events", "gauge",
+		   "Events fetched and not yet resolved.", atomic_load(&metrics.inflight));
+	scalar(&b, "taskevents_relay_db_up", "gauge",
+		   "1 when the PostgreSQL connection is up.", atomic_load(&metrics.db_up));
+	family(&b, lat, "histogram", "Outbox write (statement time) to delivery report.");
 	for (int i = 0; i < N_BOUNDS; i++)
 	{
 		cumulative += atomic_load(&metrics.latency_buckets[i]);
-		OUT("taskevents_relay_delivery_latency_seconds_bucket{le=\"%g\"} %ld\n", latency_bounds[i], cumulative);
+		out(&b, "%s_bucket{le=\"%g\"} %ld\n", lat, latency_bounds[i], cumulative);
 	}
-	OUT("taskevents_relay_delivery_latency_seconds_bucket{le=\"+Inf\"} %ld\n", atomic_load(&metrics.latency_count));
-	OUT("taskevents_relay_delivery_latency_seconds_sum %.6f\n", atomic_load(&metrics.latency_sum_us) / 1e6);
-	OUT("taskevents_relay_delivery_latency_seconds_count %ld\n", atomic_load(&metrics.latency_count));
-	OUT("# HELP taskevents_relay_wakeup_mode How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.\n"
-		"# TYPE taskevents_relay_wakeup_mode gauge\n"
-		"taskevents_relay_wakeup_mode %d\n", atomic_load(&metrics.wakeup_mode));
-	OUT("# HELP taskevents_relay_wakeups_total Answers of relay_wait() (a commit that wrote events, or its timeout).\n"
-		"# TYPE taskevents_relay_wakeups_total counter\n"
-		"taskevents_relay_wakeups_total %ld\n", atomic_load(&metrics.wakeups));
-	OUT("# HELP taskevents_relay_db_calls_total Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.\n"
-		"# TYPE taskevents_relay_db_calls_total counter\n"
-		"taskevents_relay_db_calls_total %ld\n", atomic_load(&metrics.db_calls));
-	n_maint = atomic_load(&metrics.n_maint);
-	OUT("# HELP taskevents_relay_maintenance_runs_total Runs of each operation of the maintenance list.\n"
-		"# TYPE taskevents_relay_maintenance_runs_total counter\n");
-	for (int i = 0; i < n_maint; i++)
-		OUT("taskevents_relay_maintenance_runs_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
-			atomic_load(&metrics.maint[i].runs));
-	OUT("# HELP taskevents_relay_maintenance_done_total What each operation did (partitions truncated, reminders fired, ...).\n"
-		"# TYPE taskevents_relay_maintenance_done_total counter\n");
-	for (int i = 0; i < n_maint; i++)
-		OUT("taskevents_relay_maintenance_done_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
-			atomic_load(&metrics.maint[i].done));
-	OUT("# HELP taskevents_relay_maintenance_failed_total Items an operation reported as failed (reminders that could not fire).\n"
-		"# TYPE taskevents_relay_maintenance_failed_total counter\n");
-	for (int i = 0; i < n_maint; i++)
-		OUT("taskevents_relay_maintenance_failed_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
-			atomic_load(&metrics.maint[i].failed));
-	OUT("# HELP taskevents_relay_maintenance_errors_total Calls of an operation that raised an error.\n"
-		"# TYPE taskevents_relay_maintenance_errors_total counter\n");
-	for (int i = 0; i < n_maint; i++)
-		OUT("taskevents_relay_maintenance_errors_total{operation=\"%s\"} %ld\n", metrics.maint[i].name,
-			atomic_load(&metrics.maint[i].errors));
-#undef OUT
-	return n < cap ? n : cap - 1;
+	out(&b, "%s_bucket{le=\"+Inf\"} %ld\n", lat, atomic_load(&metrics.latency_count));
+	out(&b, "%s_sum %.6f\n", lat, atomic_load(&metrics.latency_sum_us) / 1e6);
+	out(&b, "%s_count %ld\n", lat, atomic_load(&metrics.latency_count));
+	scalar(&b, "taskevents_relay_wakeup_mode", "gauge",
+		   "How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.",
+		   atomic_load(&metrics.wakeup_mode));
+	scalar(&b, "taskevents_relay_wakeups_total", "counter",
+		   "Answers of relay_wait() (a commit that wrote events, or its timeout).", atomic_load(&metrics.wakeups));
+	scalar(&b, "taskevents_relay_db_calls_total", "counter",
+		   "Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.",
+		   atomic_load(&metrics.db_calls));
+	for (size_t f = 0; f < sizeof(maint_families) / sizeof(maint_families[0]); f++)
+	{
+		family(&b, maint_families[f].name, "counter", maint_families[f].help);
+		for (int i = 0; i < n_maint; i++)
+			out(&b, "%s{operation=\"%s\"} %ld\n", maint_families[f].name, metrics.maint[i].name,
+				atomic_load((atomic_long *) ((char *) &metrics.maint[i] + maint_families[f].field)));
+	}
+	return b.n < cap ? b.n : cap - 1;
 }
 
 static enum MHD_Result

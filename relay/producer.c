@@ -3,8 +3,8 @@
  *		The librdkafka producer: configuration (defaults, then -X properties
  *		passed straight through with rd_kafka_conf_set and its errstr), the
  *		Kafka record of an event (structured or binary CloudEvents mode, dead
- *		letters with their headers), delivery reports, and the development
- *		mock cluster.
+ *		letters with their headers) and delivery reports.  The development
+ *		mock cluster is in mock.c.
  *
  * A row counts as delivered only when its delivery report says so: the
  * report callback classifies the error (librdkafka's codes stay in this
@@ -15,14 +15,11 @@
 #include "relay.h"
 
 #include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static rd_kafka_t *rk;
-static rd_kafka_t *mock_rk;		/* owns the mock cluster in --dev-mock-kafka */
-static rd_kafka_mock_cluster_t *mcluster;
 static atomic_int fatal_seen;
 static atomic_int outage_seen;
 
@@ -55,8 +52,8 @@ error_cb(rd_kafka_t *k, int err, const char *reason, void *opaque)
 	log_warn("kafka error", "{s:s, s:s}", "error", rd_kafka_err2name(err), "reason", reason);
 }
 
-static void
-log_cb(const rd_kafka_t *k, int level, const char *fac, const char *buf)
+void
+kafka_log_cb(const rd_kafka_t *k, int level, const char *fac, const char *buf)
 {
 	int			l = level <= 3 ? LOG_ERROR : level <= 5 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
 
@@ -113,65 +110,6 @@ conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size
 		snprintf(errbuf, errlen, "kafka property %s: %s", k, errstr);
 		return -1;
 	}
-	return 0;
-}
-
-/* --mock-produce-errors TOPIC:COUNT:ERR (TOPIC is informational: the mock
- * cluster fails whole Produce requests). */
-static int
-mock_push_errors(const char *spec, char *errbuf, size_t errlen)
-{
-	const char *c1 = strchr(spec, ':');
-	const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-	int			count,
-				err;
-	rd_kafka_resp_err_t *errs;
-
-	if (c2 == NULL || (count = atoi(c1 + 1)) <= 0 || (err = atoi(c2 + 1)) <= 0)
-	{
-		snprintf(errbuf, errlen, "invalid --mock-produce-errors \"%s\": expected TOPIC:COUNT:ERR", spec);
-		return -1;
-	}
-	errs = calloc(count, sizeof(*errs));
-	for (int i = 0; i < count; i++)
-		errs[i] = (rd_kafka_resp_err_t) err;
-	rd_kafka_mock_push_request_errors_array(mcluster, 0 /* Produce */, count, errs);
-	free(errs);
-	log_warn("mock cluster will fail produce requests", "{s:i, s:s}", "count", count,
-			 "error", rd_kafka_err2name(err));
-	return 0;
-}
-
-/*
- * The mock cluster creates a topic when a producer first asks for it (the
- * producer's allow.auto.create.topics defaults to true), with 4
- * partitions: no topic list here to keep in step with the extension's.
- */
-static int
-start_mock(const relay_config *cfg, const char **bootstraps, char *errbuf, size_t errlen)
-{
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char		errstr[512];
-
-	rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
-	rd_kafka_conf_set_log_cb(conf, log_cb);
-	mock_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-	if (mock_rk == NULL)
-	{
-		snprintf(errbuf, errlen, "cannot start the mock cluster: %s", errstr);
-		return -1;
-	}
-	mcluster = rd_kafka_mock_cluster_new(mock_rk, 1);
-	if (mcluster == NULL)
-	{
-		snprintf(errbuf, errlen, "cannot start the mock cluster");
-		return -1;
-	}
-	*bootstraps = rd_kafka_mock_cluster_bootstraps(mcluster);
-	log_warn("DEVELOPMENT MODE: using librdkafka's in-process mock Kafka cluster, NOT FOR PRODUCTION; events are lost when the relay exits",
-			 "{s:s}", "bootstrap_servers", *bootstraps);
-	if (cfg->mock_produce_errors)
-		return mock_push_errors(cfg->mock_produce_errors, errbuf, errlen);
 	return 0;
 }
 
@@ -252,7 +190,12 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 		 */
 		conf_set(conf, "partitioner", "fnv1a_random", errbuf, errlen) ||
 		conf_set(conf, "message.timeout.ms", "300000", errbuf, errlen) ||
-		conf_set(conf, "linger.ms", "5", errbuf, errlen) ||
+		/*
+		 * 1 ms: at a few hundred events a second, each record would wait
+		 * the whole linger alone; under load, records queued while a
+		 * request is in flight are batched anyway.
+		 */
+		conf_set(conf, "linger.ms", "1", errbuf, errlen) ||
 		conf_set(conf, "queue.buffering.max.messages", qmax, errbuf, errlen) ||
 		conf_set(conf, "queue.buffering.max.kbytes", qkb, errbuf, errlen) ||
 		conf_set(conf, "reconnect.backoff.max.ms", "1000", errbuf, errlen))
@@ -282,7 +225,7 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
-	rd_kafka_conf_set_log_cb(conf, log_cb);
+	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (rk == NULL)
 	{
@@ -298,9 +241,51 @@ producer_init(const relay_config *cfg, delivery_cb cb, char *errbuf, size_t errl
 	const char *bootstraps = cfg->brokers;
 
 	on_delivery = cb;
-	if (cfg->dev_mock_kafka && start_mock(cfg, &bootstraps, errbuf, errlen) != 0)
+	if (cfg->dev_mock_kafka && mock_start(cfg, &bootstraps, errbuf, errlen) != 0)
 		return -1;
 	return create_producer(cfg, bootstraps, errbuf, errlen);
+}
+
+/*
+ * Topic handles, made on first use and kept: rd_kafka_producev() with a
+ * topic name looks the handle up (and takes and drops a reference) for
+ * every record, which showed in the drain's profile.  The relay writes to
+ * a handful of topics (tasks, reminders, their dead-letter topics).
+ */
+#define MAX_TOPICS 64
+
+static struct
+{
+	char	   *name;
+	rd_kafka_topic_t *rkt;
+}			topics[MAX_TOPICS];
+static int	n_topics;
+
+/* Before the producer they belong to is destroyed. */
+static void
+topics_release(void)
+{
+	for (int i = 0; i < n_topics; i++)
+	{
+		rd_kafka_topic_destroy(topics[i].rkt);
+		free(topics[i].name);
+	}
+	n_topics = 0;
+}
+
+static rd_kafka_topic_t *
+topic_handle(const char *name)
+{
+	for (int i = 0; i < n_topics; i++)
+		if (strcmp(topics[i].name, name) == 0)
+			return topics[i].rkt;
+	if (n_topics == MAX_TOPICS)
+		topics_release();		/* queued records keep their own references */
+	topics[n_topics].rkt = rd_kafka_topic_new(rk, name, NULL);
+	if (topics[n_topics].rkt == NULL)
+		return NULL;
+	topics[n_topics].name = strdup(name);
+	return topics[n_topics++].rkt;
 }
 
 /*
@@ -310,10 +295,11 @@ producer_init(const relay_config *cfg, delivery_cb cb, char *errbuf, size_t errl
 int
 producer_restart(const relay_config *cfg, char *errbuf, size_t errlen)
 {
-	const char *bootstraps = mcluster ? rd_kafka_mock_cluster_bootstraps(mcluster) : cfg->brokers;
+	const char *bootstraps = mock_bootstraps() ? mock_bootstraps() : cfg->brokers;
 
 	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(rk, 0);
+	topics_release();
 	rd_kafka_destroy(rk);
 	rk = NULL;
 	atomic_store(&fatal_seen, 0);
@@ -346,6 +332,7 @@ producer_send(const produce_msg *m, delivery_status *status, const char **error)
 	rd_kafka_headers_t *h = rd_kafka_headers_new(10);
 	const char *value = m->value;
 	size_t		value_len = m->value_len;
+	rd_kafka_topic_t *rkt;
 	rd_kafka_resp_err_t e;
 
 	if (m->dlq_original_topic)
@@ -394,14 +381,18 @@ producer_send(const produce_msg *m, delivery_status *status, const char **error)
 	else
 		add_header(h, "content-type", "application/cloudevents+json; charset=UTF-8");
 
-	e = rd_kafka_producev(rk,
-						  RD_KAFKA_V_TOPIC(m->topic),
-						  RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
-						  RD_KAFKA_V_VALUE((void *) value, value_len),
-						  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-						  RD_KAFKA_V_HEADERS(h),
-						  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) m->opaque),
-						  RD_KAFKA_V_END);
+	rkt = topic_handle(m->topic);
+	if (rkt == NULL)
+		e = rd_kafka_last_error();
+	else
+		e = rd_kafka_producev(rk,
+							  RD_KAFKA_V_RKT(rkt),
+							  RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
+							  RD_KAFKA_V_VALUE((void *) value, value_len),
+							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							  RD_KAFKA_V_HEADERS(h),
+							  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) m->opaque),
+							  RD_KAFKA_V_END);
 	if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
 		return PRODUCE_OK;
 	rd_kafka_headers_destroy(h);
@@ -480,13 +471,9 @@ producer_destroy(void)
 		if (left > 0)
 			log_warn("kafka messages left undelivered at exit", "{s:i}", "count", left);
 		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		topics_release();
 		rd_kafka_destroy(rk);
 		rk = NULL;
 	}
-	if (mcluster)
-		rd_kafka_mock_cluster_destroy(mcluster);
-	mcluster = NULL;
-	if (mock_rk)
-		rd_kafka_destroy(mock_rk);
-	mock_rk = NULL;
+	mock_stop();
 }

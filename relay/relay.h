@@ -15,8 +15,8 @@
  *	dbside.c	the side connection: the maintenance list, backlog sample
  *	wake.c		the wait connection: woken by commits (relay_wait), or polling
  *	cloudevent.c	validating an outbox row, taking a CloudEvent apart
- *	producer.c	librdkafka: configuration, Kafka records, delivery reports,
- *				the development mock cluster
+ *	producer.c	librdkafka: configuration, Kafka records, delivery reports
+ *	mock.c		--dev-mock-kafka: librdkafka's in-process mock cluster
  *	window.c	pipeline: the fetch window and acknowledgements
  *	keys.c		pipeline: per-key queues, holds, sending, delivery reports
  *	retry.c		pipeline: failures, retries, dead letters
@@ -291,6 +291,16 @@ extern int	producer_flush(int timeout_ms);
 extern void producer_destroy(void);
 extern int	producer_restart(const relay_config *cfg, char *errbuf, size_t errlen);
 extern int	producer_outq_len(void);
+
+/* librdkafka's log lines as the relay's (log_cb of every rd_kafka_t) */
+struct rd_kafka_s;
+extern void kafka_log_cb(const struct rd_kafka_s *k, int level, const char *fac, const char *buf);
+
+/* --------------------------------------------------------------- mock.c */
+
+extern int	mock_start(const relay_config *cfg, const char **bootstraps, char *errbuf, size_t errlen);
+extern const char *mock_bootstraps(void);
+extern void mock_stop(void);
 
 /* --------------------------------- window.c, keys.c, retry.c, circuit.c */
 

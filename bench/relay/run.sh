@@ -18,6 +18,8 @@
 # BASELINE_RELAY: a second binary (an older build) that also drains the same
 # backlog in the same run, for a before/after ratio: after the first, or
 # before it with BASELINE_FIRST=1 (alternate between runs: order matters).
+# RELAY: the binary measured (default relay/taskevents-relay): run the
+# script with RELAY=an older build for its idle and latency figures.
 # Uses the PostgreSQL in PGHOST/PGPORT if one answers, else starts one.
 set -euo pipefail
 N=${1:-1000000}
@@ -27,7 +29,7 @@ IDLE_SECONDS=${IDLE_SECONDS:-10}
 MAX_CLIENTS=${MAX_CLIENTS:-4}
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lib.sh"
-RELAY=$PGTE_ROOT/relay/taskevents-relay
+RELAY=${RELAY:-$PGTE_ROOT/relay/taskevents-relay}
 DB=relay_bench
 # shellcheck disable=SC2317  # called by bench_exit (bench/lib.sh)
 bench_cleanup() {
@@ -59,7 +61,12 @@ print("%s: %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms (statement time -> 
 PY
 }
 
+# a server of its own is started preloaded, as deployed (the relay is woken
+# by commits); a running one is used as it is
+export PGTE_PGCONF="shared_preload_libraries = 'pg_taskevents'
+${PGTE_PGCONF:-}"
 ensure_pg
+echo "server: shared_preload_libraries = '$(q -d postgres -c "SHOW shared_preload_libraries")'; relay: $RELAY"
 fresh_db $DB
 q -d $DB -c "ALTER DATABASE $DB SET taskevents.rotation_period = 86400"
 make_tasks_table $DB

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Write cost of the C trigger for multi-row statements: one INSERT ... SELECT
+# of ROWS rows (no due dates: events only, no reminders), then one UPDATE of all of them (title changed: ROWS
+# task.updated events), into the unattached and the attached table of
+# bench/outbox/setup.sql, alternating in rounds on one throwaway server.
+# Prints each statement's time, the attached/unattached throughput ratios
+# (unattached time / attached time) and WAL bytes per row.
+# Usage: bench/outbox/bulk.sh [rows] [rounds]     (default 100000 3)
+#   SYNC=off as in run.sh (one statement per transaction: it hardly matters)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+rows=${1:-100000}
+rounds=${2:-3}
+source "$here/../lib.sh"
+bench_pg_start "${BENCH_PGPORT:-54340}"
+createdb bench
+q -d bench -f "$here/setup.sql" >/dev/null
+
+# ms STATEMENT: run it in psql with \timing; prints the milliseconds
+ms() { q -d bench -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
+
+declare -A sum
+for r in $(seq 1 "$rounds"); do
+  for v in plain attached; do
+    q -d bench -c "SELECT taskevents.detach('bench_attached', force => true)" >/dev/null
+    q -d bench -c "TRUNCATE bench_plain, bench_attached, taskevents.outbox" >/dev/null
+    q -d bench -c "SELECT taskevents.attach('bench_attached')" >/dev/null
+    q -d bench -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
+    lsn0=$(q -d bench -c "SELECT pg_current_wal_lsn()")
+    ins=$(ms "INSERT INTO bench_$v (user_id, title, description)
+              SELECT 'user' || (g % 1000), 'task ' || g, 'bulk benchmark task' FROM generate_series(1, $rows) g")
+    lsn1=$(q -d bench -c "SELECT pg_current_wal_lsn()")
+    upd=$(ms "UPDATE bench_$v SET title = title || ' (renamed)'")
+    lsn2=$(q -d bench -c "SELECT pg_current_wal_lsn()")
+    wi=$(q -d bench -c "SELECT round(pg_wal_lsn_diff('$lsn1', '$lsn0') / $rows)")
+    wu=$(q -d bench -c "SELECT round(pg_wal_lsn_diff('$lsn2', '$lsn1') / $rows)")
+    events=$(q -d bench -c "SELECT count(*) FROM taskevents.outbox")
+    echo "round $r  $v: INSERT ... SELECT $ins ms ($wi WAL bytes/row), UPDATE $upd ms ($wu WAL bytes/row), $events events"
+    sum[$v-ins]=$(awk -v a="${sum[$v-ins]:-0}" -v b="$ins" 'BEGIN { print a + b }')
+    sum[$v-upd]=$(awk -v a="${sum[$v-upd]:-0}" -v b="$upd" 'BEGIN { print a + b }')
+  done
+done
+echo
+echo "sum over $rounds rounds of $rows rows, synchronous_commit=${SYNC:-on}:"
+awk -v p="${sum[plain-ins]}" -v a="${sum[attached-ins]}" \
+  'BEGIN { printf "  INSERT ... SELECT: unattached %.0f ms, attached %.0f ms: attached / unattached throughput %.2f\n", p, a, p / a }'
+awk -v p="${sum[plain-upd]}" -v a="${sum[attached-upd]}" \
+  'BEGIN { printf "  UPDATE:            unattached %.0f ms, attached %.0f ms: attached / unattached throughput %.2f\n", p, a, p / a }'
