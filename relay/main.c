@@ -115,6 +115,7 @@ become_standby(const char *why)
 	if (role == ROLE_LEADER)
 		log_warn("leadership lost", "{s:s, s:I}", "reason", why, "epoch", (json_int_t) epoch);
 	pipeline_drop();
+	wake_close();				/* a leader again fetches before it waits */
 	role = db_connected() ? ROLE_STANDBY : ROLE_DISCONNECTED;
 	epoch = 0;
 	next_lease_try = mono_ms();
