@@ -16,6 +16,26 @@
 #include <string.h>
 
 /*
+ * A NOTICE or WARNING from the server (a reminder that failed to fire
+ * warns, naming the task id and the SQLSTATE) becomes one JSON log line,
+ * not libpq's default text on stderr.
+ */
+static void
+notice_receiver(void *arg, const PGresult *res)
+{
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (sev && strcmp(sev, "WARNING") == 0)
+		log_warn("server warning", "{s:s, s:s, s:s}", "connection", (const char *) arg,
+				 "sqlstate", state ? state : "", "message", msg ? msg : "");
+	else
+		log_debug("server notice", "{s:s, s:s, s:s}", "connection", (const char *) arg,
+				  "severity", sev ? sev : "", "message", msg ? msg : "");
+}
+
+/*
  * Open a connection for the relay: the conninfo (a key=value string or a
  * URI; empty means libpq's PG* environment) with keepalives and a fallback
  * application name it may override, and search_path pinned to pg_catalog,
@@ -81,5 +101,6 @@ db_open(const char *conninfo, const char *appname, char *errbuf, size_t errlen)
 		PQfinish(c);
 		return NULL;
 	}
+	PQsetNoticeReceiver(c, notice_receiver, (void *) appname);
 	return c;
 }

@@ -2,12 +2,15 @@
 # The leader runs the maintenance list, which has the reminders' operation
 # (fire_reminders, every second): a task due within the reminder lead time
 # gets its reminder.triggered event on the reminders topic within about a
-# second, and the relay logs what the operation did.
+# second, and the relay logs what the operation did.  A reminder that fails
+# (here a trigger of the application's refuses the update that marks it
+# sent) is a warning in the relay's log and a count in /metrics.
 set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 rl_setup reminders nokafka
 
-rl_relay relay --dev-mock-kafka
+metrics=127.0.0.1:$((PGTE_PGPORT + 1310))
+rl_relay relay --dev-mock-kafka --metrics-addr "$metrics"
 rl_wait 10 rl_log_has relay '"maintenance list".*"operation":"fire_reminders"' || fail "fire_reminders not in the relay's maintenance list"
 rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
 KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
@@ -17,5 +20,17 @@ triggered() { kafka_records reminders | jq -e -s 'any(.[]; (.payload | fromjson 
 rl_wait 10 triggered || fail "no reminder.triggered on the reminders topic"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 rl_log_has relay '"maintenance","operation":"fire_reminders","done":1' || fail "no log line for the fired reminder"
-kill -TERM "$RL_PID"; wait "$RL_PID" || fail "exit status"
 pass "reminder fired by the relay's maintenance list and delivered within ${ms} ms (includes the consumer's polling)"
+
+q -d "$DB" -c "CREATE FUNCTION refuse_reminder() RETURNS trigger LANGUAGE plpgsql AS
+                 \$\$ BEGIN IF NEW.title = 'refused' THEN RAISE EXCEPTION 'not this one'; END IF; RETURN NEW; END \$\$" \
+  -c "CREATE TRIGGER refuse_reminder BEFORE UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION refuse_reminder()" \
+  -c "INSERT INTO tasks (user_id, title, due_date) VALUES ('bob', 'refused', now() + interval '1 hour')" >/dev/null
+rl_wait 10 rl_log_has relay '"level":"warn","msg":"maintenance operation reported failures","operation":"fire_reminders","done":0,"failed":1' \
+  || fail "no warning for the failed reminder"
+failed=$(curl -sf "http://$metrics/metrics" | awk '$1 == "taskevents_relay_maintenance_failed_total{operation=\"fire_reminders\"}" { print $2 }')
+[ "$failed" = 1 ] || fail "/metrics counts ${failed:-no} failed reminders, not 1"
+[ "$(q -d "$DB" -c "SELECT state FROM taskevents.reminders r JOIN tasks t ON t.id::text = r.task_id WHERE t.title = 'refused'")" = failed ] \
+  || fail "the reminder is not marked failed"
+kill -TERM "$RL_PID"; wait "$RL_PID" || fail "exit status"
+pass "a reminder that failed: a warning line, taskevents_relay_maintenance_failed_total{operation=\"fire_reminders\"} 1, marked failed"
