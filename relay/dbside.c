@@ -11,7 +11,8 @@
  * each should run (outbox rotation, relay state rotation, reminders, inbox
  * pruning, analytics partitions; docs/relay.md shows the list), then runs
  * each when it is due with taskevents.run_maintenance(operation), which
- * returns the operation's counts (done, failed).  The relay knows no
+ * returns the operation's counts (done, failed); one that did something
+ * runs again at once (see maintenance_result()).  The relay knows no
  * operation by name: a feature that adds one to the list is run without a
  * relay change.  --maintain-interval-ms and --reminders-interval-ms, when
  * set, replace the listed periods (of every operation but the reminders',
@@ -31,7 +32,10 @@ typedef struct maint_op
 	int64_t		period_ms;
 	int64_t		next_at;
 	bool		reminders;		/* feature 'reminders' */
+	int			repeats;		/* runs in a row that did something */
 } maint_op;
+
+#define MAX_REPEATS 100
 
 static PGconn *side;
 static db_side_kind side_kind = DB_SIDE_NONE;
@@ -124,6 +128,7 @@ side_connect(const relay_config *cfg, int64_t now)
 		if (op->period_ms < 10)
 			op->period_ms = 10;
 		op->next_at = now;
+		op->repeats = 0;
 		json_array_append_new(list, json_pack("{s:s, s:I}", "operation", metrics.maint[slot].name,
 											  "period_ms", (json_int_t) op->period_ms));
 		n_ops++;
@@ -215,6 +220,19 @@ maintenance_result(PGresult *res)
 	long		failed = strtol(PQgetvalue(res, 0, 1), NULL, 10);
 	json_int_t	ms = (json_int_t) (mono_ms() - side_started);
 
+	/*
+	 * An operation that did something may have more to do (a burst of due
+	 * reminders is fired a batch at a time): run it again at once, as PgQ's
+	 * ticker repeats its maintenance operations, up to MAX_REPEATS times
+	 * in a row before its period applies again.
+	 */
+	if (done > 0 && op->repeats < MAX_REPEATS)
+	{
+		op->repeats++;
+		op->next_at = mono_ms();
+	}
+	else
+		op->repeats = 0;
 	atomic_fetch_add(&m->runs, 1);
 	atomic_fetch_add(&m->done, done);
 	atomic_fetch_add(&m->failed, failed);

@@ -4,7 +4,8 @@
 # gets its reminder.triggered event on the reminders topic within about a
 # second, and the relay logs what the operation did.  A reminder that fails
 # (here a trigger of the application's refuses the update that marks it
-# sent) is a warning in the relay's log and a count in /metrics.
+# sent) is a warning in the relay's log and a count in /metrics.  A burst
+# of due reminders is fired batch after batch, not a batch per period.
 set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 rl_setup reminders nokafka
@@ -31,6 +32,20 @@ rl_wait 10 rl_log_has relay '"level":"warn","msg":"maintenance operation reporte
 failed=$(curl -sf "http://$metrics/metrics" | awk '$1 == "taskevents_relay_maintenance_failed_total{operation=\"fire_reminders\"}" { print $2 }')
 [ "$failed" = 1 ] || fail "/metrics counts ${failed:-no} failed reminders, not 1"
 [ "$(q -d "$DB" -c "SELECT state FROM taskevents.reminders r JOIN tasks t ON t.id::text = r.task_id WHERE t.title = 'refused'")" = failed ] \
-  || fail "the reminder is not marked failed"
+  || fail "the reminder is not marked failed; a burst of 2,500 fired in 3 batches within ${gap} ms"
+
+# a burst: 2,500 reminders due at once are fired a batch (1,000) after the
+# other, each run right after the one before (an operation that did
+# something runs again at once), not one batch per period (1 s)
+q -d "$DB" -c "INSERT INTO tasks (user_id, title, due_date)
+               SELECT 'burst', 'burst ' || g, now() + interval '1 hour' FROM generate_series(1, 2500) g" >/dev/null
+burst_fired() { [ "$(grep -c '"operation":"fire_reminders","done":\(1000\|500\),' "$WORK/relay.log")" -ge 3 ]; }
+rl_wait 30 burst_fired || fail "the burst was not fired in batches of 1000, 1000, 500"
+grep '"msg":"maintenance","operation":"fire_reminders","done":\(1000\|500\),' "$WORK/relay.log" | tail -3 \
+  | jq -r .ts >"$WORK/burst-ts"
+gap=$(python3 -c 'import sys, datetime as d
+t = [d.datetime.fromisoformat(l.strip().replace("Z", "+00:00")) for l in open(sys.argv[1])]
+print(int((t[-1] - t[0]).total_seconds() * 1000))' "$WORK/burst-ts")
+[ "$gap" -lt 1000 ] || fail "the burst's three batches took $gap ms: one per period, not one after the other"
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "exit status"
-pass "a reminder that failed: a warning line, taskevents_relay_maintenance_failed_total{operation=\"fire_reminders\"} 1, marked failed"
+pass "a reminder that failed: a warning line, taskevents_relay_maintenance_failed_total{operation=\"fire_reminders\"} 1, marked failed; a burst of 2,500 fired in 3 batches within ${gap} ms"

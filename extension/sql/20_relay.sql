@@ -522,11 +522,17 @@ AS $$
 DECLARE
     s integer;
     cur smallint := @extschema@._current_slot();
+    nonempty boolean;
 BEGIN
     done := 0;
     failed := 0;
     FOR s IN 0..2 LOOP
         CONTINUE WHEN s = cur;
+        -- a slot rotated before is empty: nothing to do, nothing counted
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM @extschema@.relay_leases_%s)
+                            OR EXISTS (SELECT 1 FROM @extschema@.relay_ticks_%s)
+                            OR EXISTS (SELECT 1 FROM @extschema@.relay_acks_%s)', s, s, s) INTO nonempty;
+        CONTINUE WHEN NOT nonempty;
         BEGIN
             EXECUTE format('LOCK TABLE @extschema@.relay_leases_%s, @extschema@.relay_ticks_%s, @extschema@.relay_acks_%s
                             IN ACCESS EXCLUSIVE MODE NOWAIT', s, s, s);
