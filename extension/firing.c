@@ -336,25 +336,37 @@ fire_due_reminders(PG_FUNCTION_ARGS)
 
 
 /*
- * taskevents._maint_fire_reminders(OUT done bigint, OUT failed bigint)
+ * taskevents._maint_fire_reminders(OUT done bigint, OUT failed bigint,
+ *								   OUT next_at timestamptz)
  *
  * The maintenance operation fire_reminders: fire what is due now, with the
- * default batch, and report how many fired and how many failed.
+ * default batch, and report how many fired and how many failed, and when
+ * the next scheduled reminder is due (NULL: none), so that a scheduler
+ * need not ask every second while nothing is written.
  */
 PG_FUNCTION_INFO_V1(maint_fire_reminders);
 Datum
 maint_fire_reminders(PG_FUNCTION_ARGS)
 {
 	TupleDesc	desc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	Datum		values[3];
+	bool		nulls[3] = {false, false, true};
 	FireCounts	counts;
+	bool		isnull;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	FireDueReminders(GetCurrentTransactionStartTimestamp(), 1000, &counts);
+	/* not read-only: it must see what FireDueReminders() just wrote */
+	if (RunSqlAs(TaskeventsOwner(),
+				 "SELECT pg_catalog.min(m.remind_at) FROM taskevents.reminders m "
+				 "WHERE m.state OPERATOR(pg_catalog.=) 'scheduled'::pg_catalog.text",
+				 0, NULL, NULL, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the next reminder's time failed");
+	values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	nulls[2] = isnull;
 	SPI_finish();
 	values[0] = Int64GetDatum(counts.fired);
 	values[1] = Int64GetDatum(counts.failed);

@@ -29,13 +29,26 @@
 typedef struct maint_op
 {
 	int			slot;			/* in metrics.maint[] */
-	int64_t		period_ms;
-	int64_t		next_at;
+	int64_t		period_ms;		/* while events flow */
+	int64_t		idle_ms;		/* while none do */
+	int64_t		last_run;		/* when it last started (ms, monotonic); 0 never */
+	int64_t		hint_at;		/* its next_at (ms, monotonic); -1 none */
+	bool		again;			/* did something: run again at once */
 	bool		reminders;		/* feature 'reminders' */
 	int			repeats;		/* runs in a row that did something */
 } maint_op;
 
 #define MAX_REPEATS 100
+
+/*
+ * While no event has been fetched since an operation last ran, nothing
+ * written can have given it work: its period is stretched IDLE_STRETCH
+ * times (at most to IDLE_MAX_MS, never below the listed period), unless
+ * the operation said when it next has work (next_at: the next reminder),
+ * so an idle relay costs its database little.
+ */
+#define IDLE_STRETCH 10
+#define IDLE_MAX_MS 60000
 
 static PGconn *side;
 static db_side_kind side_kind = DB_SIDE_NONE;
@@ -127,7 +140,12 @@ side_connect(const relay_config *cfg, int64_t now)
 			op->period_ms = cfg->maintain_interval_ms;
 		if (op->period_ms < 10)
 			op->period_ms = 10;
-		op->next_at = now;
+		op->idle_ms = op->period_ms * IDLE_STRETCH < IDLE_MAX_MS ? op->period_ms * IDLE_STRETCH : IDLE_MAX_MS;
+		if (op->idle_ms < op->period_ms)
+			op->idle_ms = op->period_ms;
+		op->last_run = 0;
+		op->hint_at = -1;
+		op->again = false;
 		op->repeats = 0;
 		json_array_append_new(list, json_pack("{s:s, s:I}", "operation", metrics.maint[slot].name,
 											  "period_ms", (json_int_t) op->period_ms));
@@ -154,13 +172,38 @@ side_send(db_side_kind kind, const char *sql, const char *param)
 }
 
 /*
+ * When op is next due: at once after a run that did something; else its
+ * period after its last run while events flow (last_activity: when the
+ * leader last fetched any), its stretched period while none do, but no
+ * later than the next_at it reported (and no sooner than its period).
+ */
+static int64_t
+op_due_at(const maint_op *op, int64_t last_activity)
+{
+	int64_t		at;
+
+	if (op->again || op->last_run == 0)
+		return op->last_run;
+	at = op->last_run + (last_activity >= op->last_run ? op->period_ms : op->idle_ms);
+	if (op->hint_at >= 0)
+	{
+		int64_t		hint = op->hint_at > op->last_run + op->period_ms ? op->hint_at : op->last_run + op->period_ms;
+
+		if (hint < at)
+			at = hint;
+	}
+	return at;
+}
+
+/*
  * The leader's turn on the side connection: collect what finished, then
  * start the operation that has been due longest (or the backlog sample).
  */
 void
-db_side_step(const relay_config *cfg, int64_t now)
+db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity)
 {
 	int			due = -1;
+	int64_t		due_at = 0;
 
 	db_side_poll();
 	if (side_kind != DB_SIDE_NONE)
@@ -168,13 +211,23 @@ db_side_step(const relay_config *cfg, int64_t now)
 	if (side == NULL && !side_connect(cfg, now))
 		return;
 	for (int i = 0; i < n_ops; i++)
-		if (ops[i].next_at <= now && (due < 0 || ops[i].next_at < ops[due].next_at))
+	{
+		int64_t		at = op_due_at(&ops[i], last_activity);
+
+		if (at <= now && (due < 0 || at < due_at))
+		{
 			due = i;
+			due_at = at;
+		}
+	}
 	if (due >= 0)
 	{
 		running = due;
-		ops[due].next_at = now + ops[due].period_ms;
-		side_send(DB_SIDE_MAINTENANCE, "SELECT done, failed FROM taskevents.run_maintenance($1)",
+		ops[due].last_run = now;
+		ops[due].again = false;
+		side_send(DB_SIDE_MAINTENANCE, "SELECT done, failed, (extract(epoch FROM next_at "
+				  "OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
+				  "FROM taskevents.run_maintenance($1)",
 				  metrics.maint[ops[due].slot].name);
 		return;
 	}
@@ -190,15 +243,15 @@ db_side_step(const relay_config *cfg, int64_t now)
 
 /* When the side connection next has something to start (ms, monotonic). */
 int64_t
-db_side_next_due(const relay_config *cfg)
+db_side_next_due(const relay_config *cfg, int64_t last_activity)
 {
 	int64_t		next = INT64_MAX;
 
 	if (side == NULL)
 		return reconnect_at;
 	for (int i = 0; i < n_ops; i++)
-		if (ops[i].next_at < next)
-			next = ops[i].next_at;
+		if (op_due_at(&ops[i], last_activity) < next)
+			next = op_due_at(&ops[i], last_activity);
 	if (cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0 && next_backlog < next)
 		next = next_backlog;
 	return next;
@@ -229,10 +282,11 @@ maintenance_result(PGresult *res)
 	if (done > 0 && op->repeats < MAX_REPEATS)
 	{
 		op->repeats++;
-		op->next_at = mono_ms();
+		op->again = true;
 	}
 	else
 		op->repeats = 0;
+	op->hint_at = PQgetisnull(res, 0, 2) ? -1 : mono_ms() + strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	atomic_fetch_add(&m->runs, 1);
 	atomic_fetch_add(&m->done, done);
 	atomic_fetch_add(&m->failed, failed);

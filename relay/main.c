@@ -45,6 +45,7 @@ static int64_t next_lease_try;
 static int64_t reconnect_at;
 static int	reconnect_backoff = 100;
 static bool draining;
+static int64_t last_activity;	/* when the leader last fetched events */
 static int64_t drain_deadline;
 
 static void
@@ -230,7 +231,7 @@ leader_housekeeping(int64_t now)
 		next_renew = started + cfg.lease_ttl_ms / 3;
 	}
 	/* the side connection: the maintenance list, the backlog sample */
-	db_side_step(&cfg, now);
+	db_side_step(&cfg, now, last_activity);
 	return true;
 }
 
@@ -241,7 +242,7 @@ leader_housekeeping(int64_t now)
 static int64_t
 leader_next_due(void)
 {
-	int64_t		next = db_side_next_due(&cfg);
+	int64_t		next = db_side_next_due(&cfg, last_activity);
 
 	if (next_renew < next)
 		next = next_renew;
@@ -279,6 +280,8 @@ leader_turn(int64_t now, bool *finished)
 			db_check(r, "relay_tick/relay_fetch");
 			return false;
 		}
+		if (n > 0)
+			last_activity = now;
 		if (idle && !cfg.once)
 			wake_arm(cfg.db);
 	}

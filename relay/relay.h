@@ -188,8 +188,8 @@ typedef enum
 	DB_SIDE_MAINTENANCE
 } db_side_kind;
 
-extern void db_side_step(const relay_config *cfg, int64_t now);
-extern int64_t db_side_next_due(const relay_config *cfg);
+extern void db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity);
+extern int64_t db_side_next_due(const relay_config *cfg, int64_t last_activity);
 extern int	db_side_socket(void);
 extern bool db_side_busy(void);
 extern void db_side_poll(void);

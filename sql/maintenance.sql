@@ -20,12 +20,20 @@ SELECT operation, (r).done >= 0 AS ran, (r).failed AS failed
 SELECT try($$SELECT * FROM taskevents.run_maintenance('vacuum_everything')$$);
 SELECT try($$SELECT * FROM taskevents.run_maintenance(NULL)$$);
 
--- fire_reminders reports the reminders it fired
+-- fire_reminders reports the reminders it fired, and when the next
+-- scheduled one is due (NULL: none); the other operations never say
 SELECT make_tasks('maint_tasks');
 SELECT taskevents.attach('maint_tasks');
 INSERT INTO maint_tasks (id, user_id, title, due_date) VALUES (1, 'ann', 'soon', now() + interval '1 hour');
 SELECT * FROM taskevents.run_maintenance('fire_reminders');
 SELECT * FROM taskevents.run_maintenance('fire_reminders');
+INSERT INTO maint_tasks (id, user_id, title, due_date) VALUES (2, 'bob', 'later', now() + interval '3 days');
+SELECT done, failed,
+       next_at = (SELECT r.remind_at FROM taskevents.reminders r WHERE r.task_id = '2') AS next_at_is_bobs_reminder
+  FROM taskevents.run_maintenance('fire_reminders');
+SELECT operation, (r).next_at FROM (SELECT o.operation, taskevents.run_maintenance(o.operation) AS r
+                                      FROM taskevents.maintenance_operations() o
+                                     WHERE o.operation <> 'fire_reminders') x;
 
 -- who may run them
 CREATE ROLE regress_maint_relay;

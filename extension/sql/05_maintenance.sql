@@ -28,7 +28,7 @@ CREATE TABLE @extschema@.maintenance_registry (
 );
 
 COMMENT ON TABLE @extschema@.maintenance_registry IS
-    'The maintenance list: each feature''s periodic operations (function() RETURNS TABLE (done bigint, failed bigint)), and the functions rotate_outbox calls before truncating a partition (function(regclass)).';
+    'The maintenance list: each feature''s periodic operations (function(OUT done bigint, OUT failed bigint [, OUT next_at timestamptz])), and the functions rotate_outbox calls before truncating a partition (function(regclass)).';
 
 -- What to run, how often, in which order.
 CREATE FUNCTION @extschema@.maintenance_operations()
@@ -46,25 +46,32 @@ COMMENT ON FUNCTION @extschema@.maintenance_operations() IS
     'The periodic maintenance operations and how often to run each (run them with run_maintenance()).';
 
 -- Run one periodic operation; done and failed are its counts (partitions
--- truncated, reminders fired and failed, ...).
+-- truncated, reminders fired and failed, ...; done is 0 when there was
+-- nothing to do), next_at when it next has work for certain (NULL: not
+-- known; an operation whose function has an OUT parameter next_at says).
 CREATE FUNCTION @extschema@.run_maintenance(operation text)
-RETURNS TABLE (done bigint, failed bigint)
+RETURNS TABLE (done bigint, failed bigint, next_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn regprocedure;
+    has_next boolean;
 BEGIN
-    SELECT m.function INTO fn FROM @extschema@.maintenance_registry m
+    SELECT m.function, 'next_at' = ANY (coalesce(p.proargnames, '{}'))
+      INTO fn, has_next
+      FROM @extschema@.maintenance_registry m JOIN pg_catalog.pg_proc p ON p.oid = m.function
      WHERE m.operation = run_maintenance.operation AND m.phase = 'periodic';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown maintenance operation "%"', operation
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'taskevents.maintenance_operations() lists them.';
     END IF;
-    RETURN QUERY EXECUTE format('SELECT * FROM %s()', fn::regproc);
+    RETURN QUERY EXECUTE format('SELECT r.done, r.failed, %s FROM %s() r',
+                                CASE WHEN has_next THEN 'r.next_at' ELSE 'NULL::pg_catalog.timestamptz' END,
+                                fn::regproc);
 END;
 $$;
 
 COMMENT ON FUNCTION @extschema@.run_maintenance(text) IS
-    'Run one operation of maintenance_operations() and return its counts (done, failed).';
+    'Run one operation of maintenance_operations() and return its counts (done, failed) and, when it knows, when it next has work (next_at).';

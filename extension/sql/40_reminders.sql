@@ -82,8 +82,9 @@ COMMENT ON FUNCTION @extschema@.fire_due_reminders(timestamptz, integer) IS
 
 -- Maintenance operation fire_reminders: fire_due_reminders() as of now()
 -- with its default batch; done = reminders fired, failed = reminders that
--- failed (each also a WARNING naming the task and the SQLSTATE).
-CREATE FUNCTION @extschema@._maint_fire_reminders(OUT done bigint, OUT failed bigint)
+-- failed (each also a WARNING naming the task and the SQLSTATE), next_at =
+-- when the next scheduled reminder is due (NULL: none).
+CREATE FUNCTION @extschema@._maint_fire_reminders(OUT done bigint, OUT failed bigint, OUT next_at timestamptz)
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'maint_fire_reminders';
 
