@@ -296,11 +296,26 @@ ce_unescape(ce_span s)
 		p++;
 		switch (*p)
 		{
-			case 'b': out[n++] = '\b'; p++; break;
-			case 'f': out[n++] = '\f'; p++; break;
-			case 'n': out[n++] = '\n'; p++; break;
-			case 'r': out[n++] = '\r'; p++; break;
-			case 't': out[n++] = '\t'; p++; break;
+			case 'b':
+				out[n++] = '\b';
+				p++;
+				break;
+			case 'f':
+				out[n++] = '\f';
+				p++;
+				break;
+			case 'n':
+				out[n++] = '\n';
+				p++;
+				break;
+			case 'r':
+				out[n++] = '\r';
+				p++;
+				break;
+			case 't':
+				out[n++] = '\t';
+				p++;
+				break;
 			case 'u':
 				{
 					bool		ok = true;

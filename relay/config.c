@@ -36,7 +36,8 @@ typedef struct option_def
 	opt_kind	kind;
 	size_t		offset;
 	const char *defval;
-	int			min, max;
+	int			min,
+				max;
 	bool		reloadable;
 	bool		hidden;
 	const char *arg;

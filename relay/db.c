@@ -40,7 +40,8 @@ struct db_page
 /* the page fetched ahead, see db_prefetch() */
 static bool pf_sent;
 static PGresult *pf_res;
-static int64_t pf_tick, pf_after;
+static int64_t pf_tick,
+			pf_after;
 static int	pf_limit;
 
 typedef struct statement

@@ -31,7 +31,8 @@ typedef struct maint_op
 	int			slot;			/* in metrics.maint[] */
 	int64_t		period_ms;		/* while events flow */
 	int64_t		idle_ms;		/* while none do */
-	int64_t		last_run;		/* when it last started (ms, monotonic); 0 never */
+	int64_t		last_run;		/* when it last started (ms, monotonic); 0
+								 * never */
 	int64_t		hint_at;		/* its next_at (ms, monotonic); -1 none */
 	bool		again;			/* did something: run again at once */
 	bool		reminders;		/* feature 'reminders' */
@@ -88,7 +89,8 @@ metrics_slot(const char *name)
 	if (n == RELAY_MAX_MAINT_OPS)
 		return -1;
 	snprintf(metrics.maint[n].name, sizeof(metrics.maint[n].name), "%s", name);
-	atomic_store(&metrics.n_maint, n + 1);	/* after the name: the reader sees it whole */
+	atomic_store(&metrics.n_maint, n + 1);	/* after the name: the reader sees
+											 * it whole */
 	return n;
 }
 
@@ -276,8 +278,8 @@ maintenance_result(PGresult *res)
 	/*
 	 * An operation that did something may have more to do (a burst of due
 	 * reminders is fired a batch at a time): run it again at once, as PgQ's
-	 * ticker repeats its maintenance operations, up to MAX_REPEATS times
-	 * in a row before its period applies again.
+	 * ticker repeats its maintenance operations, up to MAX_REPEATS times in a
+	 * row before its period applies again.
 	 */
 	if (done > 0 && op->repeats < MAX_REPEATS)
 	{

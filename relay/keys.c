@@ -33,7 +33,8 @@ static keystate *held;			/* keys with a hold */
 static keystate *wake_head;		/* keys to pump at the next step, in order */
 static keystate *wake_tail;
 static bool producer_full;		/* the last send met a full producer queue */
-static long inflight_total;		/* events handed to the producer, no report yet */
+static long inflight_total;		/* events handed to the producer, no report
+								 * yet */
 
 void
 keys_init(void)
@@ -149,7 +150,7 @@ key_free(keystate *ks)
 
 /* e (or NULL: nothing) is what blocks ks now; keys with a hold are listed. */
 void
-key_set_hold(keystate *ks, event *e)
+key_set_hold(keystate *ks, event * e)
 {
 	ks->hold = e;
 	if (e)
@@ -167,7 +168,7 @@ keys_held(void)
 
 /* A fetched event (QUEUED) joins the end of its key's queue. */
 void
-keys_enqueue(event *e)
+keys_enqueue(event * e)
 {
 	keystate   *ks = key_get(e->key);
 
@@ -228,7 +229,7 @@ keys_wake_all(void)
 
 /* e goes back to QUEUED, to be sent again once its key has nothing in flight. */
 void
-key_requeue(event *e)
+key_requeue(event * e)
 {
 	keystate   *ks = e->ks;
 
@@ -244,7 +245,7 @@ key_requeue(event *e)
  * freed.
  */
 keystate *
-key_resolve(event *e)
+key_resolve(event * e)
 {
 	keystate   *ks = e->ks;
 
@@ -275,7 +276,7 @@ key_resolve(event *e)
 
 /* Hand e to librdkafka: to its topic, or as a dead letter. */
 static produce_result
-send_event(event *e)
+send_event(event * e)
 {
 	const relay_config *cfg = pipeline_cfg;
 	produce_msg m = {0};
@@ -369,7 +370,10 @@ key_pump(keystate *ks)
 			{
 				double		now = wall_now();
 
-				/* QUEUED -> QUEUED+dlq: not a CloudEvent, no attempt; the hold */
+				/*
+				 * QUEUED -> QUEUED+dlq: not a CloudEvent, no attempt; the
+				 * hold
+				 */
 				e->dlq = true;
 				e->first_failure = e->last_failure = now;
 				snprintf(e->error, sizeof(e->error), "invalid cloudevent: %s", e->invalid);
@@ -387,7 +391,8 @@ key_pump(keystate *ks)
 				return;
 			}
 			if (r == PRODUCE_FAILED)
-				break;			/* retry_on_failure() made it the hold, or requeued it */
+				break;			/* retry_on_failure() made it the hold, or
+								 * requeued it */
 			ks->next_send = e->knext;
 		}
 		if (ks->hold == NULL)

@@ -129,7 +129,7 @@ log_add_secret(const char *s)
 		return;
 	}
 	n = strlen(text);
-	memmove(text, text + 1, n - 2);	/* strip the quotes */
+	memmove(text, text + 1, n - 2); /* strip the quotes */
 	text[n - 2] = '\0';
 	for (int i = 0; i < nsecrets; i++)
 		if (strcmp(secrets[i], text) == 0)
@@ -173,7 +173,7 @@ scrub(char *text)
 }
 
 void
-log_msg(int level, const char *msg, const char *fmt, ...)
+log_msg(int level, const char *msg, const char *fmt,...)
 {
 	char		ts[40];
 	json_t	   *line;

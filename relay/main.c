@@ -38,7 +38,8 @@ typedef enum
 
 static relay_role role = ROLE_DISCONNECTED;
 static int64_t epoch;
-static int64_t last_epoch;		/* kept across a reconnect: renew if still ours */
+static int64_t last_epoch;		/* kept across a reconnect: renew if still
+								 * ours */
 static int64_t lease_ok_at;		/* start of the last successful lease call */
 static int64_t next_renew;
 static int64_t next_lease_try;
@@ -266,10 +267,11 @@ leader_turn(int64_t now, bool *finished)
 	pipeline_circuit_step(now);
 	if (!db_check(pipeline_step(now), "relay_dead_letter"))
 		return false;
+
 	/*
-	 * Fetch unless a wait for a commit is outstanding (wake.c): the last
-	 * tick found nothing and no transaction that wrote events has
-	 * committed since.  --once and a drain never wait.
+	 * Fetch unless a wait for a commit is outstanding (wake.c): the last tick
+	 * found nothing and no transaction that wrote events has committed since.
+	 * --once and a drain never wait.
 	 */
 	wake_collect();
 	if (!draining && !wake_waiting())
@@ -316,9 +318,14 @@ idle_wait(int timeout_ms)
 		int			nfds = 0;
 		int64_t		sleep_ms = leader_next_due() - mono_ms();
 
-		fds[nfds++] = (struct pollfd) {.fd = wake_socket(),.events = POLLIN};
+		memset(fds, 0, sizeof(fds));
+		fds[nfds].fd = wake_socket();
+		fds[nfds++].events = POLLIN;
 		if (db_side_socket() >= 0)
-			fds[nfds++] = (struct pollfd) {.fd = db_side_socket(),.events = POLLIN};
+		{
+			fds[nfds].fd = db_side_socket();
+			fds[nfds++].events = POLLIN;
+		}
 		sleep_ms = sleep_ms < 0 ? 0 : sleep_ms > 1000 ? 1000 : sleep_ms;
 		(void) poll(fds, nfds, (int) sleep_ms);
 	}
@@ -465,9 +472,9 @@ main(int argc, char **argv)
 	if (cfg.binary)
 	{
 		/*
-		 * Every event the extension writes carries topic and pubsubname
-		 * for Dapr, but Dapr cannot route binary-mode records: its routing
-		 * rules see no "type" (the attributes are only ce_* headers).
+		 * Every event the extension writes carries topic and pubsubname for
+		 * Dapr, but Dapr cannot route binary-mode records: its routing rules
+		 * see no "type" (the attributes are only ce_* headers).
 		 */
 		log_warn("binary mode: Dapr subscribers cannot route these events; use structured mode for Dapr",
 				 "{s:s}", "detail",

@@ -95,6 +95,7 @@ static const struct
 	const char *help;
 	size_t		field;
 }			maint_families[] = {
+
 	{"taskevents_relay_maintenance_runs_total", "Runs of each operation of the maintenance list.",
 	offsetof(relay_maint_metrics, runs)},
 	{"taskevents_relay_maintenance_done_total", "What each operation did (partitions truncated, reminders fired, ...).",

@@ -35,7 +35,7 @@ mock_push_errors(const char *spec, char *errbuf, size_t errlen)
 	errs = calloc(count, sizeof(*errs));
 	for (int i = 0; i < count; i++)
 		errs[i] = (rd_kafka_resp_err_t) err;
-	rd_kafka_mock_push_request_errors_array(mcluster, 0 /* Produce */, count, errs);
+	rd_kafka_mock_push_request_errors_array(mcluster, 0 /* Produce */ , count, errs);
 	free(errs);
 	log_warn("mock cluster will fail produce requests", "{s:i, s:s}", "count", count,
 			 "error", rd_kafka_err2name(err));

@@ -80,7 +80,7 @@ typedef struct event
 	struct keystate *ks;
 	struct event *kprev;		/* the key's queue, in outbox order */
 	struct event *knext;
-} event;
+}			event;
 
 typedef struct keystate
 {
@@ -93,10 +93,10 @@ typedef struct keystate
 	int			inflight;
 	bool		drain;			/* wait for inflight == 0 before sending */
 	struct keystate *hnext;
-	struct keystate *held_prev;	/* the list of keys with a hold */
+	struct keystate *held_prev; /* the list of keys with a hold */
 	struct keystate *held_next;
 	bool		in_held;
-	struct keystate *wake_prev;	/* the list of keys waiting to be pumped */
+	struct keystate *wake_prev; /* the list of keys waiting to be pumped */
 	struct keystate *wake_next;
 	bool		in_wake;
 } keystate;
@@ -107,12 +107,12 @@ extern bool pipeline_leader;	/* holds the lease: may send and fetch */
 extern int64_t pipeline_epoch;
 
 /* window.c */
-extern event *window_event(uint64_t seq);
-extern void window_resolved(event *e);
+extern event * window_event(uint64_t seq);
+extern void window_resolved(event * e);
 
 /* keys.c */
 extern void keys_init(void);
-extern void keys_enqueue(event *e);
+extern void keys_enqueue(event * e);
 extern void keys_clear(void);
 extern void keys_wake_all(void);
 extern void keys_pump_waiting(void);
@@ -120,13 +120,13 @@ extern bool keys_producer_full(void);
 extern long keys_inflight(void);
 extern void keys_shutdown(void);
 extern void key_pump(keystate *ks);
-extern void key_requeue(event *e);
-extern keystate *key_resolve(event *e);
-extern void key_set_hold(keystate *ks, event *e);
+extern void key_requeue(event * e);
+extern keystate *key_resolve(event * e);
+extern void key_set_hold(keystate *ks, event * e);
 extern keystate *keys_held(void);
 
 /* retry.c */
-extern void retry_on_failure(event *e, delivery_status st, const char *error);
+extern void retry_on_failure(event * e, delivery_status st, const char *error);
 
 /* circuit.c */
 extern bool circuit_is_closed(void);

@@ -113,7 +113,8 @@ conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size
 	return 0;
 }
 
-#define QUEUE_BYTES_PER_EVENT 100	/* producer queue bytes per event in flight */
+/* producer queue bytes per event in flight */
+#define QUEUE_BYTES_PER_EVENT 100
 #define QUEUE_KBYTES_MAX 65536
 
 /*
@@ -169,32 +170,31 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 				qkb[32];
 
 	conf = rd_kafka_conf_new();
+
 	/*
-	 * Bounded queues sized from --max-inflight: every message in the
-	 * producer is an event of the window (a dead letter replaces its
-	 * event), so at most max_inflight of them, and QUEUE_BYTES_PER_EVENT
-	 * bytes per event allowed in flight (but room for two of the largest
-	 * messages, see fit_queue_to_max_message()).  A full queue is
-	 * back-pressure: events wait in the window, and fetching pauses.
+	 * Bounded queues sized from --max-inflight: every message in the producer
+	 * is an event of the window (a dead letter replaces its event), so at
+	 * most max_inflight of them, and QUEUE_BYTES_PER_EVENT bytes per event
+	 * allowed in flight (but room for two of the largest messages, see
+	 * fit_queue_to_max_message()).  A full queue is back-pressure: events
+	 * wait in the window, and fetching pauses.
+	 *
+	 * Partitioner FNV-1a: librdkafka's fnv1a matches Sarama's default
+	 * NewHashPartitioner, which Dapr's Kafka pub/sub uses, so a user id lands
+	 * on the same partition whether the relay or a Dapr publisher wrote it
+	 * (test/0620); _random: a NULL key is spread, as in Sarama.
+	 *
+	 * linger.ms 1: at a few hundred events a second, each record would wait
+	 * the whole linger alone; under load, records queued while a request is
+	 * in flight are batched anyway.
 	 */
 	snprintf(qmax, sizeof(qmax), "%d", cfg->max_inflight + 64);
 	snprintf(qkb, sizeof(qkb), "%ld", queue_kbytes(cfg->max_inflight));
 	if (conf_set(conf, "bootstrap.servers", bootstraps, errbuf, errlen) ||
 		conf_set(conf, "client.id", "taskevents-relay", errbuf, errlen) ||
 		conf_set(conf, "enable.idempotence", "true", errbuf, errlen) ||
-		/*
-		 * FNV-1a: librdkafka's fnv1a matches Sarama's default
-		 * NewHashPartitioner, which Dapr's Kafka pub/sub uses, so a user id
-		 * lands on the same partition whether the relay or a Dapr publisher
-		 * wrote it (test/0620).  _random: a NULL key is spread, as in Sarama.
-		 */
 		conf_set(conf, "partitioner", "fnv1a_random", errbuf, errlen) ||
 		conf_set(conf, "message.timeout.ms", "300000", errbuf, errlen) ||
-		/*
-		 * 1 ms: at a few hundred events a second, each record would wait
-		 * the whole linger alone; under load, records queued while a
-		 * request is in flight are batched anyway.
-		 */
 		conf_set(conf, "linger.ms", "1", errbuf, errlen) ||
 		conf_set(conf, "queue.buffering.max.messages", qmax, errbuf, errlen) ||
 		conf_set(conf, "queue.buffering.max.kbytes", qkb, errbuf, errlen) ||

@@ -64,7 +64,7 @@ extern const char *log_level_name(int level);
  * jansson json_pack format for an object, e.g. "{s:I, s:s}"), or none when
  * fmt is NULL.  Never pass payloads or secrets.
  */
-extern void log_msg(int level, const char *msg, const char *fmt, ...);
+extern void log_msg(int level, const char *msg, const char *fmt,...);
 extern void log_add_secret(const char *value);
 
 #define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
@@ -102,7 +102,7 @@ typedef struct relay_config
 	char	   *metrics_addr;
 	bool		binary;
 	bool		once;
-	int			log_level;
+	int log_level;
 	bool		dev_mock_kafka;
 	char	   *mock_produce_errors;
 	/* -X key=value librdkafka properties, in order */
@@ -221,17 +221,31 @@ typedef struct ce_span
 
 typedef struct ce_fields
 {
-	ce_span		specversion, id, source, type, time, subject, partitionkey,
-				traceparent, data;
-	bool		has_time, has_subject, has_partitionkey, has_traceparent, has_data;
+	ce_span		specversion,
+				id,
+				source,
+				type,
+				time,
+				subject,
+				partitionkey,
+				traceparent,
+				data;
+	bool		has_time,
+				has_subject,
+				has_partitionkey,
+				has_traceparent,
+				has_data;
 } ce_fields;
 
 /* Returns NULL when valid, else a short reason (a static string). */
 extern const char *ce_scan(const char *buf, size_t len, ce_fields *out);
+
 /* For structured mode: NULL or a reason; trusts rows shaped like the extension's. */
 extern const char *ce_check(const char *buf, size_t len);
+
 /* Unescape a JSON string span into a new malloc'd, NUL-terminated string. */
 extern char *ce_unescape(ce_span s);
+
 /* The event without its data member (for dead letters too large to send). */
 extern char *ce_without_data(const char *buf, size_t len, size_t *outlen);
 
@@ -241,7 +255,8 @@ typedef enum
 {
 	PRODUCE_OK = 0,
 	PRODUCE_BACKPRESSURE,		/* local queue full: try again later */
-	PRODUCE_FAILED				/* per-message failure; see the delivery_status */
+	PRODUCE_FAILED				/* per-message failure; see the
+								 * delivery_status */
 } produce_result;
 
 /*
@@ -251,10 +266,13 @@ typedef enum
 typedef enum
 {
 	DELIVERED = 0,				/* the broker has it */
-	DELIVERY_FAILED,			/* this message failed: retry, then dead-letter */
-	DELIVERY_TOO_LARGE,			/* failed for its size (a dead letter sheds its data) */
+	DELIVERY_FAILED,			/* this message failed: retry, then
+								 * dead-letter */
+	DELIVERY_TOO_LARGE,			/* failed for its size (a dead letter sheds
+								 * its data) */
 	DELIVERY_OUTAGE,			/* no broker took it: not the message's fault */
-	DELIVERY_PURGED				/* dropped by the relay itself (lease lost, restart) */
+	DELIVERY_PURGED				/* dropped by the relay itself (lease lost,
+								 * restart) */
 } delivery_status;
 
 /*
@@ -321,6 +339,7 @@ extern void pipeline_shutdown(void);
 extern int	pipeline_free_slots(void);
 extern bool pipeline_empty(void);
 extern int	pipeline_unresolved(void);
+
 /* Returns the number of rows fetched (0 when idle), or -1 on a DB problem. */
 extern int	pipeline_fetch(db_result *dbr, bool *idle);
 extern db_result pipeline_ack(int64_t now, bool force);
@@ -345,7 +364,8 @@ typedef struct relay_maint_metrics
 	char		name[64];		/* written once, before n_maint counts it */
 	atomic_long runs;
 	atomic_long done;
-	atomic_long failed;			/* what the operation reported (reminders that failed) */
+	atomic_long failed;			/* what the operation reported (reminders that
+								 * failed) */
 	atomic_long errors;			/* calls that raised */
 } relay_maint_metrics;
 

@@ -19,7 +19,7 @@
 
 /* The CloudEvent id of an event, for log lines (malloc'd, or NULL). */
 static char *
-event_id_of(const event *e)
+event_id_of(const event * e)
 {
 	ce_fields	f;
 
@@ -34,7 +34,7 @@ event_id_of(const event *e)
  * hold and waits for a retry, or goes to the dead-letter topic.
  */
 void
-retry_on_failure(event *e, delivery_status st, const char *error)
+retry_on_failure(event * e, delivery_status st, const char *error)
 {
 	const relay_config *cfg = pipeline_cfg;
 	keystate   *ks = e->ks;

@@ -74,6 +74,7 @@ wake_connect(const char *conninfo)
 		wake_fail("connect", err);
 		return false;
 	}
+
 	/*
 	 * A relay that dies while its CALL waits leaves a backend asleep until
 	 * the timeout, holding a connection (and DROP DATABASE): have it check

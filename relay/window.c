@@ -29,7 +29,7 @@ const relay_config *pipeline_cfg;
 bool		pipeline_leader;
 int64_t		pipeline_epoch;
 
-static event *ring;
+static event * ring;
 static uint64_t ring_cap;
 static uint64_t head = 1;		/* seq of the oldest entry in the window */
 static uint64_t tail = 1;		/* seq the next entry gets */
@@ -89,7 +89,7 @@ window_event(uint64_t seq)
 
 /* Let go of e's row: its page is freed with the last of its rows. */
 static void
-window_release_row(event *e)
+window_release_row(event * e)
 {
 	db_page_release(e->page);
 	e->page = NULL;
@@ -98,7 +98,7 @@ window_release_row(event *e)
 
 /* keys.c resolved e: only its position is needed now. */
 void
-window_resolved(event *e)
+window_resolved(event * e)
 {
 	e->state = EV_DONE;
 	unresolved--;
@@ -106,7 +106,7 @@ window_resolved(event *e)
 }
 
 static void
-window_free_entry(event *e)
+window_free_entry(event * e)
 {
 	window_release_row(e);
 	memset(e, 0, sizeof(*e));
@@ -174,6 +174,7 @@ pipeline_fetch(db_result *dbr, bool *idle)
 	*dbr = DB_OK;
 	if (!pipeline_leader || !circuit_is_closed() || freeslots < 2)
 		return 0;
+
 	/*
 	 * While the producer's queue is full, fetch only until FETCH_AHEAD_PAGES
 	 * pages of events wait to be sent: enough for PostgreSQL to work while
