@@ -152,6 +152,20 @@ SELECT try($$SELECT taskevents.fire_due_reminders(now() + interval '1 day', 10)$
 SELECT taskevents.fire_due_reminders(now() - interval '1 day') AS fired_as_of_the_past;
 RESET ROLE;
 
+-- the maintenance list as the relay runs it, with the hostile objects first
+-- in the relay role's path: run_maintenance() and what it runs as the
+-- extension owner (firing, the next reminder's time, the relay state's
+-- rotation) resolve nothing through them
+SET ROLE regress_relay;
+SET search_path = hostile, pg_catalog;
+SELECT done OPERATOR(pg_catalog.>=) 0 AS ran, next_at IS NOT NULL AS knows_next
+  FROM taskevents.run_maintenance('fire_reminders');
+SELECT done OPERATOR(pg_catalog.>=) 0 AS ran FROM taskevents.run_maintenance('rotate_relay_state');
+RESET search_path;
+RESET ROLE;
+SELECT count(*) AS hostile_calls_as_others FROM hostile.calls
+ WHERE who NOT IN ('regress_writer', 'regress_tabowner', 'regress_relay');
+
 DROP TABLE ctx_tasks;
 DROP FUNCTION ctx_owner_trigger();
 DROP SCHEMA hostile CASCADE;

@@ -58,9 +58,11 @@ DECLARE
     fn regprocedure;
     has_next boolean;
 BEGIN
-    SELECT m.function, 'next_at' = ANY (coalesce(p.proargnames, '{}'))
+    SELECT m.function,
+           coalesce('next_at'::pg_catalog.text OPERATOR(pg_catalog.=) ANY (p.proargnames), false)
       INTO fn, has_next
-      FROM @extschema@.maintenance_registry m JOIN pg_catalog.pg_proc p ON p.oid = m.function
+      FROM @extschema@.maintenance_registry m
+      JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) m.function::pg_catalog.oid
      WHERE m.operation = run_maintenance.operation AND m.phase = 'periodic';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown maintenance operation "%"', operation
