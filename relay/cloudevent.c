@@ -294,28 +294,15 @@ ce_unescape(ce_span s)
 			continue;
 		}
 		p++;
+		/* \b \f \n \r \t: the character of the same place in "\b\f\n\r\t" */
+		if (*p != '\0' && strchr("bfnrt", *p) != NULL)
+		{
+			out[n++] = "\b\f\n\r\t"[strchr("bfnrt", *p) - "bfnrt"];
+			p++;
+			continue;
+		}
 		switch (*p)
 		{
-			case 'b':
-				out[n++] = '\b';
-				p++;
-				break;
-			case 'f':
-				out[n++] = '\f';
-				p++;
-				break;
-			case 'n':
-				out[n++] = '\n';
-				p++;
-				break;
-			case 'r':
-				out[n++] = '\r';
-				p++;
-				break;
-			case 't':
-				out[n++] = '\t';
-				p++;
-				break;
 			case 'u':
 				{
 					bool		ok = true;

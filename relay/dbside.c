@@ -60,12 +60,6 @@ static int64_t side_started;
 static int64_t next_backlog;
 static int64_t reconnect_at;
 
-bool
-db_side_busy(void)
-{
-	return side_kind != DB_SIDE_NONE;
-}
-
 static void
 side_close(void)
 {
@@ -252,8 +246,12 @@ db_side_next_due(const relay_config *cfg, int64_t last_activity)
 	if (side == NULL)
 		return reconnect_at;
 	for (int i = 0; i < n_ops; i++)
-		if (op_due_at(&ops[i], last_activity) < next)
-			next = op_due_at(&ops[i], last_activity);
+	{
+		int64_t		at = op_due_at(&ops[i], last_activity);
+
+		if (at < next)
+			next = at;
+	}
 	if (cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0 && next_backlog < next)
 		next = next_backlog;
 	return next;

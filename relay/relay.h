@@ -191,7 +191,6 @@ typedef enum
 extern void db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity);
 extern int64_t db_side_next_due(const relay_config *cfg, int64_t last_activity);
 extern int	db_side_socket(void);
-extern bool db_side_busy(void);
 extern void db_side_poll(void);
 extern void db_side_close(void);
 
@@ -204,12 +203,11 @@ typedef enum
 	WAKE_POLL					/* relay_tick() every --poll-interval-ms */
 } wake_mode;
 
-extern bool wake_arm(const char *conninfo);
+extern void wake_arm(const char *conninfo);
 extern void wake_collect(void);
 extern bool wake_waiting(void);
 extern int	wake_socket(void);
 extern void wake_close(void);
-extern const char *wake_mode_name(wake_mode m);
 
 /* ------------------------------------------------------------ cloudevent.c */
 

@@ -37,12 +37,6 @@ static int64_t retry_at;		/* no new connection before this */
 
 static const char *const mode_names[] = {"unknown", "latch", "poll"};
 
-const char *
-wake_mode_name(wake_mode m)
-{
-	return mode_names[m];
-}
-
 static void
 set_mode(wake_mode m, const char *why)
 {
@@ -113,21 +107,21 @@ wake_connect(const char *conninfo)
 
 /*
  * The leader's tick found nothing: wait for a commit on the wait
- * connection.  Returns true when a wait is outstanding (the leader then
- * does not tick until wake_waiting() turns false), false to poll.
+ * connection.  While the wait is outstanding (wake_waiting()) the leader
+ * does not tick; when none could be sent, it polls.
  */
-bool
+void
 wake_arm(const char *conninfo)
 {
 	char		timeout[16];
 	const char *params[2];
 
 	if (waiting)
-		return true;
+		return;
 	if (mode == WAKE_POLL || mono_ms() < retry_at)
-		return false;
+		return;
 	if (wconn == NULL && !wake_connect(conninfo))
-		return false;
+		return;
 	snprintf(timeout, sizeof(timeout), "%d", WAIT_TIMEOUT_MS);
 	params[0] = timeout;
 	params[1] = commits[0] ? commits : NULL;
@@ -135,10 +129,9 @@ wake_arm(const char *conninfo)
 						   2, NULL, params, NULL, NULL, 0))
 	{
 		wake_fail("relay_wait", PQerrorMessage(wconn));
-		return false;
+		return;
 	}
 	waiting = true;
-	return true;
 }
 
 /* Collect relay_wait()'s answer if it has come; never blocks. */

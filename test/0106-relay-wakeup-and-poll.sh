@@ -20,9 +20,7 @@ q -d "$DB" -c "DROP ROLE IF EXISTS wake_poller" -c "CREATE ROLE wake_poller LOGI
 metrics_port=$((PGTE_PGPORT + 1300))
 
 # statements the relay ran on its main connection (lease, tick, fetch, ...)
-# metric NAME: its value in /metrics (awk reads all of it: no SIGPIPE for
-# curl, as grep -q would cause under pipefail)
-metric() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }
 calls() { metric taskevents_relay_db_calls_total; }
 # maintenance operations run so far (side connection)
 maint_runs() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '$1 ~ /^taskevents_relay_maintenance_runs_total/ { n += $2 } END { print n + 0 }'; }

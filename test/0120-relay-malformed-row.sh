@@ -27,7 +27,5 @@ jq -e -s 'length == 3 and all(.[]; (.headers | [range(0; length; 2) as $i | {(.[
 rl_wait 5 test "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.dead_letters WHERE attempts = 0")" = 3 \
   || fail "dead letters not recorded"
 [ "$(grep -c '"level":"alert"' "$WORK/relay.log")" -eq 3 ] || fail "3 alert lines expected"
-# (read whole, then grep: grep -q on the pipe would end curl with SIGPIPE)
-m=$(curl -sf "http://127.0.0.1:$port/metrics") || fail "no /metrics"
-grep -q '^taskevents_relay_dead_letters_total 3$' <<<"$m" || fail "metric"
+[ "$(rl_metric "127.0.0.1:$port" taskevents_relay_dead_letters_total)" = 3 ] || fail "metric"
 pass "3 malformed rows dead-lettered at once; valid events delivered in order"

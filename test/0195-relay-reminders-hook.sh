@@ -29,7 +29,7 @@ q -d "$DB" -c "CREATE FUNCTION refuse_reminder() RETURNS trigger LANGUAGE plpgsq
   -c "INSERT INTO tasks (user_id, title, due_date) VALUES ('bob', 'refused', now() + interval '1 hour')" >/dev/null
 rl_wait 10 rl_log_has relay '"level":"warn","msg":"maintenance operation reported failures","operation":"fire_reminders","done":0,"failed":1' \
   || fail "no warning for the failed reminder"
-failed=$(curl -sf "http://$metrics/metrics" | awk '$1 == "taskevents_relay_maintenance_failed_total{operation=\"fire_reminders\"}" { print $2 }')
+failed=$(rl_metric "$metrics" 'taskevents_relay_maintenance_failed_total{operation="fire_reminders"}')
 [ "$failed" = 1 ] || fail "/metrics counts ${failed:-no} failed reminders, not 1"
 [ "$(q -d "$DB" -c "SELECT state FROM taskevents.reminders r JOIN tasks t ON t.id::text = r.task_id WHERE t.title = 'refused'")" = failed ] \
   || fail "the reminder is not marked failed; a burst of 2,500 fired in 3 batches within ${gap} ms"

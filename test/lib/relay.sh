@@ -85,6 +85,14 @@ rl_wait() {
 
 rl_log_has() { grep -qs "$2" "$WORK/$1.log"; }
 
+# rl_metric ADDR NAME: the value of metric NAME (with its labels, as
+# /metrics prints them) at ADDR, empty when there is none.  The page is read
+# whole: under pipefail, curl | grep -q fails when grep quits before curl
+# has written the page.
+rl_metric() {
+  curl -sf --max-time 5 "http://$1/metrics" | awk -v m="$2" '$1 == m { v = $2 } END { if (v != "") print v }'
+}
+
 # The expected stream of TOPIC: "key<TAB>ce_id" in outbox order, without
 # the events that went to a dead-letter topic.  (0.1.0 kept the events
 # themselves in taskevents.outbox: the upgrade test reads it before the
