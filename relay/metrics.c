@@ -106,6 +106,44 @@ static const struct
 	offsetof(relay_maint_metrics, errors)},
 };
 
+/* The metrics with one value and no labels, in the order they are shown. */
+#define LONG_FIELD(f) offsetof(relay_metrics, f), false
+#define INT_FIELD(f) offsetof(relay_metrics, f), true
+static const struct
+{
+	const char *name;
+	const char *type;
+	const char *help;
+	size_t		field;
+	bool		is_int;			/* atomic_int, else atomic_long */
+}			scalars[] = {
+
+	{"taskevents_relay_events_published_total", "counter",
+	"Events delivered to Kafka (per delivery report).", LONG_FIELD(published)},
+	{"taskevents_relay_retries_total", "counter",
+	"Failed deliveries scheduled for a retry.", LONG_FIELD(retries)},
+	{"taskevents_relay_dead_letters_total", "counter",
+	"Events produced to a dead-letter topic and recorded.", LONG_FIELD(dead_letters)},
+	{"taskevents_relay_backlog_events", "gauge",
+	"Committed events not yet acknowledged (sampled every 5 s by the leader).", LONG_FIELD(backlog)},
+	{"taskevents_relay_circuit_state", "gauge",
+	"Kafka circuit breaker: 0 closed, 1 open, 2 half-open.", INT_FIELD(circuit)},
+	{"taskevents_relay_leader", "gauge",
+	"1 when this relay holds the lease, 0 on standby.", INT_FIELD(leader)},
+	{"taskevents_relay_inflight_events", "gauge",
+	"Events fetched and not yet resolved.", LONG_FIELD(inflight)},
+	{"taskevents_relay_db_up", "gauge",
+	"1 when the PostgreSQL connection is up.", INT_FIELD(db_up)},
+	{"taskevents_relay_wakeup_mode", "gauge",
+		"How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.",
+	INT_FIELD(wakeup_mode)},
+	{"taskevents_relay_wakeups_total", "counter",
+	"Answers of relay_wait() (a commit that wrote events, or its timeout).", LONG_FIELD(wakeups)},
+	{"taskevents_relay_db_calls_total", "counter",
+		"Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.",
+	LONG_FIELD(db_calls)},
+};
+
 static size_t
 render_metrics(char *buf, size_t cap)
 {
@@ -115,24 +153,16 @@ render_metrics(char *buf, size_t cap)
 	int			n_maint = atomic_load(&metrics.n_maint);
 	const char *lat = "taskevents_relay_delivery_latency_seconds";
 
-	scalar(&b, "taskevents_relay_events_published_total", "counter",
-		   "Events delivered to Kafka (per delivery report).", atomic_load(&metrics.published));
-	scalar(&b, "taskevents_relay_retries_total", "counter",
-		   "Failed deliveries scheduled for a retry.", atomic_load(&metrics.retries));
-	scalar(&b, "taskevents_relay_dead_letters_total", "counter",
-		   "Events produced to a dead-letter topic and recorded.", atomic_load(&metrics.dead_letters));
-	scalar(&b, "taskevents_relay_backlog_events", "gauge",
-		   "Committed events not yet acknowledged (sampled every 5 s by the leader).", atomic_load(&metrics.backlog));
+	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
+	{
+		const char *field = (const char *) &metrics + scalars[i].field;
+
+		scalar(&b, scalars[i].name, scalars[i].type, scalars[i].help,
+			   scalars[i].is_int ? atomic_load((const atomic_int *) field) :
+			   atomic_load((const atomic_long *) field));
+	}
 	scalar(&b, "taskevents_relay_oldest_pending_age_seconds", "gauge",
 		   "Age of the oldest pending event (0 when none).", oldest > 0 ? oldest / 1000.0 : 0.0);
-	scalar(&b, "taskevents_relay_circuit_state", "gauge",
-		   "Kafka circuit breaker: 0 closed, 1 open, 2 half-open.", atomic_load(&metrics.circuit));
-	scalar(&b, "taskevents_relay_leader", "gauge",
-		   "1 when this relay holds the lease, 0 on standby.", atomic_load(&metrics.leader));
-	scalar(&b, "taskevents_relay_inflight_events", "gauge",
-		   "Events fetched and not yet resolved.", atomic_load(&metrics.inflight));
-	scalar(&b, "taskevents_relay_db_up", "gauge",
-		   "1 when the PostgreSQL connection is up.", atomic_load(&metrics.db_up));
 	family(&b, lat, "histogram", "Outbox write (statement time) to delivery report.");
 	for (int i = 0; i < N_BOUNDS; i++)
 	{
@@ -142,14 +172,6 @@ render_metrics(char *buf, size_t cap)
 	out(&b, "%s_bucket{le=\"+Inf\"} %ld\n", lat, atomic_load(&metrics.latency_count));
 	out(&b, "%s_sum %.6f\n", lat, atomic_load(&metrics.latency_sum_us) / 1e6);
 	out(&b, "%s_count %ld\n", lat, atomic_load(&metrics.latency_count));
-	scalar(&b, "taskevents_relay_wakeup_mode", "gauge",
-		   "How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.",
-		   atomic_load(&metrics.wakeup_mode));
-	scalar(&b, "taskevents_relay_wakeups_total", "counter",
-		   "Answers of relay_wait() (a commit that wrote events, or its timeout).", atomic_load(&metrics.wakeups));
-	scalar(&b, "taskevents_relay_db_calls_total", "counter",
-		   "Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.",
-		   atomic_load(&metrics.db_calls));
 	for (size_t f = 0; f < sizeof(maint_families) / sizeof(maint_families[0]); f++)
 	{
 		family(&b, maint_families[f].name, "counter", maint_families[f].help);
