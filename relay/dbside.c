@@ -167,6 +167,13 @@ side_send(db_side_kind kind, const char *sql, const char *param)
 	return true;
 }
 
+/* The backlog counts the outbox: sampled only when /metrics can show it. */
+static bool
+backlog_sampled(const relay_config *cfg)
+{
+	return cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0;
+}
+
 /*
  * When op is next due: at once after a run that did something; else its
  * period after its last run while events flow (last_activity: when the
@@ -227,8 +234,7 @@ db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity)
 				  metrics.maint[ops[due].slot].name);
 		return;
 	}
-	/* the backlog counts the outbox: only when /metrics can show it */
-	if (cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0 && now >= next_backlog)
+	if (backlog_sampled(cfg) && now >= next_backlog)
 	{
 		next_backlog = now + cfg->backlog_interval_ms;
 		side_send(DB_SIDE_BACKLOG, "SELECT pending, extract(epoch FROM pg_catalog.clock_timestamp() "
@@ -252,7 +258,7 @@ db_side_next_due(const relay_config *cfg, int64_t last_activity)
 		if (at < next)
 			next = at;
 	}
-	if (cfg->backlog_interval_ms > 0 && strcmp(cfg->metrics_addr, "0") != 0 && next_backlog < next)
+	if (backlog_sampled(cfg) && next_backlog < next)
 		next = next_backlog;
 	return next;
 }
