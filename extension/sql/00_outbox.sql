@@ -138,15 +138,13 @@ COMMENT ON COLUMN @extschema@.outbox.data IS
 -- it is one, else a string (the numeric types), 's' a JSON string of its
 -- text (text, uuid, ...), NULL anything else.  The first two can be derived
 -- from the subject or partition key instead of being stored twice.
-CREATE FUNCTION @extschema@._json_derivable(typ regtype)
-RETURNS "char"
+CREATE FUNCTION @extschema@._json_derivable(typ regtype) RETURNS "char"
 LANGUAGE C STABLE STRICT PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'json_derivable';
 
 -- The time slot written to now: the outbox partition the triggers write
 -- to, and the relay state's.
-CREATE FUNCTION @extschema@._current_slot()
-RETURNS smallint
+CREATE FUNCTION @extschema@._current_slot() RETURNS smallint
 LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'current_slot';
 

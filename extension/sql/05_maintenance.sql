@@ -33,8 +33,7 @@ COMMENT ON TABLE @extschema@.maintenance_registry IS
 -- What to run, how often, in which order.
 CREATE FUNCTION @extschema@.maintenance_operations()
 RETURNS TABLE (operation text, period interval, feature text, description text)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m.operation, m.period, m.feature, m.description
       FROM @extschema@.maintenance_registry m
@@ -51,8 +50,7 @@ COMMENT ON FUNCTION @extschema@.maintenance_operations() IS
 -- known; an operation whose function has an OUT parameter next_at says).
 CREATE FUNCTION @extschema@.run_maintenance(operation text)
 RETURNS TABLE (done bigint, failed bigint, next_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     fn regprocedure;

@@ -3,8 +3,7 @@
 -- C functions
 -------------------------------------------------------------------------------
 
-CREATE FUNCTION @extschema@.task_trigger()
-RETURNS trigger
+CREATE FUNCTION @extschema@.task_trigger() RETURNS trigger
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'task_trigger';
 
@@ -20,8 +19,7 @@ AS 'MODULE_PATHNAME', 'publish';
 COMMENT ON FUNCTION @extschema@.publish(text, text, jsonb, text, text) IS
     'Write one custom CloudEvent into the outbox in the caller''s transaction; returns its id.';
 
-CREATE FUNCTION @extschema@._enqueue_event(topic text, partition_key text, event jsonb)
-RETURNS void
+CREATE FUNCTION @extschema@._enqueue_event(topic text, partition_key text, event jsonb) RETURNS void
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'enqueue_event';
 
@@ -39,15 +37,12 @@ COMMENT ON FUNCTION @extschema@._enqueue_event(text, text, jsonb) IS
 -- are never changed or removed: old events keep rendering as written.
 -- The topic of every reminder.* event (TASKEVENTS_REMINDERS_TOPIC in
 -- extension/taskevents.h: the one place it is defined).
-CREATE FUNCTION @extschema@._reminders_topic()
-RETURNS text
+CREATE FUNCTION @extschema@._reminders_topic() RETURNS text
 LANGUAGE C IMMUTABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'reminders_topic';
 
-CREATE FUNCTION @extschema@._register_envelopes(task_table regclass)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._register_envelopes(task_table regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     reg @extschema@.attached_tables;
@@ -89,8 +84,7 @@ $$;
 CREATE FUNCTION @extschema@._check_column(tbl regclass, role text, colname name,
                                          accepted regtype[], absent_ok boolean)
 RETURNS boolean
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     typ regtype;
@@ -139,8 +133,7 @@ CREATE FUNCTION @extschema@.attach(
     reminder_sent_at_column name DEFAULT 'reminder_sent_at',
     reminder_lead interval DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     kind "char";
@@ -242,10 +235,8 @@ $$;
 COMMENT ON FUNCTION @extschema@.attach(regclass, text, text, text, name, name, name, name, name, name, name, interval) IS
     'Validate a task table, install the event triggers and record it in taskevents.attached_tables.';
 
-CREATE FUNCTION @extschema@.detach(task_table regclass, force boolean DEFAULT false)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.detach(task_table regclass, force boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     reg @extschema@.attached_tables;
@@ -284,10 +275,8 @@ COMMENT ON FUNCTION @extschema@.detach(regclass, boolean) IS
 -- Forget registry entries of dropped tables (they would otherwise dangle as
 -- bare OIDs).  SECURITY DEFINER: the role dropping its table has no
 -- privilege on the registry.
-CREATE FUNCTION @extschema@._forget_dropped_tables()
-RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._forget_dropped_tables() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- Act only on the extension's own registry: should the schema ever be
@@ -311,10 +300,8 @@ CREATE EVENT TRIGGER taskevents_forget_dropped ON sql_drop
 -- events go on carrying the row's values alone.  (Without it they would
 -- carry the whole row: correct, just larger.)  SECURITY DEFINER: the role
 -- altering its table has no privilege on the envelopes.
-CREATE FUNCTION @extschema@._track_table_changes()
-RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._track_table_changes() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t regclass;

@@ -25,8 +25,7 @@
 CREATE FUNCTION @extschema@._batch_query(prev pg_catalog.pg_snapshot, cur pg_catalog.pg_snapshot,
                                         selecting text)
 RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     q text := '';
@@ -53,8 +52,7 @@ $$;
 CREATE FUNCTION @extschema@._batch_events(prev pg_catalog.pg_snapshot, prev_last_id bigint,
                                          cur pg_catalog.pg_snapshot, after_id bigint, lim integer)
 RETURNS SETOF @extschema@.outbox
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN QUERY EXECUTE @extschema@._batch_query(prev, cur, 'o.*')
@@ -66,10 +64,8 @@ $$;
 -- every row in the outbox.  Rows whose txid lies in the future (restored
 -- from a dump of another cluster) get the current transaction's id, so they
 -- become visible when this transaction commits.
-CREATE FUNCTION @extschema@._init_consumer(consumer text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._init_consumer(consumer text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO @extschema@.relay_consumers (consumer) VALUES (_init_consumer.consumer)
@@ -84,10 +80,8 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION @extschema@._check_epoch(consumer text, epoch bigint)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._check_epoch(consumer text, epoch bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- FOR SHARE: a takeover (UPDATE of this row) waits for us, or we see it.
@@ -107,8 +101,7 @@ $$;
 CREATE FUNCTION @extschema@.relay_lease(consumer text, holder text, epoch bigint,
                                         ttl interval DEFAULT '5 seconds')
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c @extschema@.relay_consumers;
@@ -145,10 +138,8 @@ $$;
 
 -- Give up the lease (graceful shutdown), so a standby need not wait for it
 -- to expire.
-CREATE FUNCTION @extschema@.relay_release(consumer text, epoch bigint)
-RETURNS boolean
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.relay_release(consumer text, epoch bigint) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     INSERT INTO @extschema@.relay_leases (consumer, epoch, holder, lease_until, slot)
     SELECT c.consumer, c.epoch, c.holder, '-infinity', @extschema@._current_slot()
@@ -160,10 +151,8 @@ $$;
 -- Cut a new batch after the newest tick if there is anything in it.
 -- Returns the new tick id, or NULL when nothing new committed (then it
 -- writes nothing and, taking no row lock, uses no transaction id).
-CREATE FUNCTION @extschema@.relay_tick(consumer text, epoch bigint)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.relay_tick(consumer text, epoch bigint) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     last @extschema@.relay_ticks;
@@ -227,16 +216,13 @@ CREATE PROCEDURE @extschema@.relay_wait(timeout_ms integer, INOUT commits bigint
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'relay_wait';
 
-CREATE FUNCTION @extschema@.relay_wakeup_mode()
-RETURNS text
+CREATE FUNCTION @extschema@.relay_wakeup_mode() RETURNS text
 LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'relay_wakeup_mode';
 
 -- The newest tick of consumer (the relay resumes reading up to it).
-CREATE FUNCTION @extschema@.relay_last_tick(consumer text)
-RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.relay_last_tick(consumer text) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.tick_id FROM @extschema@.relay_ticks t
      WHERE t.consumer = relay_last_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
@@ -246,8 +232,7 @@ $$;
 CREATE FUNCTION @extschema@.relay_fetch(consumer text, tick_id bigint, after_id bigint,
                                         lim integer DEFAULT 1000)
 RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- A page is the next lim rows by id: read in id order from the indexes and
 -- stop (Merge Append, Limit).  A bitmap scan followed by a sort reads
 -- every remaining row of the batch for every page, so a large batch drained
@@ -289,8 +274,7 @@ $$;
 -- batch_done).
 CREATE FUNCTION @extschema@.relay_position(consumer text,
                                            OUT tick_id bigint, OUT cursor_id bigint, OUT batch_done boolean)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(a.tick_id, 0), coalesce(a.cursor_id, 0), coalesce(a.batch_done, true)
       FROM (SELECT 1) one
@@ -303,8 +287,7 @@ $$;
 CREATE FUNCTION @extschema@.relay_ack(consumer text, epoch bigint, tick_id bigint,
                                       cursor_id bigint, batch_done boolean)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pos record;
@@ -339,8 +322,7 @@ CREATE FUNCTION @extschema@.relay_dead_letter(consumer text, epoch bigint, outbo
                                               event text, reason text, attempts integer,
                                               first_failed_at timestamptz)
 RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ev jsonb;
@@ -365,10 +347,8 @@ END;
 $$;
 
 -- Publish a dead letter again, with its original CloudEvent id.
-CREATE FUNCTION @extschema@.replay_dead_letter(dead_letter_id bigint)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.replay_dead_letter(dead_letter_id bigint) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d @extschema@.dead_letters;
@@ -394,8 +374,7 @@ $$;
 CREATE FUNCTION @extschema@._consumer_positions()
 RETURNS TABLE (consumer text, done_snapshot pg_catalog.pg_snapshot,
                batch_snapshot pg_catalog.pg_snapshot, cursor_id bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.consumer,
            (SELECT t.snapshot FROM @extschema@.relay_ticks t
@@ -433,8 +412,7 @@ COMMENT ON VIEW @extschema@.pending_events IS
 -- bounds the scan by the backlog, not by the size of the outbox.
 CREATE FUNCTION @extschema@.relay_backlog(consumer text,
                                           OUT pending bigint, OUT oldest_pending timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pos record;
@@ -465,8 +443,7 @@ $$;
 -- functions registered with phase 'before_outbox_truncate' (analytics).
 -- done = partitions truncated.
 CREATE FUNCTION @extschema@._maint_rotate_outbox(OUT done bigint, OUT failed bigint)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s integer;
@@ -516,8 +493,7 @@ $$;
 -- tuples for a long transaction elsewhere to keep.  done = partitions
 -- truncated (three per slot).
 CREATE FUNCTION @extschema@._maint_rotate_relay_state(OUT done bigint, OUT failed bigint)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s integer;
@@ -592,10 +568,8 @@ INSERT INTO @extschema@.maintenance_registry (operation, feature, function, peri
 -- Deprecated (0.1.0's maintenance call; taskevents-relay 0.2.0 runs the
 -- maintenance list instead): run the outbox, relay, analytics and inbox
 -- operations of the list once and return the partitions truncated.
-CREATE FUNCTION @extschema@.maintain()
-RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.maintain() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     op record;
@@ -618,10 +592,8 @@ COMMENT ON FUNCTION @extschema@.maintain() IS
     'Deprecated: run the maintenance list''s outbox, relay, analytics and inbox operations once; returns the outbox partitions truncated.';
 
 -- Grant a role exactly what taskevents-relay needs.
-CREATE FUNCTION @extschema@.grant_relay(relay_role regrole)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.grant_relay(relay_role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     f text;

@@ -97,8 +97,7 @@ VALUES ('fire_reminders', 'reminders', '@extschema@._maint_fire_reminders()', '1
 -- when it was attached; from then on the row trigger keeps reminders in
 -- step.  Writes reminder.scheduled for each; returns how many.  Running it
 -- again schedules nothing twice.  The caller must own the table.
-CREATE FUNCTION @extschema@.schedule_reminders(task_table regclass)
-RETURNS integer
+CREATE FUNCTION @extschema@.schedule_reminders(task_table regclass) RETURNS integer
 LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'schedule_reminders';
 
@@ -106,10 +105,8 @@ COMMENT ON FUNCTION @extschema@.schedule_reminders(regclass) IS
     'Schedule reminders for tasks that were in a table before it was attached; returns how many.';
 
 -- Mark one notification read; false when it does not exist or was read.
-CREATE FUNCTION @extschema@.mark_notification_read(notification_id bigint)
-RETURNS boolean
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.mark_notification_read(notification_id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     WITH u AS (
         UPDATE @extschema@.notifications n SET read_at = pg_catalog.now()
@@ -124,8 +121,7 @@ COMMENT ON FUNCTION @extschema@.mark_notification_read(bigint) IS
 -- The unread notifications of one user, newest first.
 CREATE FUNCTION @extschema@.unread_notifications(user_id text, max_rows integer DEFAULT 100)
 RETURNS SETOF @extschema@.notifications
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT n.* FROM @extschema@.notifications n
      WHERE n.user_id = unread_notifications.user_id AND n.read_at IS NULL

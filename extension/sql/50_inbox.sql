@@ -29,10 +29,8 @@ COMMENT ON TABLE @extschema@.inbox_settings IS
 -- The settings tables hold exactly one row.  An INSERT replaces it, so that
 -- pg_dump's copy of a changed row restores over the default row the install
 -- script wrote, instead of failing on the primary key.
-CREATE FUNCTION @extschema@._settings_replace()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._settings_replace() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format('DELETE FROM %I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
@@ -66,8 +64,7 @@ COMMENT ON TABLE @extschema@.inbox IS
 
 -- The slot of a UTC day.  (No SET clause, so that it is inlined; every
 -- name in it is qualified.)
-CREATE FUNCTION @extschema@._inbox_slot(day date)
-RETURNS smallint
+CREATE FUNCTION @extschema@._inbox_slot(day date) RETURNS smallint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
     SELECT (((day OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date) OPERATOR(pg_catalog.%) 16)
@@ -75,10 +72,8 @@ AS $$
 $$;
 
 -- The slots of the UTC days from first_day to last_day.
-CREATE FUNCTION @extschema@._inbox_slots(first_day date, last_day date)
-RETURNS smallint[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._inbox_slots(first_day date, last_day date) RETURNS smallint[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(array_agg(@extschema@._inbox_slot(d::date)), '{}')
       FROM generate_series(first_day::timestamp, last_day::timestamp, interval '1 day') d;
@@ -91,8 +86,7 @@ $$;
 -- (No SET clause: it costs a configuration save and restore per call, and
 -- the only caller, process_once(), has pinned search_path already; every
 -- operator in it is qualified anyway.)
-CREATE FUNCTION @extschema@._inbox_seen(s integer, source text, id text)
-RETURNS boolean
+CREATE FUNCTION @extschema@._inbox_seen(s integer, source text, id text) RETURNS boolean
 LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
@@ -152,10 +146,8 @@ $$;
 -- True the first time the CloudEvent (source, id) is seen, false after.
 -- A concurrent transaction that saw it first makes this call wait, then
 -- return false if it commits and true if it rolls back.
-CREATE FUNCTION @extschema@.process_once(source text, id text)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.process_once(source text, id text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     now_ts   timestamptz := clock_timestamp();
@@ -201,10 +193,8 @@ COMMENT ON FUNCTION @extschema@.process_once(text, text) IS
     'True the first time CloudEvent (source, id) is seen, false after; call it in the transaction that applies the event.';
 
 -- Validate a CloudEvent (structured mode JSON) and apply process_once().
-CREATE FUNCTION @extschema@.receive(event jsonb)
-RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.receive(event jsonb) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     attr text;
@@ -244,10 +234,8 @@ COMMENT ON FUNCTION @extschema@.receive(jsonb) IS
 -- inbox_settings.retention).  Returns the number of rows removed (each
 -- event is stored twice, see above).  A slot still read by an open consumer
 -- transaction is skipped and emptied by a later call.
-CREATE FUNCTION @extschema@.prune_inbox(older_than interval DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.prune_inbox(older_than interval DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     now_ts  timestamptz := clock_timestamp();
@@ -293,18 +281,15 @@ COMMENT ON FUNCTION @extschema@.prune_inbox(interval) IS
     'Truncate the inbox day slots whose entries are all older than older_than (default: inbox_settings.retention); returns rows removed.';
 
 -- Deprecated name of prune_inbox() (0.1.0).
-CREATE FUNCTION @extschema@.inbox_prune(older_than interval DEFAULT NULL)
-RETURNS bigint
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.inbox_prune(older_than interval DEFAULT NULL) RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT @extschema@.prune_inbox(older_than) $$;
 
 COMMENT ON FUNCTION @extschema@.inbox_prune(interval) IS 'Deprecated: use prune_inbox().';
 
 -- Maintenance operation prune_inbox.  done = rows removed.
 CREATE FUNCTION @extschema@._maint_prune_inbox(OUT done bigint, OUT failed bigint)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT @extschema@.prune_inbox(), 0::bigint $$;
 
 INSERT INTO @extschema@.maintenance_registry (operation, feature, function, period, position, description)
@@ -312,10 +297,8 @@ VALUES ('prune_inbox', 'inbox', '@extschema@._maint_prune_inbox()', '1 minute', 
         'Truncate the process-once inbox day slots past their retention.');
 
 -- Grant a consumer role what process_once() and receive() need.
-CREATE FUNCTION @extschema@.grant_consumer(consumer_role regrole)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.grant_consumer(consumer_role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA @extschema@ TO %s', consumer_role);

@@ -52,10 +52,8 @@ COMMENT ON COLUMN @extschema@.analytics_events.payload IS
 -- analytics is on.  maintain() calls it right before truncating the
 -- partition; it truncates nothing itself.  Never fails on a malformed
 -- event: attributes it cannot read are NULL.  Returns the rows copied.
-CREATE FUNCTION @extschema@._capture_analytics(part regclass)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._capture_analytics(part regclass) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     st @extschema@.analytics_settings;
@@ -94,10 +92,8 @@ COMMENT ON FUNCTION @extschema@._capture_analytics(regclass) IS
     'Record the events of an outbox partition in analytics_events (if analytics is on); maintain() calls it before TRUNCATE.';
 
 -- The partition of analytics_events that holds UTC day "day".
-CREATE FUNCTION @extschema@._analytics_partition_name(day date)
-RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._analytics_partition_name(day date) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT 'analytics_events_' || pg_catalog.to_char(day, 'YYYYMMDD');
 $$;
@@ -108,10 +104,8 @@ $$;
 -- that old.  Takes its locks with NOWAIT: when a report is reading
 -- analytics_events it does nothing and the next call does the work.
 -- Returns nothing; safe to call at any time.
-CREATE FUNCTION @extschema@.maintain_analytics()
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.maintain_analytics() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     st       @extschema@.analytics_settings;
@@ -192,18 +186,15 @@ COMMENT ON FUNCTION @extschema@.maintain_analytics() IS
     'Create analytics_events day partitions ahead and drop the days older than analytics_settings.retention.';
 
 -- Deprecated name of maintain_analytics() (0.1.0).
-CREATE FUNCTION @extschema@.analytics_maintain()
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.analytics_maintain() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $$ SELECT @extschema@.maintain_analytics() $$;
 
 COMMENT ON FUNCTION @extschema@.analytics_maintain() IS 'Deprecated: use maintain_analytics().';
 
 -- Maintenance operation maintain_analytics.
 CREATE FUNCTION @extschema@._maint_analytics_partitions(OUT done bigint, OUT failed bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM @extschema@.maintain_analytics();
@@ -297,10 +288,8 @@ COMMENT ON VIEW @extschema@.analytics_time_to_complete IS
     'Per user: tasks created and completed within the record, and the median time from task.created to its first task.completed.';
 
 -- Grant a role read access to the analytics record and views.
-CREATE FUNCTION @extschema@.grant_analytics(analyst_role regrole)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.grant_analytics(analyst_role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r text;

@@ -7,10 +7,8 @@
 -------------------------------------------------------------------------------
 
 -- Is this outbox row delivered to every consumer?  (Used by pg_dump.)
-CREATE FUNCTION @extschema@._is_delivered(txid pg_catalog.xid8)
-RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@._is_delivered(txid pg_catalog.xid8) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT EXISTS (SELECT 1 FROM @extschema@.relay_consumers)
        AND NOT EXISTS (SELECT 1 FROM @extschema@._consumer_positions() p

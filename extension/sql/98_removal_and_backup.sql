@@ -16,8 +16,7 @@
 -- table.
 -------------------------------------------------------------------------------
 
-CREATE FUNCTION @extschema@._drop_guard()
-RETURNS event_trigger
+CREATE FUNCTION @extschema@._drop_guard() RETURNS event_trigger
 LANGUAGE C
 AS 'MODULE_PATHNAME', 'drop_guard';
 
@@ -28,10 +27,8 @@ CREATE EVENT TRIGGER taskevents_guard_drop ON ddl_command_start
     WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
     EXECUTE FUNCTION @extschema@._drop_guard();
 
-CREATE FUNCTION @extschema@.grant_backup(backup_role regrole)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION @extschema@.grant_backup(backup_role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel regclass;
