@@ -198,19 +198,14 @@ CancelReminder(TableConfig *cfg, Oid relid, ReminderView *v, const char *reason)
 	HeapTuple	tup;
 	TupleDesc	desc;
 
-	if (CancelPlan == NULL)
-	{
-		Oid			argtypes[2] = {OIDOID, TEXTOID};
-
-		CancelPlan = PrepareAs(TaskeventsOwner(),
-							   "UPDATE taskevents.reminders r"
-							   "   SET state = 'cancelled', cancelled_at = pg_catalog.now()"
-							   " WHERE r.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-							   "   AND r.task_id OPERATOR(pg_catalog.=) $2"
-							   "   AND r.state OPERATOR(pg_catalog.=) 'scheduled'"
-							   " RETURNING r.reminder_id, r.user_id, r.due_at, r.remind_at",
-							   2, argtypes, true);
-	}
+	KeepOwnerPlan(&CancelPlan,
+						"UPDATE taskevents.reminders r"
+						"   SET state = 'cancelled', cancelled_at = pg_catalog.now()"
+						" WHERE r.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+						"   AND r.task_id OPERATOR(pg_catalog.=) $2"
+						"   AND r.state OPERATOR(pg_catalog.=) 'scheduled'"
+						" RETURNING r.reminder_id, r.user_id, r.due_at, r.remind_at",
+						2, (Oid[]) {OIDOID, TEXTOID}, true);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(v->task_id);
 	RunBookkeeping(CancelPlan, args, NULL, SPI_OK_UPDATE_RETURNING);
@@ -263,34 +258,29 @@ ScheduleReminder(TableConfig *cfg, Oid relid, ReminderView *v, TimestampTz now)
 													 TimestampTzGetDatum(v->due),
 													 IntervalPGetDatum(&lead)));
 
-	if (SchedulePlan == NULL)
-	{
-		Oid			argtypes[6] = {OIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-		TIMESTAMPTZOID, TIMESTAMPTZOID};
-
-		/*
-		 * $5 is when the reminder fires (never before now), $6 when it should
-		 * have fired: a reminder that fired at or after $6 already covers the
-		 * new due date.  Every column compared is NOT NULL, so plain equality
-		 * says what IS DISTINCT FROM would.
-		 */
-		SchedulePlan = PrepareAs(TaskeventsOwner(),
-								 "INSERT INTO taskevents.reminders AS r"
-								 "       (task_table, task_id, user_id, due_at, remind_at)"
-								 " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5)"
-								 " ON CONFLICT (task_table, task_id) DO UPDATE"
-								 "   SET user_id = excluded.user_id, due_at = excluded.due_at,"
-								 "       remind_at = excluded.remind_at, state = 'scheduled',"
-								 "       scheduled_at = pg_catalog.now(), cancelled_at = NULL, error_sqlstate = NULL"
-								 " WHERE (r.state OPERATOR(pg_catalog.=) 'scheduled'"
-								 "        AND NOT (r.due_at OPERATOR(pg_catalog.=) excluded.due_at"
-								 "                 AND r.remind_at OPERATOR(pg_catalog.=) excluded.remind_at"
-								 "                 AND r.user_id OPERATOR(pg_catalog.=) excluded.user_id))"
-								 "    OR (r.state OPERATOR(pg_catalog.<>) 'scheduled'"
-								 "        AND (r.fired_at IS NULL OR r.fired_at OPERATOR(pg_catalog.<) $6))"
-								 " RETURNING r.reminder_id, r.due_at, r.remind_at",
-								 6, argtypes, false);
-	}
+	/*
+	 * $5 is when the reminder fires (never before now), $6 when it should
+	 * have fired: a reminder that fired at or after $6 already covers the new
+	 * due date.  Every column compared is NOT NULL, so plain equality says
+	 * what IS DISTINCT FROM would.
+	 */
+	KeepOwnerPlan(&SchedulePlan,
+				  "INSERT INTO taskevents.reminders AS r"
+				  "       (task_table, task_id, user_id, due_at, remind_at)"
+				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5)"
+				  " ON CONFLICT (task_table, task_id) DO UPDATE"
+				  "   SET user_id = excluded.user_id, due_at = excluded.due_at,"
+				  "       remind_at = excluded.remind_at, state = 'scheduled',"
+				  "       scheduled_at = pg_catalog.now(), cancelled_at = NULL, error_sqlstate = NULL"
+				  " WHERE (r.state OPERATOR(pg_catalog.=) 'scheduled'"
+				  "        AND NOT (r.due_at OPERATOR(pg_catalog.=) excluded.due_at"
+				  "                 AND r.remind_at OPERATOR(pg_catalog.=) excluded.remind_at"
+				  "                 AND r.user_id OPERATOR(pg_catalog.=) excluded.user_id))"
+				  "    OR (r.state OPERATOR(pg_catalog.<>) 'scheduled'"
+				  "        AND (r.fired_at IS NULL OR r.fired_at OPERATOR(pg_catalog.<) $6))"
+				  " RETURNING r.reminder_id, r.due_at, r.remind_at",
+				  6, (Oid[]) {OIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+				  false);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(v->task_id);
 	args[2] = CStringGetTextDatum(v->user_id);

@@ -144,6 +144,8 @@ extern void EnterRoleContext(Oid role, RoleContext *ctx);
 extern void LeaveRoleContext(RoleContext *ctx);
 extern SPIPlanPtr PrepareAs(Oid role, const char *sql, int nargs, Oid *argtypes,
 							bool lookup);
+extern void KeepOwnerPlan(SPIPlanPtr *plan, const char *sql, int nargs,
+						  Oid *argtypes, bool lookup);
 extern int	RunAs(Oid role, SPIPlanPtr plan, Datum *values, const char *nulls,
 				  bool read_only, long count);
 extern int	RunSqlAs(Oid role, const char *sql, int nargs, Oid *argtypes,

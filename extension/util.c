@@ -263,6 +263,18 @@ PrepareAs(Oid role, const char *sql, int nargs, Oid *argtypes, bool lookup)
 }
 
 /*
+ * Make *plan, a statement on the extension's own tables, unless it is made
+ * already: prepared as the extension's owner (PrepareAs) on first use and
+ * kept for the rest of the backend's life.
+ */
+void
+KeepOwnerPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes, bool lookup)
+{
+	if (*plan == NULL)
+		*plan = PrepareAs(TaskeventsOwner(), sql, nargs, argtypes, lookup);
+}
+
+/*
  * Execute a plan made by PrepareAs() as role; returns SPI_execute_plan's
  * result.  The caller is connected to SPI.
  */
