@@ -4,15 +4,11 @@
 # NOTHING, with no retention at all), interleaved in rounds.
 # Usage: bench/analytics/inbox.sh [seconds-per-run] [rounds]
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-15}
 rounds=${2:-3}
-source "$here/../lib.sh"
-bench_pg_start "${BENCH_PGPORT:-54332}"
 export PGOPTIONS="-c client_min_messages=warning"
-createdb bench
-q -d bench -c "CREATE EXTENSION pg_taskevents" \
-  -c "CREATE TABLE plain_inbox (source text, id text, PRIMARY KEY (source, id))"
+bench_db "${BENCH_PGPORT:-54332}" "$here/inbox_setup.sql"
 
 declare -A tps
 for v in process_once plain_insert; do tps[$v]=0; done

@@ -7,16 +7,13 @@
 # Usage: bench/analytics/run.sh [seconds-per-run] [rounds]
 #   SYNC=off  synchronous_commit=off (CPU-bound: no disk flush per commit)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-15}
 rounds=${2:-3}
-source "$here/../lib.sh"
 rotator=
 bench_cleanup() { [ -n "$rotator" ] && kill "$rotator" 2>/dev/null; wait 2>/dev/null; }
-bench_pg_start "${BENCH_PGPORT:-54332}" "taskevents.rotation_period = 5"
 export PGOPTIONS="-c client_min_messages=warning"
-createdb bench
-q -d bench -f "$here/setup.sql" >/dev/null
+bench_db "${BENCH_PGPORT:-54332}" "$here/setup.sql" "taskevents.rotation_period = 5"
 
 # maintain()'s rotation step, every second, for the whole run
 ( while sleep 1; do q -d bench -c "SELECT bench_rotate()" >/dev/null 2>&1 || true; done ) &

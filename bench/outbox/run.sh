@@ -7,13 +7,10 @@
 #   SYNC=off  runs with synchronous_commit=off (CPU-bound: shows the
 #             trigger's own cost instead of the disk flush)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-15}
 rounds=${2:-3}
-source "$here/../lib.sh"
-bench_pg_start "${BENCH_PGPORT:-54340}"
-createdb bench
-q -d bench -f "$here/setup.sql" >/dev/null
+bench_db "${BENCH_PGPORT:-54340}" "$here/setup.sql"
 
 declare -A tps wal
 for v in plain attached plpgsql; do tps[$v]=0; wal[$v]=0; done
