@@ -10,6 +10,7 @@
 #   bench_pg_start PORT [CONF]       a throwaway PostgreSQL for the run
 #   bench_db PORT SETUP [CONF]       the same, with a database bench made by SETUP
 #   bench_kafka_start PORT [TOPICS]  a broker of its own, fresh storage
+#   bench_mean_tps, bench_tps_ratio  the summary of pgbench rounds
 
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/pg.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/kafka.sh"
@@ -68,3 +69,18 @@ bench_kafka_start() {
   kafka_create_topics "$@" >>"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "topics not created"; }
 }
 
+# The summary of a benchmark that runs pgbench in rounds and sums each
+# variant's tps in the associative array tps over $rounds rounds.
+# bench_mean_tps TITLE FORMAT VARIANT...: an empty line, TITLE, then each
+# VARIANT's mean tps, printed by awk's printf FORMAT (given the variant and
+# the mean).  bench_tps_ratio FORMAT A B: tps[A] / tps[B], printed by FORMAT.
+# shellcheck disable=SC2154  # tps and rounds: the benchmark's own
+bench_mean_tps() {
+  local title=$1 fmt=$2 v; shift 2
+  echo
+  echo "$title"
+  for v in "$@"; do
+    awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" -v f="$fmt" 'BEGIN { printf f, v, t / r }'
+  done
+}
+bench_tps_ratio() { awk -v a="${tps[$2]}" -v b="${tps[$3]}" -v f="$1" 'BEGIN { printf f, a / b }'; }

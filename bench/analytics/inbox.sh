@@ -19,9 +19,6 @@ for r in $(seq 1 "$rounds"); do
     tps[$v]=$(awk -v a="${tps[$v]}" -v b="$t" 'BEGIN { print a + b }')
   done
 done
-echo
-echo "mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:"
-for v in process_once plain_insert; do
-  awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" 'BEGIN { printf "  %-13s %8.0f tps\n", v, t / r }'
-done
-awk -v a="${tps[process_once]}" -v b="${tps[plain_insert]}" 'BEGIN { printf "  process_once / plain = %.2f\n", a / b }'
+bench_mean_tps "mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:" \
+  '  %-13s %8.0f tps\n' process_once plain_insert
+bench_tps_ratio '  process_once / plain = %.2f\n' process_once plain_insert

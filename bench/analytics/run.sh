@@ -39,12 +39,9 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 kill "$rotator"; wait "$rotator" 2>/dev/null || true; rotator=
-echo
-echo "write path, mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:"
-for v in off on; do
-  awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" 'BEGIN { printf "  analytics %-3s %9.0f tps\n", v, t / r }'
-done
-awk -v a="${tps[on]}" -v b="${tps[off]}" 'BEGIN { printf "  on / off = %.3f\n", a / b }'
+bench_mean_tps "write path, mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:" \
+  '  analytics %-3s %9.0f tps\n' off on
+bench_tps_ratio '  on / off = %.3f\n' on off
 
 # 100,000 real events in one outbox partition, copied aside so that every
 # measurement captures the same rows

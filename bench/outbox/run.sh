@@ -38,4 +38,4 @@ for v in plain attached plpgsql; do
   awk -v v="$v" -v t="${tps[$v]}" -v w="${wal[$v]}" -v r="$rounds" -v p="${tps[plain]}" \
     'BEGIN { printf "  %-9s %9.0f tps  %5.2f x unattached  %6.0f WAL bytes/insert\n", v, t / r, t / p, w / r }'
 done
-awk -v a="${tps[attached]}" -v p="${tps[plpgsql]}" 'BEGIN { printf "  attached / plpgsql = %.2f\n", a / p }'
+bench_tps_ratio '  attached / plpgsql = %.2f\n' attached plpgsql
