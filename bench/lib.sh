@@ -1,17 +1,22 @@
 # shellcheck shell=bash
-# Start-up shared by the benchmarks (bench/*/run.sh).  Source it first; it
-# brings test/lib/pg.sh (q, make_tasks_table, ensure_pg, pg_start, ...) and
-# test/lib/kafka.sh (kafka_use, kafka_start, KAFKA_BROKER, ...), makes a
-# work directory $WORK and, on exit, runs the benchmark's own bench_cleanup
-# (if it defines one), stops the broker and the PostgreSQL it started and
-# removes $WORK.
+# Start-up shared by the benchmarks (bench/*/run.sh).  Source it first
+# (source "$(dirname "$0")/../lib.sh"); it brings test/lib/pg.sh (q,
+# make_tasks_table, ensure_pg, pg_start, ...) and test/lib/kafka.sh
+# (kafka_use, kafka_start, KAFKA_BROKER, ...), sets $here (the benchmark's
+# own folder), makes a work directory $WORK and, on exit, runs the
+# benchmark's own bench_cleanup (if it defines one), stops the broker and
+# the PostgreSQL it started and removes $WORK.
 #
 #   bench_pg_start PORT [CONF]       a throwaway PostgreSQL for the run
+#   bench_db PORT SETUP [CONF]       the same, with a database bench made by SETUP
 #   bench_kafka_start PORT [TOPICS]  a broker of its own, fresh storage
+#   bench_mean_tps, bench_tps_ratio  the summary of pgbench rounds
 
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/pg.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/kafka.sh"
 
+# shellcheck disable=SC2034  # read by the benchmarks
+here=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pgte-bench.XXXXXX")
 BENCH_KAFKA=0
 
@@ -45,6 +50,14 @@ ${2:-}"
   PGTE_STARTED_PG=1
 }
 
+# bench_db PORT SETUP [CONF]: bench_pg_start PORT [CONF], then a database
+# bench, set up by the psql script SETUP (its output discarded).
+bench_db() {
+  bench_pg_start "$1" "${3:-}"
+  createdb bench
+  q -d bench -f "$2" >/dev/null
+}
+
 # bench_kafka_start PORT [TOPIC[:PARTITIONS] ...]: a broker of the
 # benchmark's own on PORT (controller PORT + 1), fresh storage, with the
 # given topics (default: tasks:3 reminders:3 tasks-dlq:1 reminders-dlq:1).
@@ -55,3 +68,19 @@ bench_kafka_start() {
   kafka_start >"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "Kafka did not start"; }
   kafka_create_topics "$@" >>"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "topics not created"; }
 }
+
+# The summary of a benchmark that runs pgbench in rounds and sums each
+# variant's tps in the associative array tps over $rounds rounds.
+# bench_mean_tps TITLE FORMAT VARIANT...: an empty line, TITLE, then each
+# VARIANT's mean tps, printed by awk's printf FORMAT (given the variant and
+# the mean).  bench_tps_ratio FORMAT A B: tps[A] / tps[B], printed by FORMAT.
+# shellcheck disable=SC2154  # tps and rounds: the benchmark's own
+bench_mean_tps() {
+  local title=$1 fmt=$2 v; shift 2
+  echo
+  echo "$title"
+  for v in "$@"; do
+    awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" -v f="$fmt" 'BEGIN { printf f, v, t / r }'
+  done
+}
+bench_tps_ratio() { awk -v a="${tps[$2]}" -v b="${tps[$3]}" -v f="$1" 'BEGIN { printf f, a / b }'; }

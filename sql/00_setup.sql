@@ -29,21 +29,24 @@ $$;
 CREATE FUNCTION ev_mark() RETURNS bigint
 LANGUAGE sql AS $$ SELECT coalesce(max(id), 0) FROM taskevents.outbox $$;
 
--- A task table with the brief's default columns.
+-- The brief's tasks table as tasks_brief, unattached: test/lib/tasks.sql,
+-- the one definition, read with echo off (its lines are not this test's
+-- output; the path is the checkout's, where pg_regress runs).  Tests copy
+-- it: CREATE TABLE ... (LIKE tasks_brief INCLUDING ALL, ...).
+\set tasks tasks_brief
+\set attach off
+\set ECHO none
+\i test/lib/tasks.sql
+\set ECHO all
+
+-- make_tasks(name): a task table like it with ids the tests choose (no
+-- identity), user_id optional, and neither reminder_sent_at nor created_at
+-- (an event's data holds every column, and created_at differs on every run).
+CREATE TABLE tasks_small (LIKE tasks_brief INCLUDING DEFAULTS INCLUDING INDEXES);
+ALTER TABLE tasks_small ALTER user_id DROP NOT NULL, DROP reminder_sent_at, DROP created_at;
 CREATE FUNCTION make_tasks(tbl text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    EXECUTE format($t$
-        CREATE TABLE %I (
-            id bigint PRIMARY KEY,
-            user_id text,
-            title text NOT NULL,
-            description text,
-            priority text DEFAULT 'medium',
-            tags text[] DEFAULT '{}',
-            due_date timestamptz,
-            is_recurring boolean NOT NULL DEFAULT false,
-            recurring_interval text,
-            completed boolean NOT NULL DEFAULT false)$t$, tbl);
+    EXECUTE format('CREATE TABLE %I (LIKE tasks_small INCLUDING DEFAULTS INCLUDING INDEXES)', tbl);
 END;
 $$;

@@ -8,49 +8,48 @@ SET TimeZone = 'UTC';
 
 SELECT enabled, retention, keep_payload FROM taskevents.analytics_settings;
 
--- a scratch table shaped like an outbox partition, with fixed events
+-- a scratch table shaped like an outbox partition, with fixed events: the
+-- rows below in this order, ids from 1
 CREATE TABLE analytics_scratch (LIKE taskevents.outbox INCLUDING DEFAULTS);
-CREATE FUNCTION analytics_ev(at timestamptz, typ text, usr text, subj text, topic text DEFAULT NULL)
-RETURNS void LANGUAGE sql AS $$
-    INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, data)
-    VALUES (pg_current_xact_id(), (SELECT count(*) + 1 FROM analytics_scratch), 0, at,
-            coalesce(topic, CASE WHEN typ LIKE 'reminder.%' THEN 'reminders' ELSE 'tasks' END), usr,
-            jsonb_build_object('specversion', '1.0', 'id', gen_random_uuid(),
-                               'source', '/pg_taskevents/app/public/tasks', 'type', typ,
-                               'time', at, 'subject', subj, 'partitionkey', usr,
-                               'data', jsonb_build_object('id', subj, 'user_id', usr)))
-$$;
-
--- day 1: alice creates tasks 1 and 2, bob task 10; alice completes task 1
--- after 2 hours, which cancels its reminder
-SELECT analytics_ev('2026-03-01 09:00+00', 'task.created', 'alice', '1'),
-       analytics_ev('2026-03-01 09:00+00', 'reminder.scheduled', 'alice', '1'),
-       analytics_ev('2026-03-01 09:30+00', 'task.created', 'alice', '2'),
-       analytics_ev('2026-03-01 09:30+00', 'reminder.scheduled', 'alice', '2'),
-       analytics_ev('2026-03-01 10:00+00', 'task.created', 'bob', '10'),
-       analytics_ev('2026-03-01 10:00+00', 'reminder.scheduled', 'bob', '10'),
-       analytics_ev('2026-03-01 11:00+00', 'task.completed', 'alice', '1'),
-       analytics_ev('2026-03-01 11:00+00', 'reminder.cancelled', 'alice', '1');
--- day 2: bob completes task 10 after 24 hours; carol creates task 20 and
--- completes it after 30 minutes; alice's reminder for task 2 fires and she
--- edits it
-SELECT analytics_ev('2026-03-02 08:00+00', 'task.created', 'carol', '20'),
-       analytics_ev('2026-03-02 08:30+00', 'task.completed', 'carol', '20'),
-       analytics_ev('2026-03-02 09:00+00', 'reminder.triggered', 'alice', '2'),
-       analytics_ev('2026-03-02 10:00+00', 'task.completed', 'bob', '10'),
-       analytics_ev('2026-03-02 10:00+00', 'reminder.cancelled', 'bob', '10'),
-       analytics_ev('2026-03-02 12:00+00', 'task.updated', 'alice', '2');
--- day 3: alice completes task 2 after 48 hours, un-completes and completes
--- task 1 again (its first completion counts); carol creates task 21 and
--- completes it after 4 hours, deletes task 20 and exports a report (a
--- publish() event)
-SELECT analytics_ev('2026-03-03 09:30+00', 'task.completed', 'alice', '2'),
-       analytics_ev('2026-03-03 09:40+00', 'task.updated', 'alice', '1'),
-       analytics_ev('2026-03-03 09:50+00', 'task.completed', 'alice', '1'),
-       analytics_ev('2026-03-03 10:00+00', 'task.created', 'carol', '21'),
-       analytics_ev('2026-03-03 14:00+00', 'task.completed', 'carol', '21'),
-       analytics_ev('2026-03-03 15:00+00', 'task.deleted', 'carol', '20'),
-       analytics_ev('2026-03-03 16:00+00', 'report.exported', 'carol', NULL, 'exports');
+INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, data)
+SELECT pg_current_xact_id(), row_number() OVER (), 0, at,
+       coalesce(topic, CASE WHEN typ LIKE 'reminder.%' THEN 'reminders' ELSE 'tasks' END), usr,
+       jsonb_build_object('specversion', '1.0', 'id', gen_random_uuid(),
+                          'source', '/pg_taskevents/app/public/tasks', 'type', typ,
+                          'time', at, 'subject', subj, 'partitionkey', usr,
+                          'data', jsonb_build_object('id', subj, 'user_id', usr))
+  FROM (VALUES
+    -- day 1: alice creates tasks 1 and 2, bob task 10; alice completes task 1
+    -- after 2 hours, which cancels its reminder
+    ('2026-03-01 09:00+00'::timestamptz, 'task.created', 'alice', '1', NULL::text),
+    ('2026-03-01 09:00+00', 'reminder.scheduled', 'alice', '1', NULL),
+    ('2026-03-01 09:30+00', 'task.created', 'alice', '2', NULL),
+    ('2026-03-01 09:30+00', 'reminder.scheduled', 'alice', '2', NULL),
+    ('2026-03-01 10:00+00', 'task.created', 'bob', '10', NULL),
+    ('2026-03-01 10:00+00', 'reminder.scheduled', 'bob', '10', NULL),
+    ('2026-03-01 11:00+00', 'task.completed', 'alice', '1', NULL),
+    ('2026-03-01 11:00+00', 'reminder.cancelled', 'alice', '1', NULL),
+    -- day 2: bob completes task 10 after 24 hours; carol creates task 20 and
+    -- completes it after 30 minutes; alice's reminder for task 2 fires and she
+    -- edits it
+    ('2026-03-02 08:00+00', 'task.created', 'carol', '20', NULL),
+    ('2026-03-02 08:30+00', 'task.completed', 'carol', '20', NULL),
+    ('2026-03-02 09:00+00', 'reminder.triggered', 'alice', '2', NULL),
+    ('2026-03-02 10:00+00', 'task.completed', 'bob', '10', NULL),
+    ('2026-03-02 10:00+00', 'reminder.cancelled', 'bob', '10', NULL),
+    ('2026-03-02 12:00+00', 'task.updated', 'alice', '2', NULL),
+    -- day 3: alice completes task 2 after 48 hours, un-completes and completes
+    -- task 1 again (its first completion counts); carol creates task 21 and
+    -- completes it after 4 hours, deletes task 20 and exports a report (a
+    -- publish() event)
+    ('2026-03-03 09:30+00', 'task.completed', 'alice', '2', NULL),
+    ('2026-03-03 09:40+00', 'task.updated', 'alice', '1', NULL),
+    ('2026-03-03 09:50+00', 'task.completed', 'alice', '1', NULL),
+    ('2026-03-03 10:00+00', 'task.created', 'carol', '21', NULL),
+    ('2026-03-03 14:00+00', 'task.completed', 'carol', '21', NULL),
+    ('2026-03-03 15:00+00', 'task.deleted', 'carol', '20', NULL),
+    ('2026-03-03 16:00+00', 'report.exported', 'carol', NULL, 'exports')
+  ) AS e(at, typ, usr, subj, topic);
 -- rows capture must survive: not an object, an id that is no UUID
 INSERT INTO analytics_scratch (txid, id, slot, created_at, topic, partition_key, data)
 VALUES (pg_current_xact_id(), 100, 0, '2026-03-03 17:00+00', 'tasks', NULL, '"not an object"'),
@@ -198,4 +197,4 @@ SELECT enabled, retention, keep_payload FROM taskevents.analytics_settings;
 TRUNCATE taskevents.analytics_events;
 SELECT taskevents.detach('analytics_tasks', force => true);
 DROP TABLE analytics_tasks, analytics_scratch;
-DROP FUNCTION analytics_ev(timestamptz, text, text, text, text), analytics_make_day(date);
+DROP FUNCTION analytics_make_day(date);

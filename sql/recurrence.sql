@@ -80,20 +80,9 @@ SELECT try($$SELECT taskevents.next_occurrence(now(), '')$$);
 -- The next instance, written by the trigger
 -------------------------------------------------------------------------------
 
-CREATE TABLE rec_tasks (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    user_id text NOT NULL,
-    title text NOT NULL,
-    description text,
-    priority text DEFAULT 'medium',
-    tags text[] DEFAULT '{}',
-    due_date timestamptz,
-    is_recurring boolean NOT NULL DEFAULT false,
-    recurring_interval text,
-    completed boolean NOT NULL DEFAULT false,
-    reminder_sent_at timestamptz,
+-- the brief's table (sql/00_setup.sql) with three more columns
+CREATE TABLE rec_tasks (LIKE tasks_brief INCLUDING ALL,
     estimate interval,
-    created_at timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
     title_upper text GENERATED ALWAYS AS (upper(title)) STORED);
 SELECT taskevents.attach('rec_tasks');

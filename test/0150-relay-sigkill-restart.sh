@@ -7,9 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 rl_setup sigkill
 
-q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'user' || (g % 50), 't' || g FROM generate_series(1, 20000) g"
-rl_relay first --log-level debug --batch-size 200 --max-inflight 1000
-rl_wait 20 rl_log_has first '"msg":"acked"' || fail "no progress"
+rl_draining first 20000 t --batch-size 200 --max-inflight 1000
 kill -9 "$RL_PID"; wait "$RL_PID" 2>/dev/null || true
 acked=$(q -d "$DB" -c "SELECT cursor_id FROM taskevents.relay_position('default')")
 t0=$(date +%s)

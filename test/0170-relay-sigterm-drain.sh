@@ -7,9 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 rl_setup sigterm
 
-q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'user' || (g % 50), 't' || g FROM generate_series(1, 30000) g"
-rl_relay first --log-level debug --batch-size 500 --max-inflight 2000
-rl_wait 20 rl_log_has first '"msg":"acked"' || fail "no progress"
+rl_draining first 30000 t --batch-size 500 --max-inflight 2000
 kill -TERM "$RL_PID"
 st=0; wait "$RL_PID" || st=$?
 [ "$st" -eq 0 ] || fail "exit status $st after SIGTERM"
@@ -22,9 +20,7 @@ rl_verify tasks
 [ "$RL_VERIFIED" -eq 30000 ] || fail "30000 expected, got $RL_VERIFIED"
 
 # second SIGTERM: immediate exit, non-zero
-q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'user' || (g % 50), 'x' || g FROM generate_series(1, 30000) g"
-rl_relay third --shutdown-timeout-ms 60000 --log-level debug
-rl_wait 20 rl_log_has third '"msg":"acked"' || fail "no progress"
+rl_draining third 30000 x --shutdown-timeout-ms 60000
 # a paused broker keeps deliveries in flight, so the drain cannot finish
 kafka_pause >/dev/null
 kill -TERM "$RL_PID"

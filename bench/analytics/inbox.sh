@@ -4,15 +4,11 @@
 # NOTHING, with no retention at all), interleaved in rounds.
 # Usage: bench/analytics/inbox.sh [seconds-per-run] [rounds]
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-15}
 rounds=${2:-3}
-source "$here/../lib.sh"
-bench_pg_start "${BENCH_PGPORT:-54332}"
 export PGOPTIONS="-c client_min_messages=warning"
-createdb bench
-q -d bench -c "CREATE EXTENSION pg_taskevents" \
-  -c "CREATE TABLE plain_inbox (source text, id text, PRIMARY KEY (source, id))"
+bench_db "${BENCH_PGPORT:-54332}" "$here/inbox_setup.sql"
 
 declare -A tps
 for v in process_once plain_insert; do tps[$v]=0; done
@@ -23,9 +19,6 @@ for r in $(seq 1 "$rounds"); do
     tps[$v]=$(awk -v a="${tps[$v]}" -v b="$t" 'BEGIN { print a + b }')
   done
 done
-echo
-echo "mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:"
-for v in process_once plain_insert; do
-  awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" 'BEGIN { printf "  %-13s %8.0f tps\n", v, t / r }'
-done
-awk -v a="${tps[process_once]}" -v b="${tps[plain_insert]}" 'BEGIN { printf "  process_once / plain = %.2f\n", a / b }'
+bench_mean_tps "mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:" \
+  '  %-13s %8.0f tps\n' process_once plain_insert
+bench_tps_ratio '  process_once / plain = %.2f\n' process_once plain_insert

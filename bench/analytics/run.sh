@@ -7,16 +7,13 @@
 # Usage: bench/analytics/run.sh [seconds-per-run] [rounds]
 #   SYNC=off  synchronous_commit=off (CPU-bound: no disk flush per commit)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-15}
 rounds=${2:-3}
-source "$here/../lib.sh"
 rotator=
 bench_cleanup() { [ -n "$rotator" ] && kill "$rotator" 2>/dev/null; wait 2>/dev/null; }
-bench_pg_start "${BENCH_PGPORT:-54332}" "taskevents.rotation_period = 5"
 export PGOPTIONS="-c client_min_messages=warning"
-createdb bench
-q -d bench -f "$here/setup.sql" >/dev/null
+bench_db "${BENCH_PGPORT:-54332}" "$here/setup.sql" "taskevents.rotation_period = 5"
 
 # maintain()'s rotation step, every second, for the whole run
 ( while sleep 1; do q -d bench -c "SELECT bench_rotate()" >/dev/null 2>&1 || true; done ) &
@@ -42,12 +39,9 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 kill "$rotator"; wait "$rotator" 2>/dev/null || true; rotator=
-echo
-echo "write path, mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:"
-for v in off on; do
-  awk -v v="$v" -v t="${tps[$v]}" -v r="$rounds" 'BEGIN { printf "  analytics %-3s %9.0f tps\n", v, t / r }'
-done
-awk -v a="${tps[on]}" -v b="${tps[off]}" 'BEGIN { printf "  on / off = %.3f\n", a / b }'
+bench_mean_tps "write path, mean over $rounds rounds of ${secs}s, 8 clients, synchronous_commit=${SYNC:-on}:" \
+  '  analytics %-3s %9.0f tps\n' off on
+bench_tps_ratio '  on / off = %.3f\n' on off
 
 # 100,000 real events in one outbox partition, copied aside so that every
 # measurement captures the same rows

@@ -8,13 +8,10 @@
 # Usage: bench/outbox/bulk.sh [rows] [rounds]     (default 100000 3)
 #   SYNC=off as in run.sh (one statement per transaction: it hardly matters)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 rows=${1:-100000}
 rounds=${2:-3}
-source "$here/../lib.sh"
-bench_pg_start "${BENCH_PGPORT:-54340}"
-createdb bench
-q -d bench -f "$here/setup.sql" >/dev/null
+bench_db "${BENCH_PGPORT:-54340}" "$here/setup.sql"
 
 # ms STATEMENT: run it in psql with \timing; prints the milliseconds
 ms() { q -d bench -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }

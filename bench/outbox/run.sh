@@ -7,13 +7,10 @@
 #   SYNC=off  runs with synchronous_commit=off (CPU-bound: shows the
 #             trigger's own cost instead of the disk flush)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-15}
 rounds=${2:-3}
-source "$here/../lib.sh"
-bench_pg_start "${BENCH_PGPORT:-54340}"
-createdb bench
-q -d bench -f "$here/setup.sql" >/dev/null
+bench_db "${BENCH_PGPORT:-54340}" "$here/setup.sql"
 
 declare -A tps wal
 for v in plain attached plpgsql; do tps[$v]=0; wal[$v]=0; done
@@ -41,4 +38,4 @@ for v in plain attached plpgsql; do
   awk -v v="$v" -v t="${tps[$v]}" -v w="${wal[$v]}" -v r="$rounds" -v p="${tps[plain]}" \
     'BEGIN { printf "  %-9s %9.0f tps  %5.2f x unattached  %6.0f WAL bytes/insert\n", v, t / r, t / p, w / r }'
 done
-awk -v a="${tps[attached]}" -v p="${tps[plpgsql]}" 'BEGIN { printf "  attached / plpgsql = %.2f\n", a / p }'
+bench_tps_ratio '  attached / plpgsql = %.2f\n' attached plpgsql

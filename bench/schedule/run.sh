@@ -14,15 +14,12 @@
 #   FIRE_N=100000   reminders fired in part 2
 #   SIZES="100000 250000 500000 1000000"   reminders table sizes in part 3
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/../lib.sh"
 secs=${1:-10}
 rounds=${2:-3}
 fire_n=${FIRE_N:-100000}
-source "$here/../lib.sh"
-bench_pg_start "${BENCH_PGPORT:-54341}"
-createdb bench
+bench_db "${BENCH_PGPORT:-54341}" "$here/setup.sql"
 export PGDATABASE=bench   # q and psql below
-q -f "$here/setup.sql" >/dev/null
 now_ms() { date +%s%3N; }
 # due_bench_fire N: insert N tasks of bench_fire due in 2 hours (their
 # reminder, 24 h lead, is due now)

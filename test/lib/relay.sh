@@ -74,6 +74,18 @@ rl_once() {
   "${RL_CMD[@]}" --once "$@" >"$WORK/$name.log" 2>&1
 }
 
+# rl_draining NAME N PREFIX [ARGS...]: N tasks of 50 users (titles PREFIX1
+# ... PREFIXN) written in one transaction, then relay NAME started on them
+# (rl_relay NAME --log-level debug ARGS...); returns once it has
+# acknowledged a first batch, in the middle of the drain (fails the test
+# after 20 s).  For the tests that stop a relay while it drains.
+rl_draining() {
+  local name=$1 n=$2 prefix=$3; shift 3
+  q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'user' || (g % 50), '$prefix' || g FROM generate_series(1, $n) g"
+  rl_relay "$name" --log-level debug "$@"
+  rl_wait 20 rl_log_has "$name" '"msg":"acked"' || fail "no progress"
+}
+
 # rl_wait TIMEOUT_S COMMAND...: poll until COMMAND succeeds.
 rl_wait() {
   local deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 )); shift

@@ -1,14 +1,16 @@
 -- The brief's tasks table: the one definition the integration tests, the
--- benchmarks and the demo create (test/lib/pg.sh make_tasks_table,
--- bench/*/setup.sql, scripts/demo).  A psql script:
+-- benchmarks, the demo and the pg_regress suites create (test/lib/pg.sh
+-- make_tasks_table, bench/*/setup.sql, scripts/demo, sql/00_setup.sql).  A
+-- psql script:
 --
 --   psql -v tasks=public.tasks -f test/lib/tasks.sql       created and attached
 --   psql -v tasks=bench_plain -v attach=off -f ...         created only
 --
 -- From another script: \set tasks NAME, then \ir (or \i) this file.
--- The pg_regress suites (sql/) and the isolation specs (specs/) keep their
--- own smaller tables: the first echo every statement into their expected
--- output, the second have no way to include a file.
+-- The pg_regress suites read it once, with echo off (sql/00_setup.sql:
+-- tasks_brief, unattached, and make_tasks() for a smaller copy), and copy
+-- it with CREATE TABLE ... (LIKE ...).  The isolation specs (specs/) keep
+-- their own tables: they have no way to include a file.
 \if :{?tasks}
 \else
 \set tasks public.tasks
