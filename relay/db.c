@@ -88,13 +88,20 @@ db_connected(void)
 	return conn != NULL && PQstatus(conn) == CONNECTION_OK;
 }
 
-void
-db_disconnect(void)
+/* Forget the page fetched ahead, without reading what is still to come. */
+static void
+prefetch_drop(void)
 {
 	pf_sent = false;
 	if (pf_res)
 		PQclear(pf_res);
 	pf_res = NULL;
+}
+
+void
+db_disconnect(void)
+{
+	prefetch_drop();
 	if (conn)
 		PQfinish(conn);
 	conn = NULL;
@@ -170,9 +177,7 @@ static void
 prefetch_discard(void)
 {
 	prefetch_collect();
-	if (pf_res)
-		PQclear(pf_res);
-	pf_res = NULL;
+	prefetch_drop();
 }
 
 /* Classify a failed result (and take it). */
