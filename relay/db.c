@@ -88,13 +88,20 @@ db_connected(void)
 	return conn != NULL && PQstatus(conn) == CONNECTION_OK;
 }
 
-void
-db_disconnect(void)
+/* Forget the page fetched ahead, without reading what is still to come. */
+static void
+prefetch_drop(void)
 {
 	pf_sent = false;
 	if (pf_res)
 		PQclear(pf_res);
 	pf_res = NULL;
+}
+
+void
+db_disconnect(void)
+{
+	prefetch_drop();
 	if (conn)
 		PQfinish(conn);
 	conn = NULL;
@@ -170,9 +177,7 @@ static void
 prefetch_discard(void)
 {
 	prefetch_collect();
-	if (pf_res)
-		PQclear(pf_res);
-	pf_res = NULL;
+	prefetch_drop();
 }
 
 /* Classify a failed result (and take it). */
@@ -230,25 +235,41 @@ getint(PGresult *res, int row, int col)
 	return strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
+/*
+ * Run a prepared statement and read the first ncols columns of its first
+ * row into cols (ncols 0: only run it): an integer, a boolean as 1 or 0,
+ * NULL as 0.  cols is written only when DB_OK is returned.
+ */
+static db_result
+run_row(const char *name, int nparams, const char *const *params, int64_t *cols, int ncols)
+{
+	PGresult   *res;
+	db_result	r = run(name, nparams, params, &res);
+
+	if (r != DB_OK)
+		return r;
+	for (int i = 0; i < ncols; i++)
+	{
+		const char *v = PQgetisnull(res, 0, i) ? "" : PQgetvalue(res, 0, i);
+
+		cols[i] = strcmp(v, "t") == 0 ? 1 : strtoll(v, NULL, 10);
+	}
+	PQclear(res);
+	return DB_OK;
+}
+
 db_result
 db_lease(const char *consumer, const char *holder, int64_t epoch, int ttl_ms, int64_t *new_epoch)
 {
 	char		e[32],
 				t[32];
 	const char *p[4] = {consumer, holder, e, t};
-	PGresult   *res;
-	db_result	r;
 
 	snprintf(e, sizeof(e), "%lld", (long long) epoch);
 	snprintf(t, sizeof(t), "%d", ttl_ms);
 	if (epoch <= 0)
 		p[2] = NULL;
-	r = run("lease", 4, p, &res);
-	if (r != DB_OK)
-		return r;
-	*new_epoch = PQgetisnull(res, 0, 0) ? 0 : getint(res, 0, 0);
-	PQclear(res);
-	return DB_OK;
+	return run_row("lease", 4, p, new_epoch, 1);
 }
 
 db_result
@@ -256,44 +277,33 @@ db_release(const char *consumer, int64_t epoch)
 {
 	char		e[32];
 	const char *p[2] = {consumer, e};
-	PGresult   *res;
-	db_result	r;
 
 	snprintf(e, sizeof(e), "%lld", (long long) epoch);
-	r = run("release", 2, p, &res);
-	if (r == DB_OK)
-		PQclear(res);
-	return r;
+	return run_row("release", 2, p, NULL, 0);
 }
 
 db_result
 db_position(const char *consumer, int64_t *tick, int64_t *cursor, bool *done)
 {
 	const char *p[1] = {consumer};
-	PGresult   *res;
-	db_result	r = run("position", 1, p, &res);
+	int64_t		v[3];
+	db_result	r = run_row("position", 1, p, v, 3);
 
-	if (r != DB_OK)
-		return r;
-	*tick = getint(res, 0, 0);
-	*cursor = getint(res, 0, 1);
-	*done = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
-	PQclear(res);
-	return DB_OK;
+	if (r == DB_OK)
+	{
+		*tick = v[0];
+		*cursor = v[1];
+		*done = v[2] != 0;
+	}
+	return r;
 }
 
 db_result
 db_last_tick(const char *consumer, int64_t *tick)
 {
 	const char *p[1] = {consumer};
-	PGresult   *res;
-	db_result	r = run("last_tick", 1, p, &res);
 
-	if (r != DB_OK)
-		return r;
-	*tick = PQgetisnull(res, 0, 0) ? 0 : getint(res, 0, 0);
-	PQclear(res);
-	return DB_OK;
+	return run_row("last_tick", 1, p, tick, 1);
 }
 
 /* *tick = the new tick, or 0 when nothing new committed. */
@@ -302,16 +312,9 @@ db_tick(const char *consumer, int64_t epoch, int64_t *tick)
 {
 	char		e[32];
 	const char *p[2] = {consumer, e};
-	PGresult   *res;
-	db_result	r;
 
 	snprintf(e, sizeof(e), "%lld", (long long) epoch);
-	r = run("tick", 2, p, &res);
-	if (r != DB_OK)
-		return r;
-	*tick = PQgetisnull(res, 0, 0) ? 0 : getint(res, 0, 0);
-	PQclear(res);
-	return DB_OK;
+	return run_row("tick", 2, p, tick, 1);
 }
 
 /* Send the fetch of a page ahead; db_fetch() picks it up. */
@@ -426,16 +429,11 @@ db_ack(const char *consumer, int64_t epoch, int64_t tick, int64_t cursor, bool d
 				t[32],
 				c[32];
 	const char *p[5] = {consumer, e, t, c, done ? "true" : "false"};
-	PGresult   *res;
-	db_result	r;
 
 	snprintf(e, sizeof(e), "%lld", (long long) epoch);
 	snprintf(t, sizeof(t), "%lld", (long long) tick);
 	snprintf(c, sizeof(c), "%lld", (long long) cursor);
-	r = run("ack", 5, p, &res);
-	if (r == DB_OK)
-		PQclear(res);
-	return r;
+	return run_row("ack", 5, p, NULL, 0);
 }
 
 db_result
@@ -448,15 +446,10 @@ db_dead_letter(const char *consumer, int64_t epoch, int64_t outbox_id, const cha
 				a[32],
 				f[64];
 	const char *p[10] = {consumer, e, o, topic, dlq_topic, key, event, reason, a, f};
-	PGresult   *res;
-	db_result	r;
 
 	snprintf(e, sizeof(e), "%lld", (long long) epoch);
 	snprintf(o, sizeof(o), "%lld", (long long) outbox_id);
 	snprintf(a, sizeof(a), "%d", attempts);
 	snprintf(f, sizeof(f), "%.6f", first_failed_at);
-	r = run("dead_letter", 10, p, &res);
-	if (r == DB_OK)
-		PQclear(res);
-	return r;
+	return run_row("dead_letter", 10, p, NULL, 0);
 }

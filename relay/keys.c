@@ -29,9 +29,13 @@
 
 static keystate **buckets;
 static long nkeys;
-static keystate *held;			/* keys with a hold */
-static keystate *wake_head;		/* keys to pump at the next step, in order */
-static keystate *wake_tail;
+
+/* the keys with a hold, the one that took it last first */
+static struct rlist_head held = RLIST_STATIC_INIT(held);
+
+/* the keys to pump at the next step, in order */
+static struct rlist_head wake = RLIST_STATIC_INIT(wake);
+
 static bool producer_full;		/* the last send met a full producer queue */
 static long inflight_total;		/* events handed to the producer, no report
 								 * yet */
@@ -75,62 +79,12 @@ key_get(const char *key)
 	return ks;
 }
 
-static void
-held_add(keystate *ks)
-{
-	if (ks->in_held)
-		return;
-	ks->in_held = true;
-	ks->held_prev = NULL;
-	ks->held_next = held;
-	if (held)
-		held->held_prev = ks;
-	held = ks;
-}
-
-static void
-held_remove(keystate *ks)
-{
-	if (!ks->in_held)
-		return;
-	if (ks->held_prev)
-		ks->held_prev->held_next = ks->held_next;
-	else
-		held = ks->held_next;
-	if (ks->held_next)
-		ks->held_next->held_prev = ks->held_prev;
-	ks->in_held = false;
-}
-
+/* Put ks at the end of the wake list, unless it is on it. */
 static void
 wake_add(keystate *ks)
 {
-	if (ks->in_wake)
-		return;
-	ks->in_wake = true;
-	ks->wake_next = NULL;
-	ks->wake_prev = wake_tail;
-	if (wake_tail)
-		wake_tail->wake_next = ks;
-	else
-		wake_head = ks;
-	wake_tail = ks;
-}
-
-static void
-wake_remove(keystate *ks)
-{
-	if (!ks->in_wake)
-		return;
-	if (ks->wake_prev)
-		ks->wake_prev->wake_next = ks->wake_next;
-	else
-		wake_head = ks->wake_next;
-	if (ks->wake_next)
-		ks->wake_next->wake_prev = ks->wake_prev;
-	else
-		wake_tail = ks->wake_prev;
-	ks->in_wake = false;
+	if (!rlist_member(&ks->wake_node))
+		rlist_push_tail(&wake, &ks->wake_node);
 }
 
 static void
@@ -141,8 +95,8 @@ key_free(keystate *ks)
 	while (*b != ks)
 		b = &(*b)->hnext;
 	*b = ks->hnext;
-	held_remove(ks);
-	wake_remove(ks);
+	rlist_delete(&ks->held_node);
+	rlist_delete(&ks->wake_node);
 	free(ks->key);
 	free(ks);
 	nkeys--;
@@ -153,17 +107,30 @@ void
 key_set_hold(keystate *ks, event * e)
 {
 	ks->hold = e;
-	if (e)
-		held_add(ks);
-	else
-		held_remove(ks);
+	if (e == NULL)
+		rlist_delete(&ks->held_node);
+	else if (!rlist_member(&ks->held_node))
+		rlist_push_head(&held, &ks->held_node);
 }
 
-/* The first key with a hold (the rest follow held_next). */
+static keystate *
+held_key(struct rlist_node *n)
+{
+	return n ? rlist_container(keystate, held_node, n) : NULL;
+}
+
+/* The first key with a hold, or NULL; keys_held_next() gives the rest. */
 keystate *
 keys_held(void)
 {
-	return held;
+	return held_key(rlist_first(&held));
+}
+
+/* The key with a hold after ks, or NULL. */
+keystate *
+keys_held_next(keystate *ks)
+{
+	return held_key(rlist_next(&held, &ks->held_node));
 }
 
 /* A fetched event (QUEUED) joins the end of its key's queue. */
@@ -191,8 +158,8 @@ keys_clear(void)
 	for (int i = 0; i < KEY_BUCKETS; i++)
 		while (buckets[i])
 			key_free(buckets[i]);
-	held = NULL;
-	wake_head = wake_tail = NULL;
+	rlist_init(&held);
+	rlist_init(&wake);
 	producer_full = false;
 	inflight_total = 0;
 }
@@ -453,15 +420,17 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 void
 keys_pump_waiting(void)
 {
+	struct rlist_node *n;
+
 	if (!pipeline_leader || !circuit_is_closed())
 		return;
 	producer_full = false;
 	/* key_pump() puts a key back only when one of these turned false */
-	while (wake_head && !producer_full && circuit_is_closed() && pipeline_leader)
+	while ((n = rlist_first(&wake)) != NULL && !producer_full && circuit_is_closed() && pipeline_leader)
 	{
-		keystate   *ks = wake_head;
+		keystate   *ks = rlist_container(keystate, wake_node, n);
 
-		wake_remove(ks);
+		rlist_delete(n);
 		key_pump(ks);			/* may join the list again, at its end */
 	}
 }

@@ -106,9 +106,12 @@ static const struct
 	offsetof(relay_maint_metrics, errors)},
 };
 
-/* The metrics with one value and no labels, in the order they are shown. */
-#define LONG_FIELD(f) offsetof(relay_metrics, f), false
-#define INT_FIELD(f) offsetof(relay_metrics, f), true
+/*
+ * The metrics with one value and no labels, in the order they are shown:
+ * SCALAR(name, type, help, field of relay_metrics).
+ */
+#define SCALAR(name, type, help, f) \
+	{name, type, help, offsetof(relay_metrics, f), _Generic(&metrics.f, atomic_int *: true, default: false)}
 static const struct
 {
 	const char *name;
@@ -118,30 +121,17 @@ static const struct
 	bool		is_int;			/* atomic_int, else atomic_long */
 }			scalars[] = {
 
-	{"taskevents_relay_events_published_total", "counter",
-	"Events delivered to Kafka (per delivery report).", LONG_FIELD(published)},
-	{"taskevents_relay_retries_total", "counter",
-	"Failed deliveries scheduled for a retry.", LONG_FIELD(retries)},
-	{"taskevents_relay_dead_letters_total", "counter",
-	"Events produced to a dead-letter topic and recorded.", LONG_FIELD(dead_letters)},
-	{"taskevents_relay_backlog_events", "gauge",
-	"Committed events not yet acknowledged (sampled every 5 s by the leader).", LONG_FIELD(backlog)},
-	{"taskevents_relay_circuit_state", "gauge",
-	"Kafka circuit breaker: 0 closed, 1 open, 2 half-open.", INT_FIELD(circuit)},
-	{"taskevents_relay_leader", "gauge",
-	"1 when this relay holds the lease, 0 on standby.", INT_FIELD(leader)},
-	{"taskevents_relay_inflight_events", "gauge",
-	"Events fetched and not yet resolved.", LONG_FIELD(inflight)},
-	{"taskevents_relay_db_up", "gauge",
-	"1 when the PostgreSQL connection is up.", INT_FIELD(db_up)},
-	{"taskevents_relay_wakeup_mode", "gauge",
-		"How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.",
-	INT_FIELD(wakeup_mode)},
-	{"taskevents_relay_wakeups_total", "counter",
-	"Answers of relay_wait() (a commit that wrote events, or its timeout).", LONG_FIELD(wakeups)},
-	{"taskevents_relay_db_calls_total", "counter",
-		"Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.",
-	LONG_FIELD(db_calls)},
+	SCALAR("taskevents_relay_events_published_total", "counter", "Events delivered to Kafka (per delivery report).", published),
+	SCALAR("taskevents_relay_retries_total", "counter", "Failed deliveries scheduled for a retry.", retries),
+	SCALAR("taskevents_relay_dead_letters_total", "counter", "Events produced to a dead-letter topic and recorded.", dead_letters),
+	SCALAR("taskevents_relay_backlog_events", "gauge", "Committed events not yet acknowledged (sampled every 5 s by the leader).", backlog),
+	SCALAR("taskevents_relay_circuit_state", "gauge", "Kafka circuit breaker: 0 closed, 1 open, 2 half-open.", circuit),
+	SCALAR("taskevents_relay_leader", "gauge", "1 when this relay holds the lease, 0 on standby.", leader),
+	SCALAR("taskevents_relay_inflight_events", "gauge", "Events fetched and not yet resolved.", inflight),
+	SCALAR("taskevents_relay_db_up", "gauge", "1 when the PostgreSQL connection is up.", db_up),
+	SCALAR("taskevents_relay_wakeup_mode", "gauge", "How the leader learns of new commits: 1 woken by commits (relay_wait), 2 polling, 0 not known yet.", wakeup_mode),
+	SCALAR("taskevents_relay_wakeups_total", "counter", "Answers of relay_wait() (a commit that wrote events, or its timeout).", wakeups),
+	SCALAR("taskevents_relay_db_calls_total", "counter", "Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.", db_calls),
 };
 
 static size_t

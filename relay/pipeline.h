@@ -43,6 +43,7 @@
 #ifndef TASKEVENTS_PIPELINE_H
 #define TASKEVENTS_PIPELINE_H
 
+#include "list.h"
 #include "relay.h"
 
 typedef enum
@@ -93,12 +94,8 @@ typedef struct keystate
 	int			inflight;
 	bool		drain;			/* wait for inflight == 0 before sending */
 	struct keystate *hnext;
-	struct keystate *held_prev; /* the list of keys with a hold */
-	struct keystate *held_next;
-	bool		in_held;
-	struct keystate *wake_prev; /* the list of keys waiting to be pumped */
-	struct keystate *wake_next;
-	bool		in_wake;
+	struct rlist_node held_node;	/* in the list of keys with a hold */
+	struct rlist_node wake_node;	/* in the list of keys to pump */
 } keystate;
 
 /* The state all the files share (window.c owns it). */
@@ -124,6 +121,7 @@ extern void key_requeue(event * e);
 extern keystate *key_resolve(event * e);
 extern void key_set_hold(keystate *ks, event * e);
 extern keystate *keys_held(void);
+extern keystate *keys_held_next(keystate *ks);
 
 /* retry.c */
 extern void retry_on_failure(event * e, delivery_status st, const char *error);

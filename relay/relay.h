@@ -22,6 +22,7 @@
  *	retry.c		pipeline: failures, retries, dead letters
  *	circuit.c	pipeline: the Kafka circuit breaker
  *	pipeline.h	pipeline: declarations its three files share, event states
+ *	list.h		a doubly-linked intrusive list (keys.c: held keys, keys to wake)
  *	metrics.c	HTTP /metrics and /healthz
  */
 #ifndef TASKEVENTS_RELAY_H

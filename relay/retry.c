@@ -130,7 +130,7 @@ pipeline_step(int64_t now)
 	{
 		event	   *e = ks->hold;
 
-		next = ks->held_next;
+		next = keys_held_next(ks);
 		if (e == NULL)
 		{
 			key_set_hold(ks, NULL);
