@@ -208,11 +208,11 @@ GetEnvelope(int32 envelope_id)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	KeepOwnerPlan(&EnvelopePlan,
-						"SELECT e.source, e.pubsubname, e.columns, e.type_prefix,"
-						"       e.subject_at, e.subject_json, e.key_at, e.key_json"
-						"  FROM taskevents.envelopes e"
-						" WHERE e.envelope_id OPERATOR(pg_catalog.=) $1",
-						1, (Oid[]) {INT4OID}, false);
+				  "SELECT e.source, e.pubsubname, e.columns, e.type_prefix,"
+				  "       e.subject_at, e.subject_json, e.key_at, e.key_json"
+				  "  FROM taskevents.envelopes e"
+				  " WHERE e.envelope_id OPERATOR(pg_catalog.=) $1",
+				  1, OIDS(INT4OID), false);
 	ret = RunAs(TaskeventsOwner(), EnvelopePlan, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading taskevents.envelopes failed: %s", SPI_result_code_string(ret));

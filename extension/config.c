@@ -253,22 +253,22 @@ LoadEnvelopes(Relation rel, TableConfig *entry)
 				 errhint("Run ALTER EXTENSION pg_taskevents UPDATE.")));
 
 	KeepOwnerPlan(&EnvelopePlan,
-						"SELECT e.envelope_id, e.type_prefix, e.columns IS NOT NULL"
-						"  FROM taskevents.envelopes e"
-						" WHERE e.source OPERATOR(pg_catalog.=) $1"
-						"   AND e.pubsubname OPERATOR(pg_catalog.=) $2"
-						"   AND ((e.topic OPERATOR(pg_catalog.=) $3"
-						"         AND e.type_prefix OPERATOR(pg_catalog.=) 'task.'"
-						"         AND (e.columns IS NULL"
-						"              OR (e.columns OPERATOR(pg_catalog.=) $4"
-						"                  AND e.subject_at OPERATOR(pg_catalog.=) $5"
-						"                  AND e.subject_json OPERATOR(pg_catalog.=) $6"
-						"                  AND e.key_at OPERATOR(pg_catalog.=) $7"
-						"                  AND e.key_json OPERATOR(pg_catalog.=) $8)))"
-						"        OR (e.topic OPERATOR(pg_catalog.=) $9"
-						"            AND e.type_prefix OPERATOR(pg_catalog.=) 'reminder.'"
-						"            AND e.columns IS NULL))",
-						9, (Oid[]) {TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID, INT2OID, CHAROID, INT2OID, CHAROID, TEXTOID}, false);
+				  "SELECT e.envelope_id, e.type_prefix, e.columns IS NOT NULL"
+				  "  FROM taskevents.envelopes e"
+				  " WHERE e.source OPERATOR(pg_catalog.=) $1"
+				  "   AND e.pubsubname OPERATOR(pg_catalog.=) $2"
+				  "   AND ((e.topic OPERATOR(pg_catalog.=) $3"
+				  "         AND e.type_prefix OPERATOR(pg_catalog.=) 'task.'"
+				  "         AND (e.columns IS NULL"
+				  "              OR (e.columns OPERATOR(pg_catalog.=) $4"
+				  "                  AND e.subject_at OPERATOR(pg_catalog.=) $5"
+				  "                  AND e.subject_json OPERATOR(pg_catalog.=) $6"
+				  "                  AND e.key_at OPERATOR(pg_catalog.=) $7"
+				  "                  AND e.key_json OPERATOR(pg_catalog.=) $8)))"
+				  "        OR (e.topic OPERATOR(pg_catalog.=) $9"
+				  "            AND e.type_prefix OPERATOR(pg_catalog.=) 'reminder.'"
+				  "            AND e.columns IS NULL))",
+				  9, OIDS(TEXTOID, TEXTOID, TEXTOID, NAMEARRAYOID, INT2OID, CHAROID, INT2OID, CHAROID, TEXTOID), false);
 	args[0] = CStringGetTextDatum(entry->source);
 	args[1] = CStringGetTextDatum(entry->pubsubname);
 	args[2] = CStringGetTextDatum(entry->topic);
@@ -331,12 +331,12 @@ LoadTableConfig(Relation rel, TableConfig *entry, bool *attached)
 		elog(ERROR, "SPI_connect failed");
 
 	KeepOwnerPlan(&RegistryPlan,
-						"SELECT a.topic, a.source, a.pubsubname, a.id_column, a.user_id_column,"
-						" a.completed_column, a.due_date_column, a.is_recurring_column,"
-						" a.recurring_interval_column, a.reminder_sent_at_column, a.reminder_lead"
-						" FROM taskevents.attached_tables a"
-						" WHERE a.task_table OPERATOR(pg_catalog.=) $1",
-						1, (Oid[]) {REGCLASSOID}, false);
+				  "SELECT a.topic, a.source, a.pubsubname, a.id_column, a.user_id_column,"
+				  " a.completed_column, a.due_date_column, a.is_recurring_column,"
+				  " a.recurring_interval_column, a.reminder_sent_at_column, a.reminder_lead"
+				  " FROM taskevents.attached_tables a"
+				  " WHERE a.task_table OPERATOR(pg_catalog.=) $1",
+				  1, OIDS(REGCLASSOID), false);
 
 	ret = RunAs(TaskeventsOwner(), RegistryPlan, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)

@@ -201,12 +201,12 @@ SetDueState(DueReminder **r, int n, DueOutcome outcome)
 	if (k == 0)
 		return;
 	KeepOwnerPlan(&SetStatePlan,
-						"UPDATE taskevents.reminders m"
-						"   SET state = CASE WHEN $2 THEN 'fired' ELSE 'cancelled' END,"
-						"       fired_at = CASE WHEN $2 THEN pg_catalog.now() ELSE m.fired_at END,"
-						"       cancelled_at = CASE WHEN $2 THEN m.cancelled_at ELSE pg_catalog.now() END"
-						" WHERE m.reminder_id OPERATOR(pg_catalog.=) ANY ($1)",
-						2, (Oid[]) {INT8ARRAYOID, BOOLOID}, false);
+				  "UPDATE taskevents.reminders m"
+				  "   SET state = CASE WHEN $2 THEN 'fired' ELSE 'cancelled' END,"
+				  "       fired_at = CASE WHEN $2 THEN pg_catalog.now() ELSE m.fired_at END,"
+				  "       cancelled_at = CASE WHEN $2 THEN m.cancelled_at ELSE pg_catalog.now() END"
+				  " WHERE m.reminder_id OPERATOR(pg_catalog.=) ANY ($1)",
+				  2, OIDS(INT8ARRAYOID, BOOLOID), false);
 	args[0] = FieldArray(sel, k, DUE_REMINDER_ID);
 	args[1] = BoolGetDatum(outcome == DUE_FIRED);
 	RunBookkeeping(SetStatePlan, args, NULL, SPI_OK_UPDATE);
@@ -353,16 +353,16 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 
 		/* notifications, then the log, as the extension owner */
 		KeepOwnerPlan(&NotifyPlan,
-							"INSERT INTO taskevents.notifications"
-							"       (user_id, task_table, task_id, kind, title, due_date, reminder_id)"
-							" SELECT u.user_id, $1::pg_catalog.regclass, u.task_id, 'reminder', u.title,"
-							"        u.due, u.reminder_id"
-							"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
-							"                   pg_catalog.unnest($5), pg_catalog.unnest($6))"
-							"        WITH ORDINALITY AS u(user_id, task_id, title, due, reminder_id, n)"
-							"  ORDER BY u.n"
-							" RETURNING reminder_id, notification_id",
-							6, (Oid[]) {OIDOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID}, false);
+					  "INSERT INTO taskevents.notifications"
+					  "       (user_id, task_table, task_id, kind, title, due_date, reminder_id)"
+					  " SELECT u.user_id, $1::pg_catalog.regclass, u.task_id, 'reminder', u.title,"
+					  "        u.due, u.reminder_id"
+					  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+					  "                   pg_catalog.unnest($5), pg_catalog.unnest($6))"
+					  "        WITH ORDINALITY AS u(user_id, task_id, title, due, reminder_id, n)"
+					  "  ORDER BY u.n"
+					  " RETURNING reminder_id, notification_id",
+					  6, OIDS(OIDOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID), false);
 		args[0] = ObjectIdGetDatum(RelationGetRelid(rel));
 		args[1] = FieldArray(fire, nfire, DUE_USER_ID);
 		args[2] = FieldArray(fire, nfire, DUE_TASK_ID);
@@ -382,14 +382,14 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 		}
 
 		KeepOwnerPlan(&LogPlan,
-							"INSERT INTO taskevents.reminder_log"
-							"       (reminder_id, task_table, task_id, user_id, due_at, run_id)"
-							" SELECT u.reminder_id, $1::pg_catalog.regclass, u.task_id, u.user_id, u.due, $6"
-							"   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
-							"                   pg_catalog.unnest($5))"
-							"        WITH ORDINALITY AS u(user_id, task_id, due, reminder_id, n)"
-							"  ORDER BY u.n",
-							6, (Oid[]) {OIDOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, UUIDOID}, false);
+					  "INSERT INTO taskevents.reminder_log"
+					  "       (reminder_id, task_table, task_id, user_id, due_at, run_id)"
+					  " SELECT u.reminder_id, $1::pg_catalog.regclass, u.task_id, u.user_id, u.due, $6"
+					  "   FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4),"
+					  "                   pg_catalog.unnest($5))"
+					  "        WITH ORDINALITY AS u(user_id, task_id, due, reminder_id, n)"
+					  "  ORDER BY u.n",
+					  6, OIDS(OIDOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID, UUIDOID), false);
 		args[3] = args[4];
 		args[4] = args[5];
 		args[5] = DirectFunctionCall1(uuid_in, CStringGetDatum(run_id));

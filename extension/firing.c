@@ -63,9 +63,9 @@ MarkFailed(DueReminder *d, int sqlerrcode)
 	Datum		args[2];
 
 	KeepOwnerPlan(&FailPlan,
-						"UPDATE taskevents.reminders m SET state = 'failed', error_sqlstate = $2"
-						" WHERE m.reminder_id OPERATOR(pg_catalog.=) $1",
-						2, (Oid[]) {INT8OID, TEXTOID}, false);
+				  "UPDATE taskevents.reminders m SET state = 'failed', error_sqlstate = $2"
+				  " WHERE m.reminder_id OPERATOR(pg_catalog.=) $1",
+				  2, OIDS(INT8OID, TEXTOID), false);
 	args[0] = Int64GetDatum(d->reminder_id);
 	args[1] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
 	RunBookkeeping(FailPlan, args, NULL, SPI_OK_UPDATE);
@@ -146,15 +146,15 @@ FireDueReminders(TimestampTz as_of, int limit, FireCounts *counts)
 	memset(counts, 0, sizeof(*counts));
 
 	KeepOwnerPlan(&DuePlan,
-						"SELECT m.reminder_id, m.task_table::pg_catalog.oid, m.task_id, m.user_id,"
-						"       m.due_at, m.remind_at"
-						"  FROM taskevents.reminders m"
-						" WHERE m.state OPERATOR(pg_catalog.=) 'scheduled'"
-						"   AND m.remind_at OPERATOR(pg_catalog.<=) $1"
-						" ORDER BY m.remind_at, m.reminder_id"
-						" LIMIT $2"
-						"   FOR UPDATE OF m SKIP LOCKED",
-						2, (Oid[]) {TIMESTAMPTZOID, INT4OID}, true);
+				  "SELECT m.reminder_id, m.task_table::pg_catalog.oid, m.task_id, m.user_id,"
+				  "       m.due_at, m.remind_at"
+				  "  FROM taskevents.reminders m"
+				  " WHERE m.state OPERATOR(pg_catalog.=) 'scheduled'"
+				  "   AND m.remind_at OPERATOR(pg_catalog.<=) $1"
+				  " ORDER BY m.remind_at, m.reminder_id"
+				  " LIMIT $2"
+				  "   FOR UPDATE OF m SKIP LOCKED",
+				  2, OIDS(TIMESTAMPTZOID, INT4OID), true);
 	args[0] = TimestampTzGetDatum(as_of);
 	args[1] = Int32GetDatum(limit);
 	ret = RunAs(TaskeventsOwner(), DuePlan, args, NULL, false, 0);

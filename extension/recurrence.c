@@ -447,22 +447,22 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		elog(ERROR, "SPI_connect failed");
 
 	KeepOwnerPlan(&AnchorPlan,
-						"SELECT s.series_anchor FROM taskevents.recurrence_spawned s"
-						" WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-						" AND s.next_task_id OPERATOR(pg_catalog.=) $2"
-						" AND s.next_due OPERATOR(pg_catalog.=) $3",
-						3, (Oid[]) {OIDOID, TEXTOID, TIMESTAMPTZOID}, true);
+				  "SELECT s.series_anchor FROM taskevents.recurrence_spawned s"
+				  " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+				  " AND s.next_task_id OPERATOR(pg_catalog.=) $2"
+				  " AND s.next_due OPERATOR(pg_catalog.=) $3",
+				  3, OIDS(OIDOID, TEXTOID, TIMESTAMPTZOID), true);
 	KeepOwnerPlan(&ClaimPlan,
-						"INSERT INTO taskevents.recurrence_spawned"
-						" (task_table, task_id, series_anchor, next_due)"
-						" VALUES ($1::pg_catalog.regclass, $2, $3, $4)"
-						" ON CONFLICT DO NOTHING",
-						4, (Oid[]) {OIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, false);
+				  "INSERT INTO taskevents.recurrence_spawned"
+				  " (task_table, task_id, series_anchor, next_due)"
+				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4)"
+				  " ON CONFLICT DO NOTHING",
+				  4, OIDS(OIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID), false);
 	KeepOwnerPlan(&LinkPlan,
-						"UPDATE taskevents.recurrence_spawned s SET next_task_id = $3"
-						" WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-						" AND s.task_id OPERATOR(pg_catalog.=) $2",
-						3, (Oid[]) {OIDOID, TEXTOID, TEXTOID}, true);
+				  "UPDATE taskevents.recurrence_spawned s SET next_task_id = $3"
+				  " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+				  " AND s.task_id OPERATOR(pg_catalog.=) $2",
+				  3, OIDS(OIDOID, TEXTOID, TEXTOID), true);
 
 	/*
 	 * The series anchor: the one this instance was spawned with, unless the

@@ -199,13 +199,13 @@ CancelReminder(TableConfig *cfg, Oid relid, ReminderView *v, const char *reason)
 	TupleDesc	desc;
 
 	KeepOwnerPlan(&CancelPlan,
-						"UPDATE taskevents.reminders r"
-						"   SET state = 'cancelled', cancelled_at = pg_catalog.now()"
-						" WHERE r.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-						"   AND r.task_id OPERATOR(pg_catalog.=) $2"
-						"   AND r.state OPERATOR(pg_catalog.=) 'scheduled'"
-						" RETURNING r.reminder_id, r.user_id, r.due_at, r.remind_at",
-						2, (Oid[]) {OIDOID, TEXTOID}, true);
+				  "UPDATE taskevents.reminders r"
+				  "   SET state = 'cancelled', cancelled_at = pg_catalog.now()"
+				  " WHERE r.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+				  "   AND r.task_id OPERATOR(pg_catalog.=) $2"
+				  "   AND r.state OPERATOR(pg_catalog.=) 'scheduled'"
+				  " RETURNING r.reminder_id, r.user_id, r.due_at, r.remind_at",
+				  2, OIDS(OIDOID, TEXTOID), true);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(v->task_id);
 	RunBookkeeping(CancelPlan, args, NULL, SPI_OK_UPDATE_RETURNING);
@@ -279,7 +279,7 @@ ScheduleReminder(TableConfig *cfg, Oid relid, ReminderView *v, TimestampTz now)
 				  "    OR (r.state OPERATOR(pg_catalog.<>) 'scheduled'"
 				  "        AND (r.fired_at IS NULL OR r.fired_at OPERATOR(pg_catalog.<) $6))"
 				  " RETURNING r.reminder_id, r.due_at, r.remind_at",
-				  6, (Oid[]) {OIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+				  6, OIDS(OIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID),
 				  false);
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(v->task_id);

@@ -144,6 +144,9 @@ extern void EnterRoleContext(Oid role, RoleContext *ctx);
 extern void LeaveRoleContext(RoleContext *ctx);
 extern SPIPlanPtr PrepareAs(Oid role, const char *sql, int nargs, Oid *argtypes,
 							bool lookup);
+
+/* the argument types of a statement, as an array: OIDS(INT8OID, TEXTOID) */
+#define OIDS(...)	((Oid[]) {__VA_ARGS__})
 extern void KeepOwnerPlan(SPIPlanPtr *plan, const char *sql, int nargs,
 						  Oid *argtypes, bool lookup);
 extern int	RunAs(Oid role, SPIPlanPtr plan, Datum *values, const char *nulls,
