@@ -55,13 +55,22 @@ pgv_apt_private() {
     -o Dir::State::status=/var/lib/dpkg/status -o APT::Sandbox::User=root "$@"
 }
 
+# pgv_lock DIR / pgv_unlock: hold an exclusive lock on DIR.lock while a
+# cache folder is checked and built, so that a second build of the same
+# cache (a CI run beside scripts/pgindent, two checkouts) waits for the
+# first and then uses its result instead of building in the same folder.
+# Released by pgv_unlock or when the process exits (die).
+pgv_lock() { mkdir -p "$(dirname "$1")"; exec {PGV_LOCK_FD}>"$1.lock"; flock "$PGV_LOCK_FD"; }
+pgv_unlock() { exec {PGV_LOCK_FD}>&-; }
+
 # --- PostgreSQL 18: built from source -----------------------------------
 
 # Build (once) and print the pg_config of PostgreSQL 18.
 pgv_pg18_config() {
   local inst=$PGV_PG18/install
+  pgv_lock "$PGV_PG18"
   if [ -f "$PGV_PG18/.complete" ] && [ -x "$inst/bin/pg_config" ]; then
-    echo "$inst/bin/pg_config"; return 0
+    pgv_unlock; echo "$inst/bin/pg_config"; return 0
   fi
   PGTE_PACKAGES="bison flex zlib1g-dev libssl-dev dpkg-dev" ensure_packages
   local t0=$SECONDS src
@@ -86,6 +95,7 @@ pgv_pg18_config() {
   ) || die "building PostgreSQL 18 failed (logs in $PGV_PG18)"
   rm -rf "$dir"   # keep the tarball, drop the build tree
   touch "$PGV_PG18/.complete"
+  pgv_unlock
   log "PostgreSQL 18 built in $((SECONDS - t0)) s: $inst"
   echo "$inst/bin/pg_config"
 }
@@ -95,8 +105,9 @@ pgv_pg18_config() {
 # Create (once) the trixie chroot with PostgreSQL 17 and a compiler.
 pgv_pg17_chroot() {
   local r=$PGV_CHROOT/root
+  pgv_lock "$PGV_CHROOT"
   if [ -f "$PGV_CHROOT/.complete" ] && [ -x "$r/usr/lib/postgresql/17/bin/pg_config" ]; then
-    return 0
+    pgv_unlock; return 0
   fi
   PGTE_PACKAGES="debootstrap" ensure_packages
   local t0=$SECONDS mirror
@@ -116,6 +127,7 @@ pgv_pg17_chroot() {
     || { tail -20 "$PGV_CHROOT/debootstrap.log" >&2; die "installing postgresql-17 in the chroot failed"; }
   pgv_chroot_run apt-get clean >/dev/null 2>&1 || true
   touch "$PGV_CHROOT/.complete"
+  pgv_unlock
   log "PostgreSQL 17 chroot ready in $((SECONDS - t0)) s: $r"
 }
 
