@@ -61,6 +61,26 @@ print("%s: %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms (statement time -> 
 PY
 }
 
+# the relay's own histogram (write -> delivery report) since hist_mark
+hist_mark() { curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist0"; }
+relay_hist() {
+  curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist"
+  python3 - "$WORK/hist" "$WORK/hist0" <<'PY'
+import sys, re
+def load(f):
+    return [(float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), int(m.group(2)))
+            for m in (re.search(r'le="([^"]+)"} (\d+)', l) for l in open(f)) if m]
+b = [(le, c - c0) for (le, c), (_, c0) in zip(load(sys.argv[1]), load(sys.argv[2]))]
+total = b[-1][1]
+def q(f):
+    for le, c in b:
+        if c >= f * total:
+            return le
+print("  relay histogram (write -> delivery report): %d events, p50 <= %gs, p99 <= %gs, %.1f%% under 50 ms"
+      % (total, q(0.5), q(0.99), 100.0 * dict(b)[0.05] / total))
+PY
+}
+
 # a server of its own is started preloaded, as deployed (the relay is woken
 # by commits); a running one is used as it is
 export PGTE_PGCONF="shared_preload_libraries = 'pg_taskevents'
@@ -119,32 +139,20 @@ percentiles "$skip" "first event after ${IDLE_SECONDS} s idle"
 
 # 2. steady RATE
 skip=$(lat_lines); oc=$(outbox_count)
-curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist0"
+hist_mark
 pgbench -n -f "$WORK/ins.sql" -R "$RATE" -T "$SECS" -c 2 -j 2 $DB >"$WORK/pgbench.log" 2>&1
 wait_lines $((skip + $(outbox_count) - oc))
-curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist"
 percentiles "$skip" "latency at $RATE writes/s"
-python3 - "$WORK/hist" "$WORK/hist0" <<'PY'
-import sys, re
-def load(f):
-    return [(float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), int(m.group(2)))
-            for m in (re.search(r'le="([^"]+)"} (\d+)', l) for l in open(f)) if m]
-b = [(le, c - c0) for (le, c), (_, c0) in zip(load(sys.argv[1]), load(sys.argv[2]))]
-total = b[-1][1]
-def q(f):
-    for le, c in b:
-        if c >= f * total:
-            return le
-print("  relay histogram (write -> delivery report): %d events, p50 <= %gs, p99 <= %gs, %.1f%% under 50 ms"
-      % (total, q(0.5), q(0.99), 100.0 * dict(b)[0.05] / total))
-PY
+relay_hist
 
 # 3. as fast as the machine goes with everything running
 skip=$(lat_lines); oc=$(outbox_count)
+hist_mark
 pgbench -n -f "$WORK/ins.sql" -T "$SECS" -c "$MAX_CLIENTS" -j 2 $DB >"$WORK/pgbench-max.log" 2>&1
 wait_lines $((skip + $(outbox_count) - oc))
 rate=$(grep -o 'tps = [0-9.]*' "$WORK/pgbench-max.log" | head -1 | cut -d' ' -f3)
 percentiles "$skip" "latency at the highest rate, ${rate%.*} writes/s ($MAX_CLIENTS unthrottled clients)"
+relay_hist
 kill $CPID 2>/dev/null || true; pkill -P $CPID 2>/dev/null || true
 kill -TERM $RPID; wait $RPID || true
 RPID=
