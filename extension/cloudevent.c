@@ -24,6 +24,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "port.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -42,6 +43,40 @@
 #include "taskevents.h"
 
 /*
+ * Random bytes for UUIDs, drawn from pg_strong_random() a buffer at a time
+ * (one call costs a system call and OpenSSL's lookups, as much as the rest
+ * of an event's id).  The bytes belong to the process that drew them
+ * (RandomBufPid): a process forked after the postmaster or a parent filled
+ * the buffer must not hand out the same bytes, so it draws its own.
+ */
+#define RANDOM_BUF_SIZE 1024
+static uint8 RandomBuf[RANDOM_BUF_SIZE];
+static int	RandomBufUsed = RANDOM_BUF_SIZE;
+static int	RandomBufPid = 0;
+
+/*
+ * Copy len (at most RANDOM_BUF_SIZE) cryptographically strong random bytes
+ * to dst, each byte handed out once.
+ */
+static void
+StrongRandomBytes(uint8 *dst, int len)
+{
+	Assert(len <= RANDOM_BUF_SIZE);
+	if (RandomBufPid != MyProcPid || RandomBufUsed + len > RANDOM_BUF_SIZE)
+	{
+		RandomBufPid = 0;
+		if (!pg_strong_random(RandomBuf, RANDOM_BUF_SIZE))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values")));
+		RandomBufPid = MyProcPid;
+		RandomBufUsed = 0;
+	}
+	memcpy(dst, RandomBuf + RandomBufUsed, len);
+	RandomBufUsed += len;
+}
+
+/*
  * Fill uuid with a version 7 UUID (RFC 9562): 48 bits of Unix time in
  * milliseconds, then random bits, with the version and variant set.
  */
@@ -54,10 +89,7 @@ GenerateUuidV7(pg_uuid_t *uuid)
 	unix_ms = (uint64) (now / 1000) +
 		(uint64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 
-	if (!pg_strong_random(uuid->data + 6, UUID_LEN - 6))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values")));
+	StrongRandomBytes(uuid->data + 6, UUID_LEN - 6);
 	uuid->data[0] = (unix_ms >> 40) & 0xff;
 	uuid->data[1] = (unix_ms >> 32) & 0xff;
 	uuid->data[2] = (unix_ms >> 24) & 0xff;
