@@ -8,7 +8,8 @@
  * datacontenttype, subject, partitionkey, data and, for Dapr subscribers,
  * topic and pubsubname; traceparent when the writing session set
  * taskevents.traceparent.  AppendCloudEvent() writes them in a fixed
- * order, every string through escape_json(), data last.
+ * order, every string through EscapeJson() (escape_json()'s output, see
+ * util.c), data last.
  *
  * The events of attached tables are stored as facts (outbox.c): the reader
  * renders them with taskevents._event_json(), from the row's columns and
@@ -200,7 +201,7 @@ EscapedCopy(const char *s)
 	char	   *result;
 
 	initStringInfo(&buf);
-	escape_json(&buf, s);
+	EscapeJson(&buf, s);
 	result = MemoryContextStrdup(EnvelopeContext, buf.data);
 	pfree(buf.data);
 	return result;
@@ -290,9 +291,9 @@ static void
 AppendString(StringInfo buf, const char *key, const char *value)
 {
 	appendStringInfoChar(buf, ',');
-	escape_json(buf, key);
+	EscapeJson(buf, key);
 	appendStringInfoChar(buf, ':');
-	escape_json(buf, value);
+	EscapeJson(buf, value);
 }
 
 /* ,"key":<JSON text> */
@@ -300,7 +301,7 @@ static void
 AppendJson(StringInfo buf, const char *key, const char *json)
 {
 	appendStringInfoChar(buf, ',');
-	escape_json(buf, key);
+	EscapeJson(buf, key);
 	appendStringInfoChar(buf, ':');
 	appendStringInfoString(buf, json);
 }
@@ -327,7 +328,7 @@ FormatUuid(const pg_uuid_t *id, char *buf)
 
 /*
  * Append the CloudEvent of parts to buf: attributes in a fixed order, data
- * last.  Every string goes through escape_json() (or was escaped once when
+ * last.  Every string goes through EscapeJson() (or was escaped once when
  * its envelope was read); the data is JSON text, a jsonb value, the row's
  * object rebuilt from its values and the envelope's names, or null, so the
  * result is always valid JSON.

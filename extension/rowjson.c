@@ -231,7 +231,7 @@ AppendScalar(StringInfo buf, RowJsonCategory category, FmgrInfo *func, Datum val
 			if (IsValidJsonNumber(s, strlen(s)))
 				appendStringInfoString(buf, s);
 			else
-				escape_json(buf, s);
+				EscapeJson(buf, s);
 			pfree(s);
 			break;
 		case RJ_DATE:
@@ -250,7 +250,7 @@ AppendScalar(StringInfo buf, RowJsonCategory category, FmgrInfo *func, Datum val
 			break;
 		default:
 			s = OutputFunctionCall(func, value);
-			escape_json(buf, s);
+			EscapeJson(buf, s);
 			pfree(s);
 			break;
 	}
@@ -403,7 +403,7 @@ AppendDerived(StringInfo buf, const DerivedValue *d)
 	else if (d->kind == 'n' && IsValidJsonNumber(d->text, strlen(d->text)))
 		appendStringInfoString(buf, d->text);
 	else
-		escape_json(buf, d->text);
+		EscapeJson(buf, d->text);
 }
 
 /*

@@ -8,8 +8,8 @@
  * and reminders in the database.  One file per concern, from the bottom up
  * (a file calls only files listed above it):
  *
- *	util.c			column access, SPI result and array helpers, and RunAs():
- *					the one way to run SQL as another role
+ *	util.c			column access, SPI result and array helpers, JSON strings,
+ *					and RunAs(): the one way to run SQL as another role
  *	config.c		the extension's identity (schema, owner) and the per-table
  *					configuration cache of attached tables
  *	rowjson.c		a row's values as JSON, without the column names
@@ -136,6 +136,7 @@ extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
 extern int64 SpiGetInt8(HeapTuple tup, TupleDesc desc, int col);
 extern TimestampTz SpiGetTimestamp(HeapTuple tup, TupleDesc desc, int col);
 extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
+extern void EscapeJson(StringInfo buf, const char *str);
 
 
 extern HTAB *CreateRelidCache(const char *name, Size entrysize, MemoryContext cxt);

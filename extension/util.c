@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * util.c
- *	  Low-level helpers: reading columns of a row, and running SQL as
- *	  another role.
+ *	  Low-level helpers: reading columns of a row, JSON strings, and
+ *	  running SQL as another role.
  *
  * Everything the extension runs in an identity other than the caller's goes
  * through RunAs below: the registry read, the bookkeeping of reminders and
@@ -119,6 +119,71 @@ DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
 											  elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * Append str to buf as a JSON string, byte for byte what PostgreSQL's
+ * escape_json() appends (to_json(text)): the quotes, \" \\ \b \f \n \r \t,
+ * \u00xx (lowercase hex) for the other bytes below 0x20, every other byte as
+ * it is.  escape_json() appends one byte at a time; this appends each run of
+ * bytes that need no escape at once, which is what most strings are.
+ * sql/json_escaping.sql compares the two.
+ */
+void
+EscapeJson(StringInfo buf, const char *str)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = str;
+	const char *p;
+
+	appendStringInfoCharMacro(buf, '"');
+	for (p = str;; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+		char		esc[6];
+		int			esclen = 2;
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		if (p > run)
+			appendBinaryStringInfo(buf, run, p - run);
+		if (c == '\0')
+			break;
+		esc[0] = '\\';
+		switch (c)
+		{
+			case '\b':
+				esc[1] = 'b';
+				break;
+			case '\f':
+				esc[1] = 'f';
+				break;
+			case '\n':
+				esc[1] = 'n';
+				break;
+			case '\r':
+				esc[1] = 'r';
+				break;
+			case '\t':
+				esc[1] = 't';
+				break;
+			case '"':
+			case '\\':
+				esc[1] = c;
+				break;
+			default:
+				esc[1] = 'u';
+				esc[2] = '0';
+				esc[3] = '0';
+				esc[4] = hex[c >> 4];
+				esc[5] = hex[c & 0x0f];
+				esclen = 6;
+				break;
+		}
+		appendBinaryStringInfo(buf, esc, esclen);
+		run = p + 1;
+	}
+	appendStringInfoCharMacro(buf, '"');
 }
 
 /*
