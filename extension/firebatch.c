@@ -53,7 +53,7 @@ BuildTaskTableSql(Relation rel, TableConfig *cfg, TaskTableSql *ts)
 						NameStr(idatt->attname), RelationGetRelationName(rel))));
 	if (title != InvalidAttrNumber)
 		title_expr = psprintf("t.%s", quote_identifier("title"));
-	ts->lock = psprintf("SELECT t.%s, t.%s, t.%s, %s FROM ONLY %s t"
+	ts->lock = psprintf("SELECT t.%s, t.%s, t.%s, %s, t.ctid FROM ONLY %s t"
 						" WHERE t.%s %s ANY ($1) FOR UPDATE OF t SKIP LOCKED",
 						id,
 						quote_identifier(NameStr(TupleDescAttr(desc, cfg->completed_attnum - 1)->attname)),
@@ -61,12 +61,18 @@ BuildTaskTableSql(Relation rel, TableConfig *cfg, TaskTableSql *ts)
 						title_expr, qualname, id, eq);
 	ts->exists = psprintf("SELECT t.%s FROM ONLY %s t WHERE t.%s %s ANY ($1)",
 						  id, qualname, id, eq);
+
+	/*
+	 * By the ctids the lock statement returned: a row locked by our
+	 * transaction stays where it is, so this is a TID scan instead of a
+	 * second search by key.
+	 */
 	ts->set_sent = NULL;
 	if (cfg->reminder_sent_at_attnum != InvalidAttrNumber)
-		ts->set_sent = psprintf("UPDATE ONLY %s t SET %s = $2 WHERE t.%s %s ANY ($1)",
+		ts->set_sent = psprintf("UPDATE ONLY %s t SET %s = $2"
+								" WHERE t.ctid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.tid[])",
 								qualname,
-								quote_identifier(NameStr(TupleDescAttr(desc, cfg->reminder_sent_at_attnum - 1)->attname)),
-								id, eq);
+								quote_identifier(NameStr(TupleDescAttr(desc, cfg->reminder_sent_at_attnum - 1)->attname)));
 }
 
 /*
@@ -102,11 +108,11 @@ CompareReminderId(const void *a, const void *b)
 }
 
 /*
- * The undecided reminder of task task_id among by_task[0..n-1] (sorted by
- * task id), or NULL.
+ * A reminder of task task_id among by_task[0..n-1] (sorted by task id), or
+ * NULL.
  */
 static DueReminder *
-FindByTaskId(DueReminder **by_task, int n, const char *task_id)
+FindTask(DueReminder **by_task, int n, const char *task_id)
 {
 	DueReminder key;
 	DueReminder *keyp = &key;
@@ -114,7 +120,19 @@ FindByTaskId(DueReminder **by_task, int n, const char *task_id)
 
 	key.task_id = (char *) task_id;
 	found = bsearch(&keyp, by_task, n, sizeof(DueReminder *), CompareTaskId);
-	return (found != NULL && (*found)->outcome == DUE_PENDING) ? *found : NULL;
+	return found ? *found : NULL;
+}
+
+/*
+ * The undecided reminder of task task_id among by_task[0..n-1] (sorted by
+ * task id), or NULL.
+ */
+static DueReminder *
+FindByTaskId(DueReminder **by_task, int n, const char *task_id)
+{
+	DueReminder *d = FindTask(by_task, n, task_id);
+
+	return (d != NULL && d->outcome == DUE_PENDING) ? d : NULL;
 }
 
 /*
@@ -213,18 +231,20 @@ SetDueState(DueReminder **r, int n, DueOutcome outcome)
 }
 
 /*
- * Set reminder_sent_at of the tasks args[0] to args[1] as the table's
- * owner, flagged as bookkeeping for the row trigger while it runs.
+ * Set reminder_sent_at of the task rows at the ctids args[0] to args[1] as
+ * the table's owner, flagged as bookkeeping for the row trigger while it
+ * runs.
  */
 static int
-SetSentAt(Oid owner, TaskTableSql *ts, Oid relid, Oid *argtypes, Datum *args)
+SetSentAt(Oid owner, TaskTableSql *ts, Oid relid, Datum *args)
 {
 	volatile int ret = 0;
 
 	SetReminderBookkeeping(relid);
 	PG_TRY();
 	{
-		ret = RunSqlAs(owner, ts->set_sent, 2, argtypes, args, NULL, false, 0);
+		ret = RunSqlAs(owner, ts->set_sent, 2, OIDS(TIDARRAYOID, TIMESTAMPTZOID),
+					   args, NULL, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -257,6 +277,9 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 	DueReminder **fire;
 	DueReminder **by_task = palloc(sizeof(DueReminder *) * n);
 	DueReminder **by_id;
+	int			nlocked = 0;
+	ItemPointerData *locked_ctid;
+	DueReminder **locked_task;
 
 	for (j = 0; j < n; j++)
 	{
@@ -272,16 +295,25 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "locking tasks for their reminders failed: %s",
 			 SPI_result_code_string(ret));
+	locked_ctid = palloc(sizeof(ItemPointerData) * Max(SPI_processed, 1));
+	locked_task = palloc(sizeof(DueReminder *) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		char	   *task_id = SPI_getvalue(tup, desc, 1);
-		DueReminder *d = FindByTaskId(by_task, n, task_id);
+		DueReminder *d = FindTask(by_task, n, task_id);
 		bool		isnull;
 		Datum		v;
 
 		if (d == NULL)
+			continue;
+		/* where the row is, for reminder_sent_at if its reminder fires */
+		v = SPI_getbinval(tup, desc, 5, &isnull);
+		Assert(!isnull);
+		locked_ctid[nlocked] = *(ItemPointer) DatumGetPointer(v);
+		locked_task[nlocked++] = d;
+		if (d->outcome != DUE_PENDING)
 			continue;
 		v = SPI_getbinval(tup, desc, 2, &isnull);
 		if (!isnull && DatumGetBool(v))
@@ -339,13 +371,21 @@ FireGroup(Relation rel, TableConfig *cfg, TaskTableSql *ts, DueReminder **r,
 
 	if (nfire > 0)
 	{
-		/* reminder_sent_at, as the table's owner (not a task.updated) */
+		/*
+		 * reminder_sent_at of the locked rows of the fired reminders' tasks,
+		 * as the table's owner (not a task.updated)
+		 */
 		if (ts->set_sent != NULL)
 		{
-			argtypes[1] = TIMESTAMPTZOID;
-			args[0] = KeyArray(ts, fire, nfire);
+			Datum	   *ctids = palloc(sizeof(Datum) * nlocked);
+			int			nctids = 0;
+
+			for (j = 0; j < nlocked; j++)
+				if (locked_task[j]->outcome == DUE_FIRED)
+					ctids[nctids++] = PointerGetDatum(&locked_ctid[j]);
+			args[0] = DatumArray(ctids, NULL, nctids, TIDOID);
 			args[1] = TimestampTzGetDatum(now);
-			ret = SetSentAt(owner, ts, RelationGetRelid(rel), argtypes, args);
+			ret = SetSentAt(owner, ts, RelationGetRelid(rel), args);
 			if (ret != SPI_OK_UPDATE)
 				elog(ERROR, "setting reminder_sent_at failed: %s",
 					 SPI_result_code_string(ret));

@@ -340,9 +340,11 @@ typedef struct TaskTableSql
 {
 	Oid			idtype;
 	Oid			idarraytype;
-	char	   *lock;			/* lockable rows among $1 (id array) */
+	char	   *lock;			/* lockable rows among $1 (id array), with
+								 * their ctids */
 	char	   *exists;			/* rows among $1, locked or not */
-	char	   *set_sent;		/* reminder_sent_at = $2 for $1, or NULL */
+	char	   *set_sent;		/* reminder_sent_at = $2 for the rows at the
+								 * ctids $1 (locked), or NULL */
 	int			title_col;		/* 0: the table has no "title" */
 } TaskTableSql;
 
