@@ -47,19 +47,6 @@ BEGIN
 END;
 $$;
 
--- The events of batch (prev, cur] with id > after_id, in id order, at most
--- lim of them (see _batch_query).
-CREATE FUNCTION @extschema@._batch_events(prev pg_catalog.pg_snapshot, prev_last_id bigint,
-                                         cur pg_catalog.pg_snapshot, after_id bigint, lim integer)
-RETURNS SETOF @extschema@.outbox
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN QUERY EXECUTE @extschema@._batch_query(prev, cur, 'o.*')
-        USING prev_last_id, after_id, cur, pg_catalog.pg_snapshot_xmax(prev), lim;
-END;
-$$;
-
 -- Create a consumer: its tick 0 sees no transaction, so its first batch is
 -- every row in the outbox.  Rows whose txid lies in the future (restored
 -- from a dump of another cluster) get the current transaction's id, so they
@@ -151,14 +138,30 @@ $$;
 -- Cut a new batch after the newest tick if there is anything in it.
 -- Returns the new tick id, or NULL when nothing new committed (then it
 -- writes nothing and, taking no row lock, uses no transaction id).
+--
+-- Whether the batch has a row is asked with the branches of _batch_query:
+-- not at all when no id was drawn since the last tick and no transaction
+-- in progress at it has committed; then the newer rows by the id index, a
+-- static statement whose kept plan is that index scan (ORDER BY id LIMIT
+-- 1, no sort); then the rows of the transactions that were in progress,
+-- planned for their ids each time (a generic plan of "txid = ANY ($1)"
+-- may pick a sequential scan of the whole outbox).  jit = off: a plan with
+-- a disabled sort costs more than jit_above_cost, and compiling it took
+-- 50-70 ms (the sort of the snapshot's xids below).
 CREATE FUNCTION @extschema@.relay_tick(consumer text, epoch bigint) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_bitmapscan = off
+SET enable_sort = off
+SET jit = off
 AS $$
 DECLARE
     last @extschema@.relay_ticks;
     seq_last bigint;
     snap pg_snapshot;
     own_xid xid8;
+    committed xid8[];
+    found_id bigint;
+    found_any boolean;
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'relay_tick() must run in a READ COMMITTED transaction'
@@ -177,8 +180,33 @@ BEGIN
     SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END INTO seq_last
       FROM @extschema@.outbox_id_seq s;
     SELECT pg_current_snapshot() INTO snap;
-    IF NOT EXISTS (SELECT 1 FROM @extschema@._batch_events(last.snapshot, last.last_id, snap, 0, 1)) THEN
+    -- The transactions in progress at the last tick that are visible now;
+    -- any other transaction that wrote events since drew ids above
+    -- last.last_id (see below), so with none of those and no id drawn since,
+    -- the batch is empty.  (An id drawn after seq_last was read by a
+    -- transaction already visible in snap is found by the next tick: its
+    -- commit came after the wait that led here, so relay_wait() returns at
+    -- once.)
+    committed := ARRAY(SELECT u FROM pg_catalog.pg_snapshot_xip(last.snapshot) u
+                        WHERE pg_catalog.pg_visible_in_snapshot(u, snap));
+    IF seq_last OPERATOR(pg_catalog.=) last.last_id AND pg_catalog.cardinality(committed) OPERATOR(pg_catalog.=) 0 THEN
         RETURN NULL;
+    END IF;
+    SELECT o.id INTO found_id FROM @extschema@.outbox o
+     WHERE o.id OPERATOR(pg_catalog.>) last.last_id
+       AND o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax(last.snapshot)
+       AND pg_catalog.pg_visible_in_snapshot(o.txid, snap)
+     ORDER BY o.id LIMIT 1;
+    IF found_id IS NULL THEN
+        IF pg_catalog.cardinality(committed) OPERATOR(pg_catalog.=) 0 THEN
+            RETURN NULL;
+        END IF;
+        EXECUTE 'SELECT EXISTS (SELECT 1 FROM @extschema@.outbox o
+                                 WHERE o.txid OPERATOR(pg_catalog.=) ANY ($1))'
+           INTO found_any USING committed;
+        IF NOT found_any THEN
+            RETURN NULL;
+        END IF;
     END IF;
     -- The fence (FOR SHARE) assigns this transaction its id, after snap.
     PERFORM @extschema@._check_epoch(consumer, epoch);
@@ -238,8 +266,11 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- every remaining row of the batch for every page, so a large batch drained
 -- in quadratic time (a 200,000-event drain: 2.4-2.9 s waiting for
 -- PostgreSQL with them, 0.95-1.1 s without; bench/relay/README.md).
+-- With a sort disabled, a plan that still needs one costs more than
+-- jit_above_cost, and JIT compiling it takes tens of milliseconds: jit off.
 SET enable_bitmapscan = off
 SET enable_sort = off
+SET jit = off
 AS $$
 DECLARE
     p @extschema@.relay_ticks;
@@ -253,9 +284,28 @@ BEGIN
         RAISE EXCEPTION 'batch % of consumer "%" does not exist', tick_id, consumer
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- The batch query itself, not _batch_events(): one set-returning
-    -- function less to materialise every page through (about 40 % of the
-    -- server's time per page).
+    -- No transaction in progress at the previous tick has committed since
+    -- (the common case): the one branch of the batch query, as a static
+    -- statement whose plan is kept.  Its generic plan is the same Merge
+    -- Append of index scans in id order (ORDER BY ... LIMIT; no sort, no
+    -- bitmap scan), so it needs no new plan for each page.
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_snapshot_xip(p.snapshot) u
+                    WHERE pg_catalog.pg_visible_in_snapshot(u, c.snapshot)) THEN
+        RETURN QUERY
+            SELECT o.id, o.topic, o.partition_key,
+                   @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at,
+                                           o.topic, o.partition_key, o.traceparent, o.data),
+                   o.created_at
+              FROM @extschema@.outbox o
+             WHERE o.id OPERATOR(pg_catalog.>) GREATEST(p.last_id, coalesce(relay_fetch.after_id, 0))
+               AND o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax(p.snapshot)
+               AND pg_catalog.pg_visible_in_snapshot(o.txid, c.snapshot)
+             ORDER BY o.id LIMIT coalesce(relay_fetch.lim, 1000);
+        RETURN;
+    END IF;
+    -- The batch query itself, not a set-returning function of it: one
+    -- materialisation less for every page (about 40 % of the server's time
+    -- per page).
     -- The CloudEvents are rendered from the facts of the page's rows only,
     -- after the branches are merged and cut to lim.
     RETURN QUERY EXECUTE
@@ -290,7 +340,9 @@ RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    pos record;
+    pos_tick bigint;
+    pos_cursor bigint;
+    pos_done boolean;
 BEGIN
     PERFORM @extschema@._check_epoch(consumer, epoch);
     -- Only a position that names a real batch: an ack of a tick that does
@@ -303,11 +355,18 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Acknowledge only ticks returned by relay_tick() or relay_last_tick().';
     END IF;
-    SELECT * INTO pos FROM @extschema@.relay_position(consumer);
+    -- relay_position()'s query, here as a static statement: a call of
+    -- that SECURITY DEFINER SQL function planned its body again each time.
+    SELECT x.tick_id, x.cursor_id, x.batch_done INTO pos_tick, pos_cursor, pos_done
+      FROM @extschema@.relay_acks x
+     WHERE x.consumer = relay_ack.consumer ORDER BY x.ack_id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        pos_tick := 0; pos_cursor := 0; pos_done := true;
+    END IF;
     IF (relay_ack.tick_id, CASE WHEN relay_ack.batch_done THEN 9223372036854775807 ELSE relay_ack.cursor_id END)
-       < (pos.tick_id, CASE WHEN pos.batch_done THEN 9223372036854775807 ELSE pos.cursor_id END) THEN
+       < (pos_tick, CASE WHEN pos_done THEN 9223372036854775807 ELSE pos_cursor END) THEN
         RAISE EXCEPTION 'relay position of consumer "%" cannot go back from (%, %, %) to (%, %, %)',
-            consumer, pos.tick_id, pos.cursor_id, pos.batch_done, tick_id, cursor_id, batch_done
+            consumer, pos_tick, pos_cursor, pos_done, tick_id, cursor_id, batch_done
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO @extschema@.relay_acks (consumer, epoch, tick_id, cursor_id, batch_done, slot)
