@@ -53,7 +53,8 @@ typedef struct statement
 /*
  * Parameters of the taskevents functions take their types from the
  * function's signature; casts, operators and functions are qualified.
- * (EXTRACT is grammar: the parser turns it into pg_catalog.extract.)
+ * (The fetch's date_part(), a float8, instead of EXTRACT, which computes a
+ * numeric that the cast would print and parse again for every row.)
  */
 static const statement statements[] = {
 	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, "
@@ -62,7 +63,7 @@ static const statement statements[] = {
 	{"position", "SELECT tick_id, cursor_id, batch_done FROM taskevents.relay_position($1)"},
 	{"last_tick", "SELECT taskevents.relay_last_tick($1)"},
 	{"tick", "SELECT taskevents.relay_tick($1, $2)"},
-	{"fetch", "SELECT id, topic, partition_key, event, extract(epoch FROM created_at)::pg_catalog.float8 "
+	{"fetch", "SELECT id, topic, partition_key, event, pg_catalog.date_part('epoch', created_at) "
 	"FROM taskevents.relay_fetch($1, $2, $3, $4)"},
 	{"ack", "SELECT taskevents.relay_ack($1, $2, $3, $4, $5)"},
 	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, "
@@ -130,6 +131,27 @@ db_connect(const char *conninfo)
 	conn = db_open(conninfo, "taskevents-relay", last_error, sizeof(last_error));
 	if (conn == NULL)
 		return false;
+
+	/*
+	 * This connection's commits (ticks, acknowledgements, lease renewals,
+	 * dead letters) do not wait for the WAL flush: a tick is on the path of
+	 * every event, and the flush was most of its time under load.  A crash
+	 * of the server can lose the last of them, never an event (those are
+	 * the writers' commits) and never out of order: a lost tick is cut
+	 * again, a lost acknowledgement re-sends what it covered (at least
+	 * once, same ids), and the relay loses its connection, and so its
+	 * leadership, with the server.  The side connection keeps the
+	 * default: fire_reminders writes events.
+	 */
+	res = PQexec(conn, "SET synchronous_commit = off");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	{
+		note_error(res);
+		PQclear(res);
+		db_disconnect();
+		return false;
+	}
+	PQclear(res);
 	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
 	{
 		res = PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL);

@@ -300,23 +300,30 @@ static int64_t idle_us;			/* time spent in idle_wait() */
 
 /*
  * A turn that moved no event waits here; this is the one place to wait.
- * With deliveries in flight it serves their reports, at most timeout_ms
- * (the leader's poll interval, or a standby's).  A leader with nothing in
- * flight that waits for a commit (wake.c) sleeps on the database sockets
- * instead, until relay_wait() answers, a side query finishes, or its next
- * housekeeping is due (at most a second, so librdkafka's callbacks are
- * served too); its CALL stays outstanding across these wake-ups.
+ * A leader that waits for a commit (wake.c) sleeps on the database
+ * sockets and on the producer's report descriptor at once, until
+ * relay_wait() answers, a side query finishes, a delivery report is in,
+ * or its next housekeeping is due: at most timeout_ms (the poll interval)
+ * while deliveries are in flight, so that retries come due on time, and
+ * otherwise at most a second, so librdkafka's callbacks are served too.
+ * Its CALL stays outstanding across these wake-ups.  (Waiting for the
+ * reports alone would leave a commit that arrives meanwhile unseen until
+ * the next report: the tail of the commit -> fetch latency.)  Any other
+ * wait serves delivery reports for at most timeout_ms (the leader's poll
+ * interval, or a standby's).
  */
 static void
 idle_wait(int timeout_ms)
 {
 	int64_t		started = mono_us();
 
-	if (role == ROLE_LEADER && wake_waiting() && pipeline_unresolved() == 0)
+	if (role == ROLE_LEADER && wake_waiting() &&
+		(pipeline_unresolved() == 0 || producer_report_fd() >= 0))
 	{
-		struct pollfd fds[2];
+		struct pollfd fds[3];
 		int			nfds = 0;
 		int64_t		sleep_ms = leader_next_due() - mono_ms();
+		int64_t		cap = pipeline_unresolved() == 0 ? 1000 : timeout_ms;
 
 		memset(fds, 0, sizeof(fds));
 		fds[nfds].fd = wake_socket();
@@ -326,8 +333,14 @@ idle_wait(int timeout_ms)
 			fds[nfds].fd = db_side_socket();
 			fds[nfds++].events = POLLIN;
 		}
-		sleep_ms = sleep_ms < 0 ? 0 : sleep_ms > 1000 ? 1000 : sleep_ms;
+		if (producer_report_fd() >= 0)
+		{
+			fds[nfds].fd = producer_report_fd();
+			fds[nfds++].events = POLLIN;
+		}
+		sleep_ms = sleep_ms < 0 ? 0 : sleep_ms > cap ? cap : sleep_ms;
 		(void) poll(fds, nfds, (int) sleep_ms);
+		producer_poll(0);
 	}
 	else
 		producer_poll(timeout_ms);

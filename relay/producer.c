@@ -14,12 +14,24 @@
  */
 #include "relay.h"
 
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static rd_kafka_t *rk;
+
+/*
+ * Delivery reports wake poll(): librdkafka writes a byte to report_pipe
+ * when its main queue (where the reports land) goes from empty to not
+ * empty, so the main loop can wait for a report and for a commit (wake.c)
+ * at once.  -1 when the pipe could not be made: then the loop waits in
+ * rd_kafka_poll() as before.
+ */
+static int	report_pipe[2] = {-1, -1};
+static rd_kafka_queue_t *report_queue;
 static atomic_int fatal_seen;
 static atomic_int outage_seen;
 
@@ -232,7 +244,30 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 		snprintf(errbuf, errlen, "cannot create the Kafka producer: %s", errstr);
 		return -1;
 	}
+	if (report_pipe[0] < 0 && pipe(report_pipe) == 0)
+		for (int i = 0; i < 2; i++)
+		{
+			fcntl(report_pipe[i], F_SETFL, O_NONBLOCK);
+			fcntl(report_pipe[i], F_SETFD, FD_CLOEXEC);
+		}
+	if (report_pipe[0] >= 0)
+	{
+		report_queue = rd_kafka_queue_get_main(rk);
+		rd_kafka_queue_io_event_enable(report_queue, report_pipe[1], "r", 1);
+	}
 	return 0;
+}
+
+/* Before rk is destroyed: stop the queue's writes into report_pipe. */
+static void
+report_queue_release(void)
+{
+	if (report_queue)
+	{
+		rd_kafka_queue_io_event_enable(report_queue, -1, NULL, 0);
+		rd_kafka_queue_destroy(report_queue);
+		report_queue = NULL;
+	}
 }
 
 int
@@ -300,6 +335,7 @@ producer_restart(const relay_config *cfg, char *errbuf, size_t errlen)
 	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(rk, 0);
 	topics_release();
+	report_queue_release();
 	rd_kafka_destroy(rk);
 	rk = NULL;
 	atomic_store(&fatal_seen, 0);
@@ -405,10 +441,27 @@ producer_send(const produce_msg *m, delivery_status *status, const char **error)
 	return PRODUCE_FAILED;
 }
 
+/*
+ * Serve the delivery reports that are in, waiting at most timeout_ms for
+ * one.  The wake-up bytes are read first: a report queued after that
+ * leaves a byte for the next poll() (at worst one early wake-up).
+ */
 int
 producer_poll(int timeout_ms)
 {
+	char		buf[64];
+
+	if (report_pipe[0] >= 0)
+		while (read(report_pipe[0], buf, sizeof(buf)) > 0)
+			;
 	return rd_kafka_poll(rk, timeout_ms);
+}
+
+/* A descriptor that turns readable when a delivery report is in, or -1. */
+int
+producer_report_fd(void)
+{
+	return report_queue ? report_pipe[0] : -1;
 }
 
 int
@@ -472,6 +525,7 @@ producer_destroy(void)
 			log_warn("kafka messages left undelivered at exit", "{s:i}", "count", left);
 		rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 		topics_release();
+		report_queue_release();
 		rd_kafka_destroy(rk);
 		rk = NULL;
 	}
