@@ -248,6 +248,7 @@ send_event(event * e)
 	const relay_config *cfg = pipeline_cfg;
 	produce_msg m = {0};
 	char		dlq_topic[512];
+	char		why[160];
 	char	   *stripped = NULL;
 	produce_result r;
 	delivery_status st = DELIVERY_FAILED;
@@ -266,7 +267,7 @@ send_event(event * e)
 		m.opaque |= DLQ_BIT;
 		m.invalid = e->invalid != NULL;
 		m.dlq_original_topic = e->topic;
-		m.dlq_error = e->invalid ? e->invalid : e->error;
+		m.dlq_error = event_failure(e, why, sizeof(why));
 		m.dlq_attempts = e->attempts;
 		m.dlq_first_failure = e->first_failure;
 		m.dlq_last_failure = e->last_failure;
@@ -343,8 +344,6 @@ key_pump(keystate *ks)
 				 */
 				e->dlq = true;
 				e->first_failure = e->last_failure = now;
-				snprintf(e->error, sizeof(e->error), "invalid cloudevent: %s", e->invalid);
-				e->invalid = e->error;
 				key_set_hold(ks, e);
 				ks->next_send = e->knext;
 				break;			/* to the hold branch */

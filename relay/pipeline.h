@@ -46,6 +46,8 @@
 #include "list.h"
 #include "relay.h"
 
+#include <stdio.h>
+
 typedef enum
 {
 	EV_QUEUED = 0,				/* waiting to be handed to librdkafka */
@@ -60,7 +62,6 @@ struct keystate;
 typedef struct event
 {
 	uint64_t	seq;			/* position in the window */
-	bool		marker;			/* end of batch `tick` (no event) */
 	int64_t		tick;
 	int64_t		id;				/* outbox id (for a marker: the batch's last) */
 	const char *topic;			/* these three point into page */
@@ -70,14 +71,15 @@ typedef struct event
 	db_page    *page;			/* the fetched page; released when resolved */
 	double		created_at;
 	event_state state;
+	bool		marker;			/* end of batch `tick` (no event) */
 	bool		dlq;			/* destination is the dead-letter topic now */
 	bool		stripped;		/* dead letter sent without its data */
-	const char *invalid;		/* why the row is not a CloudEvent, or NULL */
 	int			attempts;
+	const char *invalid;		/* why the row is not a CloudEvent, or NULL */
+	const char *error;			/* the last failure (librdkafka's name), or NULL */
 	double		first_failure;
 	double		last_failure;
 	int64_t		retry_at;
-	char		error[96];
 	struct keystate *ks;
 	struct event *kprev;		/* the key's queue, in outbox order */
 	struct event *knext;
@@ -97,6 +99,23 @@ typedef struct keystate
 	struct rlist_node held_node;	/* in the list of keys with a hold */
 	struct rlist_node wake_node;	/* in the list of keys to pump */
 } keystate;
+
+/*
+ * Why e failed, for its dead letter and the log: "invalid cloudevent: ..."
+ * for a row that is no CloudEvent, else librdkafka's error name.  The
+ * strings e points to are static (a window entry is small: the window
+ * holds --max-inflight of them).
+ */
+static inline const char *
+event_failure(const event * e, char *buf, size_t len)
+{
+	if (e->invalid)
+	{
+		snprintf(buf, len, "invalid cloudevent: %s", e->invalid);
+		return buf;
+	}
+	return e->error ? e->error : "";
+}
 
 /* The state all the files share (window.c owns it). */
 extern const relay_config *pipeline_cfg;

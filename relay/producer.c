@@ -32,6 +32,9 @@ static rd_kafka_t *rk;
  */
 static int	report_pipe[2] = {-1, -1};
 static rd_kafka_queue_t *report_queue;
+
+/* librdkafka's msg.copy.max.size: larger values are sent from our memory */
+static size_t copy_max = 65535;
 static atomic_int fatal_seen;
 static atomic_int outage_seen;
 
@@ -235,6 +238,13 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
+	{
+		char		v[32];
+		size_t		vlen = sizeof(v);
+
+		if (rd_kafka_conf_get(conf, "msg.copy.max.size", v, &vlen) == RD_KAFKA_CONF_OK)
+			copy_max = (size_t) strtoull(v, NULL, 10);
+	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
@@ -358,14 +368,23 @@ add_ce_header(rd_kafka_headers_t *h, const char *name, ce_span s)
 }
 
 /*
- * Hand one record to librdkafka (it copies key, value and headers).  In
- * binary mode the value is the event's data and its attributes go into
- * ce_* headers; dead letters are always the structured event.
+ * Hand one record to librdkafka.  In binary mode the value is the event's
+ * data and its attributes go into ce_* headers; dead letters are always
+ * the structured event.
+ *
+ * The value of an ordinary record is not copied: it points into the
+ * fetched page, which the pipeline keeps until the record's delivery
+ * report (a purge reports too, and librdkafka no longer reads a purged
+ * record's value).  librdkafka copies a value of up to msg.copy.max.size
+ * into its request when it builds one; a larger value would be sent from
+ * our memory, which a purge of a request on the wire could outlive, so it
+ * is copied here, as is a dead letter (built in a buffer of the caller's).
+ * Key and headers are always copied.
  */
 produce_result
 producer_send(const produce_msg *m, delivery_status *status, const char **error)
 {
-	rd_kafka_headers_t *h = rd_kafka_headers_new(10);
+	rd_kafka_headers_t *h = rd_kafka_headers_new(m->dlq_original_topic ? 6 : m->binary ? 9 : 1);
 	const char *value = m->value;
 	size_t		value_len = m->value_len;
 	rd_kafka_topic_t *rkt;
@@ -425,7 +444,8 @@ producer_send(const produce_msg *m, delivery_status *status, const char **error)
 							  RD_KAFKA_V_RKT(rkt),
 							  RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
 							  RD_KAFKA_V_VALUE((void *) value, value_len),
-							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							  RD_KAFKA_V_MSGFLAGS(m->dlq_original_topic || value_len > copy_max ?
+												  RD_KAFKA_MSG_F_COPY : 0),
 							  RD_KAFKA_V_HEADERS(h),
 							  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) m->opaque),
 							  RD_KAFKA_V_END);

@@ -86,7 +86,7 @@ retry_on_failure(event * e, delivery_status st, const char *error)
 	if (e->attempts == 1)
 		e->first_failure = now;
 	e->last_failure = now;
-	snprintf(e->error, sizeof(e->error), "%s", error);
+	e->error = error;
 	key_set_hold(ks, e);
 	ks->drain = true;
 	id = event_id_of(e);
@@ -97,7 +97,7 @@ retry_on_failure(event * e, delivery_status st, const char *error)
 		e->state = EV_QUEUED;
 		log_warn("delivery failed, retries exhausted: dead-lettering", "{s:s?, s:I, s:s, s:i, s:s}",
 				 "event_id", id, "outbox_id", (json_int_t) e->id, "topic", e->topic,
-				 "attempts", e->attempts, "error", e->error);
+				 "attempts", e->attempts, "error", e->error ? e->error : "");
 	}
 	else
 	{
@@ -109,7 +109,7 @@ retry_on_failure(event * e, delivery_status st, const char *error)
 		atomic_fetch_add(&metrics.retries, 1);
 		log_warn("delivery failed, will retry", "{s:s?, s:I, s:s, s:i, s:i, s:s}",
 				 "event_id", id, "outbox_id", (json_int_t) e->id, "topic", e->topic,
-				 "attempt", e->attempts, "retry_in_ms", delay, "error", e->error);
+				 "attempt", e->attempts, "retry_in_ms", delay, "error", e->error ? e->error : "");
 	}
 	free(id);
 }
@@ -140,11 +140,13 @@ pipeline_step(int64_t now)
 		{
 			char	   *id = event_id_of(e);
 			char		dlq_topic[512];
+			char		why[160];
+			const char *reason = event_failure(e, why, sizeof(why));
 			db_result	r;
 
 			config_dlq_topic(cfg, e->topic, dlq_topic, sizeof(dlq_topic));
 			r = db_dead_letter(cfg->consumer, pipeline_epoch, e->id, e->topic, dlq_topic, e->key, e->payload,
-							   e->invalid ? e->invalid : e->error, e->attempts, e->first_failure);
+							   reason, e->attempts, e->first_failure);
 			if (r != DB_OK)
 			{
 				free(id);
@@ -154,7 +156,7 @@ pipeline_step(int64_t now)
 			log_alert("event dead-lettered", "{s:s?, s:I, s:s, s:s, s:i, s:s}",
 					  "event_id", id, "outbox_id", (json_int_t) e->id, "topic", e->topic,
 					  "dlq_topic", dlq_topic, "attempts", e->attempts,
-					  "error", e->invalid ? e->invalid : e->error);
+					  "error", reason);
 			free(id);
 			/* RECORD -> DONE */
 			if ((ks = key_resolve(e)) != NULL)
