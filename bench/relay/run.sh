@@ -4,16 +4,17 @@
 #     transactions/s of the bench database (pg_stat_database.xact_commit),
 #     CPU of the relay and of its PostgreSQL backends, the relay's RSS; then
 #     commit -> consumer latency of the first event after that quiet time;
-#  2. commit -> consumer latency at a steady RATE (200) writes/s (pgbench -R),
-#     p50/p99/max, and the relay's own histogram over the same window;
+#  2. latency at a steady RATE (200) writes/s (pgbench -R), p50/p99/max:
+#     statement start (the event's time) -> consumer, commit (pgbench's log)
+#     -> consumer, and the relay's own histogram over the same window;
 #  3. the same at the highest rate the machine sustains: pgbench unthrottled
 #     with MAX_CLIENTS (4) clients, relay, broker and consumer beside it;
 #  4. drain a backlog of N (1,000,000) task events with `taskevents-relay
-#     --once`, and have kcat produce the same N messages (same keys, same
+#     --once` (its default flags, or DRAIN_FLAGS), and have kcat produce the same N messages (same keys, same
 #     values) to the same broker in the same run: events/s of each and their
 #     ratio; the relay's peak RSS and where its time went.
 # Usage: [BENCH_EXTRA_SQL=file.sql] [IDLE_SECONDS=10] [MAX_CLIENTS=4]
-#        [BASELINE_RELAY=/path/to/another/taskevents-relay]
+#        [BASELINE_RELAY=/path/to/another/taskevents-relay] [DRAIN_FLAGS="..."]
 #        bench/relay/run.sh [N] [RATE] [SECONDS]
 # BASELINE_RELAY: a second binary (an older build) that also drains the same
 # backlog in the same run, for a before/after ratio: after the first, or
@@ -27,6 +28,9 @@ RATE=${2:-200}
 SECS=${3:-20}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
 MAX_CLIENTS=${MAX_CLIENTS:-4}
+# the drain runs with the relay's defaults (--batch-size 1000,
+# --max-inflight 20000) unless DRAIN_FLAGS says otherwise
+read -ra drain_flags <<<"${DRAIN_FLAGS:-}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lib.sh"
 RELAY=${RELAY:-$PGTE_ROOT/relay/taskevents-relay}
@@ -58,6 +62,38 @@ if not v:
 p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
 print("%s: %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms (statement time -> consumer receive)"
       % (sys.argv[3], len(v), p(0.50), p(0.99), v[-1]))
+PY
+}
+
+# commit -> consumer of the events of the pgbench run whose -l logs are
+# $WORK/$1.* (client_id transaction_no latency_us script_no epoch us ...,
+# written when the client saw the commit return), joined with the
+# consumer's arrivals by the title's client id and transaction number
+commit_latency() {
+  python3 - "$WORK/arrivals.txt" "$WORK/$1" <<'PY'
+import sys, glob
+done = {}
+for f in glob.glob(sys.argv[2] + ".*"):
+    for line in open(f):
+        c, n, lat, _, ep, us = line.split()[:6]
+        done[(int(c), int(n))] = (int(ep) + int(us) / 1e6, int(lat) / 1e6)
+v = []
+arrivals = [l.split() for l in open(sys.argv[1])]
+def gap(cand):   # how far the matched transactions' starts are from the events' times
+    g = sorted(abs(done[key][0] - done[key][1] - float(t))
+               for _, t, c, k in arrivals[-200:] for key in [(int(c), int(k) - 1 + cand)] if key in done)
+    return g[len(g) // 2] if len(g) > 100 else float("inf")
+off = min((0, 1, -1), key=gap)   # transaction_no of the client's k-th transaction
+for recv, t, c, k in arrivals:
+    d = done.get((int(c), int(k) - 1 + off))
+    if d and abs(d[0] - d[1] - float(t)) < 0.5:   # this run's transaction, not an earlier run's
+        v.append((float(recv) - d[0]) * 1000)
+v.sort()
+if not v:
+    print("  commit -> consumer: no samples"); sys.exit(0)
+p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+print("  commit -> consumer (pgbench saw the commit return): %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms"
+      % (len(v), p(0.50), p(0.99), v[-1]))
 PY
 }
 
@@ -102,6 +138,7 @@ RPID=$!
 kcat -C -b "$KAFKA_BROKER" -t tasks -o end -u -q -X fetch.wait.max.ms=5 -f '%s\n' 2>/dev/null | python3 -u -c '
 import sys, time, json, datetime
 out = open(sys.argv[1], "w")
+arr = open(sys.argv[2], "w")
 for line in iter(sys.stdin.readline, ""):
     now = time.time()
     try:
@@ -110,13 +147,21 @@ for line in iter(sys.stdin.readline, ""):
     except Exception:
         continue
     out.write("%.3f\n" % ((now - t) * 1000)); out.flush()
-' "$WORK/lat.txt" &
+    title = (ev.get("data") or {}).get("title") or ""
+    if title.startswith("latency "):
+        arr.write("%.6f %.6f %s\n" % (now, t, title[8:])); arr.flush()
+' "$WORK/lat.txt" "$WORK/arrivals.txt" &
 CPID=$!
 sleep 2
 # warm-up: the producer's first message to a topic waits for metadata and
 # the idempotent producer id; measure the steady state after it
-echo "INSERT INTO tasks (user_id, title) VALUES ('user' || (random() * 1000)::int, 'latency');" >"$WORK/ins.sql"
-pgbench -n -f "$WORK/ins.sql" -R 50 -T 3 -c 1 $DB >/dev/null 2>&1
+# Each task's title names its pgbench client and the client's transaction
+# number, so that the consumer's arrival can be joined with the time
+# pgbench saw the transaction's commit return (its -l log): commit ->
+# consumer, next to statement start -> consumer (the event's time).
+printf '%s\n' '\set k :k + 1' \
+  "INSERT INTO tasks (user_id, title) VALUES ('user' || (random() * 1000)::int, 'latency ' || :client_id || ' ' || :k);" >"$WORK/ins.sql"
+pgbench -n -f "$WORK/ins.sql" -D k=0 -R 50 -T 3 -c 1 $DB >/dev/null 2>&1
 sleep 3
 
 # 1. idle cost
@@ -133,25 +178,36 @@ awk -v x=$((x1 - x0)) -v ms=$((t1 - t0)) -v r=$((r1 - r0)) -v b=$((b1 - b0)) -v 
   printf "idle %.1f s: %.1f transactions/s in the bench database; CPU: relay %.2f %%, its %d backends %.2f %% of a core; relay RSS %.1f MB\n",
     s, x / s, 100.0 * r / tck / s, nb, 100.0 * b / tck / s, rss / 1024.0 }'
 skip=$(lat_lines)
-q -d $DB -c "INSERT INTO tasks (user_id, title) VALUES ('user1', 'after idle')"
+# The event's time is the statement's start; the first statement of a new
+# session also pays for loading the trigger's caches.  How long it took,
+# triggers included, is read in its transaction just before the commit, so
+# the line also gives "from the end of the statement", about commit ->
+# consumer.
+stmt_ms=$(q -d $DB -c "BEGIN" -c "INSERT INTO tasks (user_id, title) VALUES ('user1', 'after idle')" \
+            -c "SELECT (extract(epoch FROM clock_timestamp() - max(o.created_at)) * 1000)::numeric(10,1)
+                  FROM taskevents.outbox o WHERE o.txid = pg_current_xact_id()" -c "COMMIT")
 wait_lines $((skip + 1))
 percentiles "$skip" "first event after ${IDLE_SECONDS} s idle"
+tail -n +$((skip + 1)) "$WORK/lat.txt" | head -1 | awk -v s="$stmt_ms" '{
+  printf "  the INSERT (a new session) took %.1f ms: from the end of the statement %.1f ms\n", s, $1 - s }'
 
 # 2. steady RATE
 skip=$(lat_lines); oc=$(outbox_count)
 hist_mark
-pgbench -n -f "$WORK/ins.sql" -R "$RATE" -T "$SECS" -c 2 -j 2 $DB >"$WORK/pgbench.log" 2>&1
+pgbench -n -f "$WORK/ins.sql" -D k=0 -l --log-prefix="$WORK/rate" -R "$RATE" -T "$SECS" -c 2 -j 2 $DB >"$WORK/pgbench.log" 2>&1
 wait_lines $((skip + $(outbox_count) - oc))
 percentiles "$skip" "latency at $RATE writes/s"
+commit_latency rate
 relay_hist
 
 # 3. as fast as the machine goes with everything running
 skip=$(lat_lines); oc=$(outbox_count)
 hist_mark
-pgbench -n -f "$WORK/ins.sql" -T "$SECS" -c "$MAX_CLIENTS" -j 2 $DB >"$WORK/pgbench-max.log" 2>&1
+pgbench -n -f "$WORK/ins.sql" -D k=0 -l --log-prefix="$WORK/max" -T "$SECS" -c "$MAX_CLIENTS" -j 2 $DB >"$WORK/pgbench-max.log" 2>&1
 wait_lines $((skip + $(outbox_count) - oc))
 rate=$(grep -o 'tps = [0-9.]*' "$WORK/pgbench-max.log" | head -1 | cut -d' ' -f3)
 percentiles "$skip" "latency at the highest rate, ${rate%.*} writes/s ($MAX_CLIENTS unthrottled clients)"
+commit_latency max
 relay_hist
 kill $CPID 2>/dev/null || true; pkill -P $CPID 2>/dev/null || true
 kill -TERM $RPID; wait $RPID || true
@@ -178,7 +234,7 @@ baseline_drain() {
   total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
   t0=$(now_ms)
   /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
-    --once --consumer baseline --batch-size 5000 --max-inflight 50000 2>"$WORK/relay-base.log"
+    --once --consumer baseline ${drain_flags[@]+"${drain_flags[@]}"} 2>"$WORK/relay-base.log"
   base_ms=$(( $(now_ms) - t0 ))
   published=$(grep -o '"published":[0-9]*' "$WORK/relay-base.log" | cut -d: -f2)
   [ "${published:-0}" -ge "$total" ] || { echo "baseline published ${published:-0} of $total"; tail "$WORK/relay-base.log"; exit 1; }
@@ -196,7 +252,7 @@ echo "kcat -P:            $N messages in $kcat_ms ms = $kcat_rate msg/s"
 [ -n "${BASELINE_RELAY:-}" ] && [ "${BASELINE_FIRST:-0}" = 1 ] && baseline_drain
 t0=$(now_ms)
 /usr/bin/time -f '%M' -o "$WORK/rss" "$RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 --once \
-  --batch-size 5000 --max-inflight 50000 2>"$WORK/relay.log"
+  ${drain_flags[@]+"${drain_flags[@]}"} 2>"$WORK/relay.log"
 relay_ms=$(( $(now_ms) - t0 ))
 relay_rate=$(( N * 1000 / relay_ms ))
 published=$(grep -o '"published":[0-9]*' "$WORK/relay.log" | cut -d: -f2)
