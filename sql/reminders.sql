@@ -287,3 +287,17 @@ SELECT touched_by, reminder_sent_at IS NOT NULL AS reminded FROM rem_owned;
 DROP TABLE rem_owned;
 DROP FUNCTION rem_touch();
 DROP ROLE rem_owner;
+
+-- The due index serves the order in which a run claims reminders
+-- (extension/firing.c's statement) without a sort: with the index on
+-- remind_at alone, each run sorted every reminder due at the same instant
+-- (a bulk import's) to take its first batch, and firing 100,000 of them in
+-- batches of 1,000 ran at 0.64 x (bench/schedule).
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF)
+SELECT m.reminder_id, m.task_table::pg_catalog.oid, m.task_id, m.user_id, m.due_at, m.remind_at
+  FROM taskevents.reminders m
+ WHERE m.state OPERATOR(pg_catalog.=) 'scheduled' AND m.remind_at OPERATOR(pg_catalog.<=) now()
+ ORDER BY m.remind_at, m.reminder_id LIMIT 1000
+   FOR UPDATE OF m SKIP LOCKED;
+RESET enable_seqscan;

@@ -24,8 +24,11 @@ CREATE TABLE @extschema@.reminders (
 );
 
 -- Only scheduled reminders are in this index, so finding the due ones costs
--- the same however many fired and cancelled rows the table holds.
-CREATE INDEX reminders_due_idx ON @extschema@.reminders (remind_at) WHERE state OPERATOR(pg_catalog.=) 'scheduled';
+-- the same however many fired and cancelled rows the table holds.  It is in
+-- the order a run claims them (remind_at, reminder_id): on (remind_at)
+-- alone, each batch sorted every due reminder with the same remind_at (a
+-- bulk import's) to take the first thousand.
+CREATE INDEX reminders_due_idx ON @extschema@.reminders (remind_at, reminder_id) WHERE state OPERATOR(pg_catalog.=) 'scheduled';
 
 COMMENT ON TABLE @extschema@.reminders IS
     'The reminder of each task with a due date: scheduled at due - lead, then fired, cancelled or failed.';

@@ -146,10 +146,14 @@ TRUNCATE @extschema@.maintenance_registry;
 
 -------------------------------------------------------------------------------
 -- 40_reminders.sql: reminders.state is written by the extension alone; the
--- CHECK every write re-parsed is gone.
+-- CHECK every write re-parsed is gone.  The due index has reminder_id too.
 -------------------------------------------------------------------------------
 
 ALTER TABLE @extschema@.reminders DROP CONSTRAINT reminders_state_check;
+
+-- the due index in the order a run claims reminders
+DROP INDEX @extschema@.reminders_due_idx;
+--@install-statement CREATE INDEX reminders_due_idx
 
 -------------------------------------------------------------------------------
 -- Every function, view, trigger, comment, privilege and config-dump entry,
