@@ -462,10 +462,10 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 
 	/*
 	 * The claimed row by its ctid (ours, uncommitted: it cannot move), a TID
-	 * scan.  By key, the generic plan made while recurrence_spawned was
-	 * empty after a VACUUM could take the (task_table, next_task_id) index
-	 * with task_id as a filter (the costs tie): every completion then read
-	 * every row of its table (bench/schedule's first round, 0.3 x).
+	 * scan.  By key, the generic plan made while recurrence_spawned was empty
+	 * after a VACUUM could take the (task_table, next_task_id) index with
+	 * task_id as a filter (the costs tie): every completion then read every
+	 * row of its table (bench/schedule's first round, 0.3 x).
 	 */
 	KeepOwnerPlan(&LinkPlan,
 				  "UPDATE taskevents.recurrence_spawned s SET next_task_id = $2"

@@ -135,13 +135,13 @@ db_connect(const char *conninfo)
 	/*
 	 * This connection's commits (ticks, acknowledgements, lease renewals,
 	 * dead letters) do not wait for the WAL flush: a tick is on the path of
-	 * every event, and the flush was most of its time under load.  A crash
-	 * of the server can lose the last of them, never an event (those are
-	 * the writers' commits) and never out of order: a lost tick is cut
-	 * again, a lost acknowledgement re-sends what it covered (at least
-	 * once, same ids), and the relay loses its connection, and so its
-	 * leadership, with the server.  The side connection keeps the
-	 * default: fire_reminders writes events.
+	 * every event, and the flush was most of its time under load.  A crash of
+	 * the server can lose the last of them, never an event (those are the
+	 * writers' commits) and never out of order: a lost tick is cut again, a
+	 * lost acknowledgement re-sends what it covered (at least once, same
+	 * ids), and the relay loses its connection, and so its leadership, with
+	 * the server.  The side connection keeps the default: fire_reminders
+	 * writes events.
 	 */
 	res = PQexec(conn, "SET synchronous_commit = off");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)

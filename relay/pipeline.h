@@ -76,7 +76,7 @@ typedef struct event
 	bool		stripped;		/* dead letter sent without its data */
 	int			attempts;
 	const char *invalid;		/* why the row is not a CloudEvent, or NULL */
-	const char *error;			/* the last failure (librdkafka's name), or NULL */
+	const char *error;			/* last failure, librdkafka's name, or NULL */
 	double		first_failure;
 	double		last_failure;
 	int64_t		retry_at;
