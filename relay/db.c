@@ -121,12 +121,27 @@ note_error(PGresult *res)
 		last_error[--n] = '\0';
 }
 
+/*
+ * A set-up command's result: taken; on failure the connection is closed and
+ * the error kept.
+ */
+static bool
+setup_done(PGresult *res)
+{
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		note_error(res);
+	PQclear(res);
+	if (!ok)
+		db_disconnect();
+	return ok;
+}
+
 /* Connect and prepare every statement. */
 bool
 db_connect(const char *conninfo)
 {
-	PGresult   *res;
-
 	db_disconnect();
 	conn = db_open(conninfo, "taskevents-relay", last_error, sizeof(last_error));
 	if (conn == NULL)
@@ -143,27 +158,11 @@ db_connect(const char *conninfo)
 	 * the server.  The side connection keeps the default: fire_reminders
 	 * writes events.
 	 */
-	res = PQexec(conn, "SET synchronous_commit = off");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-	{
-		note_error(res);
-		PQclear(res);
-		db_disconnect();
+	if (!setup_done(PQexec(conn, "SET synchronous_commit = off")))
 		return false;
-	}
-	PQclear(res);
 	for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
-	{
-		res = PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		{
-			note_error(res);
-			PQclear(res);
-			db_disconnect();
+		if (!setup_done(PQprepare(conn, statements[i].name, statements[i].sql, 0, NULL)))
 			return false;
-		}
-		PQclear(res);
-	}
 	atomic_store(&metrics.db_up, 1);
 	return true;
 }
