@@ -33,8 +33,6 @@ static rd_kafka_t *rk;
 static int	report_pipe[2] = {-1, -1};
 static rd_kafka_queue_t *report_queue;
 
-/* librdkafka's msg.copy.max.size: larger values are sent from our memory */
-static size_t copy_max = 65535;
 static atomic_int fatal_seen;
 static atomic_int outage_seen;
 
@@ -238,13 +236,6 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
-	{
-		char		v[32];
-		size_t		vlen = sizeof(v);
-
-		if (rd_kafka_conf_get(conf, "msg.copy.max.size", v, &vlen) == RD_KAFKA_CONF_OK)
-			copy_max = (size_t) strtoull(v, NULL, 10);
-	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
@@ -372,14 +363,12 @@ add_ce_header(rd_kafka_headers_t *h, const char *name, ce_span s)
  * data and its attributes go into ce_* headers; dead letters are always
  * the structured event.
  *
- * The value of an ordinary record is not copied: it points into the
- * fetched page, which the pipeline keeps until the record's delivery
- * report (a purge reports too, and librdkafka no longer reads a purged
- * record's value).  librdkafka copies a value of up to msg.copy.max.size
- * into its request when it builds one; a larger value would be sent from
- * our memory, which a purge of a request on the wire could outlive, so it
- * is copied here, as is a dead letter (built in a buffer of the caller's).
- * Key and headers are always copied.
+ * librdkafka copies key, value and headers (RD_KAFKA_MSG_F_COPY).  Not
+ * copying the value (it points into the fetched page, kept until the
+ * record's report) sent corrupt records when a leader stepped down with
+ * records queued: test/0520 found invalid CloudEvents in the topic
+ * (2 Dec 2026); the page is freed right after rd_kafka_purge(), and
+ * librdkafka still read some of those values.
  */
 produce_result
 producer_send(const produce_msg *m, delivery_status *status, const char **error)
@@ -444,8 +433,7 @@ producer_send(const produce_msg *m, delivery_status *status, const char **error)
 							  RD_KAFKA_V_RKT(rkt),
 							  RD_KAFKA_V_KEY(m->key, m->key ? strlen(m->key) : 0),
 							  RD_KAFKA_V_VALUE((void *) value, value_len),
-							  RD_KAFKA_V_MSGFLAGS(m->dlq_original_topic || value_len > copy_max ?
-												  RD_KAFKA_MSG_F_COPY : 0),
+							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 							  RD_KAFKA_V_HEADERS(h),
 							  RD_KAFKA_V_OPAQUE((void *) (uintptr_t) m->opaque),
 							  RD_KAFKA_V_END);
