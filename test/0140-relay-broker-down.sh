@@ -19,7 +19,10 @@ writer & WRITER=$!
 kafka_wait_count tasks 20 20 >/dev/null || fail "nothing delivered before the outage"
 kafka_stop >/dev/null 2>&1
 rl_wait 30 rl_log_has relay 'circuit open' || fail "circuit did not open"
-curl -sf "http://127.0.0.1:$port/metrics" | grep -Eq '^taskevents_relay_circuit_state [12]$' || fail "circuit metric"
+# (read whole first: grep -q leaving the pipe early can fail curl under pipefail)
+metrics=$(curl -sf "http://127.0.0.1:$port/metrics") || fail "no /metrics while the circuit is open"
+grep -Eq '^taskevents_relay_circuit_state [12]$' <<<"$metrics" ||
+  fail "circuit metric: $(grep '^taskevents_relay_circuit_state' <<<"$metrics")"
 sleep 4   # writes continue into the outbox while Kafka is down
 KAFKA_KEEP_DATA=1 kafka_start >"$WORK/kafka-restart.log" 2>&1 || fail "kafka did not come back"
 wait "$WRITER" || fail "application writes failed during the outage"
