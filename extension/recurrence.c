@@ -428,6 +428,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	int			i;
 	char	   *next_id;
 	ItemPointerData claimed;
+	bool		claimed_null;
 
 	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
 		return;
@@ -517,13 +518,9 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		SPI_finish();
 		return;
 	}
-	{
-		bool		ctid_null;
-
-		claimed = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
-															   SPI_tuptable->tupdesc, 1,
-															   &ctid_null));
-	}
+	claimed = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+														   SPI_tuptable->tupdesc, 1,
+														   &claimed_null));
 
 	/*
 	 * The next instance, inserted as the table's owner in a restricted

@@ -339,8 +339,11 @@ idle_wait(int timeout_ms)
 			fds[nfds++].events = POLLIN;
 		}
 		sleep_ms = sleep_ms < 0 ? 0 : sleep_ms > cap ? cap : sleep_ms;
-		(void) poll(fds, nfds, (int) sleep_ms);
-		producer_poll(0);
+		if (poll(fds, nfds, (int) sleep_ms) > 0 &&
+			fds[nfds - 1].fd == producer_report_fd() && (fds[nfds - 1].revents & POLLIN))
+			producer_poll_reports();
+		else
+			producer_poll(0);
 	}
 	else
 		producer_poll(timeout_ms);

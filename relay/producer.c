@@ -449,20 +449,26 @@ producer_send(const produce_msg *m, delivery_status *status, const char **error)
 	return PRODUCE_FAILED;
 }
 
-/*
- * Serve the delivery reports that are in, waiting at most timeout_ms for
- * one.  The wake-up bytes are read first: a report queued after that
- * leaves a byte for the next poll() (at worst one early wake-up).
- */
 int
 producer_poll(int timeout_ms)
 {
+	return rd_kafka_poll(rk, timeout_ms);
+}
+
+/*
+ * After poll() found producer_report_fd() readable: take the wake-up bytes,
+ * then serve the reports.  A report queued after the read leaves a byte
+ * for the next poll() (at worst one early wake-up); bytes of reports that
+ * another producer_poll() served do the same.
+ */
+void
+producer_poll_reports(void)
+{
 	char		buf[64];
 
-	if (report_pipe[0] >= 0)
-		while (read(report_pipe[0], buf, sizeof(buf)) > 0)
-			;
-	return rd_kafka_poll(rk, timeout_ms);
+	while (read(report_pipe[0], buf, sizeof(buf)) > 0)
+		;
+	rd_kafka_poll(rk, 0);
 }
 
 /* A descriptor that turns readable when a delivery report is in, or -1. */

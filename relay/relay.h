@@ -301,6 +301,7 @@ extern int	producer_init(const relay_config *cfg, delivery_cb on_delivery, char 
 extern produce_result producer_send(const produce_msg *m, delivery_status *status, const char **error);
 extern int	producer_poll(int timeout_ms);
 extern int	producer_report_fd(void);
+extern void producer_poll_reports(void);
 extern void producer_purge(void);
 extern bool producer_probe(int timeout_ms);
 extern bool producer_take_fatal(char *errbuf, size_t errlen);
