@@ -107,7 +107,7 @@ CREATE TEMP TABLE analytics_outbox_before AS SELECT count(*) AS n FROM taskevent
 SELECT sum(taskevents._capture_analytics(p)) >= 3 AS captured
   FROM unnest(ARRAY['taskevents.outbox_0', 'taskevents.outbox_1', 'taskevents.outbox_2']::regclass[]) p;
 SELECT (SELECT count(*) FROM taskevents.outbox) = n AS outbox_untouched FROM analytics_outbox_before;
-SELECT tableoid::regclass = ('taskevents.' || taskevents._analytics_partition_name(current_date))::regclass AS in_todays_partition,
+SELECT tableoid::regclass = ('taskevents.' || taskevents._analytics_partition_name((now() AT TIME ZONE 'UTC')::date))::regclass AS in_todays_partition,
        type, topic, partition_key, subject, payload
   FROM taskevents.analytics_events WHERE source = '/analytics/test' ORDER BY event_time, subject;
 -- each row is the outbox event it came from
@@ -141,8 +141,8 @@ END;
 $$;
 -- the day holding (now - retention) still has younger events; the day
 -- before it does not
-SELECT analytics_make_day((now() - interval '90 days')::date - 1),
-       analytics_make_day((now() - interval '90 days')::date);
+SELECT analytics_make_day(((now() - interval '90 days') AT TIME ZONE 'UTC')::date - 1),
+       analytics_make_day(((now() - interval '90 days') AT TIME ZONE 'UTC')::date);
 INSERT INTO taskevents.analytics_events (event_time, topic)
 VALUES (now() - interval '90 days' - interval '1 day', 'tasks'), (now() - interval '90 days' + interval '1 minute', 'tasks');
 -- events of days without a partition land in the default partition
@@ -151,8 +151,8 @@ SELECT tableoid::regclass = 'taskevents.analytics_events_default'::regclass AS i
   FROM taskevents.analytics_events WHERE event_time < now() - interval '80 days' GROUP BY 1 ORDER BY 1;
 
 SELECT taskevents.maintain_analytics();
-SELECT to_regclass('taskevents.' || taskevents._analytics_partition_name((now() - interval '90 days')::date - 1)) IS NOT NULL AS older_day_kept,
-       to_regclass('taskevents.' || taskevents._analytics_partition_name((now() - interval '90 days')::date)) IS NOT NULL AS boundary_day_kept,
+SELECT to_regclass('taskevents.' || taskevents._analytics_partition_name(((now() - interval '90 days') AT TIME ZONE 'UTC')::date - 1)) IS NOT NULL AS older_day_kept,
+       to_regclass('taskevents.' || taskevents._analytics_partition_name(((now() - interval '90 days') AT TIME ZONE 'UTC')::date)) IS NOT NULL AS boundary_day_kept,
        (SELECT count(*) FROM taskevents.analytics_events_default) AS default_rows;
 
 -- the default partition is kept while it holds anything younger
@@ -165,8 +165,8 @@ DELETE FROM taskevents.analytics_events_default;
 -- or recorded
 UPDATE taskevents.analytics_settings SET retention = '1 day', enabled = false;
 SELECT taskevents.maintain_analytics();
-SELECT to_regclass('taskevents.' || taskevents._analytics_partition_name((now() - interval '90 days')::date)) IS NOT NULL AS boundary_day_kept,
-       to_regclass('taskevents.' || taskevents._analytics_partition_name(current_date)) IS NOT NULL AS today_kept;
+SELECT to_regclass('taskevents.' || taskevents._analytics_partition_name(((now() - interval '90 days') AT TIME ZONE 'UTC')::date)) IS NOT NULL AS boundary_day_kept,
+       to_regclass('taskevents.' || taskevents._analytics_partition_name((now() AT TIME ZONE 'UTC')::date)) IS NOT NULL AS today_kept;
 SELECT try($$UPDATE taskevents.analytics_settings SET retention = '1 hour'$$);
 
 -------------------------------------------------------------------------------
