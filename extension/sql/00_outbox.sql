@@ -202,6 +202,15 @@ COMMENT ON TABLE @extschema@.attached_tables IS
 -- the few rows still needed into the current slot first), so they leave no
 -- dead tuples for a held snapshot to keep.  A consumer's row changes only
 -- when a relay takes over (its fencing epoch).
+--
+-- TRUNCATE is not MVCC-safe: a statement whose snapshot is older than the
+-- rotation's commit finds the old partition empty and the carried rows
+-- not yet visible.  So every function that reads these tables is VOLATILE
+-- (never STABLE): each of its statements takes its snapshot after its
+-- locks, that is after a rotation it waited for has committed
+-- (specs/relay_state_rotation_race.spec).  A STABLE one would read with the
+-- snapshot of its caller, taken before the wait: "batch N does not exist",
+-- or a position of (0, 0).
 -------------------------------------------------------------------------------
 
 CREATE TABLE @extschema@.relay_consumers (

@@ -250,7 +250,7 @@ AS 'MODULE_PATHNAME', 'relay_wakeup_mode';
 
 -- The newest tick of consumer (the relay resumes reading up to it).
 CREATE FUNCTION @extschema@.relay_last_tick(consumer text) RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT t.tick_id FROM @extschema@.relay_ticks t
      WHERE t.consumer = relay_last_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
@@ -260,7 +260,7 @@ $$;
 CREATE FUNCTION @extschema@.relay_fetch(consumer text, tick_id bigint, after_id bigint,
                                         lim integer DEFAULT 1000)
 RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- A page is the next lim rows by id: read in id order from the indexes and
 -- stop (Merge Append, Limit).  A bitmap scan followed by a sort reads
 -- every remaining row of the batch for every page, so a large batch drained
@@ -324,7 +324,7 @@ $$;
 -- batch_done).
 CREATE FUNCTION @extschema@.relay_position(consumer text,
                                            OUT tick_id bigint, OUT cursor_id bigint, OUT batch_done boolean)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT coalesce(a.tick_id, 0), coalesce(a.cursor_id, 0), coalesce(a.batch_done, true)
       FROM (SELECT 1) one
@@ -433,7 +433,7 @@ $$;
 CREATE FUNCTION @extschema@._consumer_positions()
 RETURNS TABLE (consumer text, done_snapshot pg_catalog.pg_snapshot,
                batch_snapshot pg_catalog.pg_snapshot, cursor_id bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.consumer,
            (SELECT t.snapshot FROM @extschema@.relay_ticks t
@@ -471,7 +471,7 @@ COMMENT ON VIEW @extschema@.pending_events IS
 -- bounds the scan by the backlog, not by the size of the outbox.
 CREATE FUNCTION @extschema@.relay_backlog(consumer text,
                                           OUT pending bigint, OUT oldest_pending timestamptz)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     pos record;
