@@ -66,9 +66,9 @@ typedef struct SpawnPlan
 } SpawnPlan;
 
 static HTAB *SpawnPlans = NULL;
+static SPIPlanPtr ClaimedPlan = NULL;
 static SPIPlanPtr AnchorPlan = NULL;
 static SPIPlanPtr ClaimPlan = NULL;
-static SPIPlanPtr LinkPlan = NULL;
 
 /*
  * Set up the per-table plan cache.  Called once from _PG_init.
@@ -420,15 +420,13 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	TimestampTz next_due = 0;
 	SpawnPlan  *entry;
 	bool		found;
-	Datum		args[4];
-	char		nulls[4];
+	Datum		args[5];
+	char		nulls[5];
 	Datum	   *values;
 	char	   *vnulls;
 	int			ret;
 	int			i;
 	char	   *next_id;
-	ItemPointerData claimed;
-	bool		claimed_null;
 
 	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
 		return;
@@ -448,51 +446,79 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	KeepOwnerPlan(&AnchorPlan,
-				  "SELECT s.series_anchor FROM taskevents.recurrence_spawned s"
+	/*
+	 * Has this instance produced its next one already (complete, un-complete,
+	 * complete)?  Not read-only: a fresh snapshot sees the claim of a
+	 * completion this one waited for (its row lock) and that committed.
+	 */
+	KeepOwnerPlan(&ClaimedPlan,
+				  "SELECT 1 FROM taskevents.recurrence_spawned s"
 				  " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-				  " AND s.next_task_id OPERATOR(pg_catalog.=) $2"
-				  " AND s.next_due OPERATOR(pg_catalog.=) $3",
-				  3, OIDS(OIDOID, TEXTOID, TIMESTAMPTZOID), true);
+				  " AND s.task_id OPERATOR(pg_catalog.=) $2",
+				  2, OIDS(OIDOID, TEXTOID), true);
+
+	/*
+	 * The claim that spawned this instance, by next_task_id alone: a
+	 * condition on task_table would let the primary key serve this lookup
+	 * too, and a generic plan made while the table is empty (the costs tie)
+	 * could take it and read every claim of the table.  The table is checked
+	 * here instead.  Likewise no lookup by task_id can use the partial index
+	 * on next_task_id.
+	 */
+	KeepOwnerPlan(&AnchorPlan,
+				  "SELECT s.task_table, s.series_anchor FROM taskevents.recurrence_spawned s"
+				  " WHERE s.next_task_id OPERATOR(pg_catalog.=) $1"
+				  " AND s.next_due OPERATOR(pg_catalog.=) $2",
+				  2, OIDS(TEXTOID, TIMESTAMPTZOID), true);
+
+	/*
+	 * The claim is written with the next instance's key, after its insert:
+	 * one row written once (a claim written first and linked by an UPDATE
+	 * wrote it twice, with both index entries).
+	 */
 	KeepOwnerPlan(&ClaimPlan,
 				  "INSERT INTO taskevents.recurrence_spawned"
-				  " (task_table, task_id, series_anchor, next_due)"
-				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4)"
-				  " ON CONFLICT DO NOTHING RETURNING ctid",
-				  4, OIDS(OIDOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID), false);
+				  " (task_table, task_id, next_task_id, series_anchor, next_due)"
+				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5)"
+				  " ON CONFLICT DO NOTHING",
+				  5, OIDS(OIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID), false);
 
-	/*
-	 * The claimed row by its ctid (ours, uncommitted: it cannot move), a TID
-	 * scan.  By key, the generic plan made while recurrence_spawned was empty
-	 * after a VACUUM could take the (task_table, next_task_id) index with
-	 * task_id as a filter (the costs tie): every completion then read every
-	 * row of its table (bench/schedule's first round, 0.3 x).
-	 */
-	KeepOwnerPlan(&LinkPlan,
-				  "UPDATE taskevents.recurrence_spawned s SET next_task_id = $2"
-				  " WHERE s.ctid OPERATOR(pg_catalog.=) $1",
-				  2, OIDS(TIDOID, TEXTOID), true);
-
-	/*
-	 * The series anchor: the one this instance was spawned with, unless the
-	 * user has moved its due date since (a moved date starts a new series).
-	 */
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(task_id);
-	args[2] = TimestampTzGetDatum(due);
 	nulls[0] = nulls[1] = ' ';
-	nulls[2] = due_null ? 'n' : ' ';
-	ret = RunAs(TaskeventsOwner(), AnchorPlan, args, nulls, true, 0);
+	ret = RunAs(TaskeventsOwner(), ClaimedPlan, args, nulls, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "reading taskevents.recurrence_spawned failed: %s",
 			 SPI_result_code_string(ret));
 	if (SPI_processed > 0)
 	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-									  &anchor_null);
+		SPI_finish();
+		return;
+	}
 
+	/*
+	 * The series anchor: the one this instance was spawned with, unless the
+	 * user has moved its due date since (a moved date starts a new series).
+	 */
+	args[2] = args[1];
+	args[3] = TimestampTzGetDatum(due);
+	nulls[2] = ' ';
+	nulls[3] = due_null ? 'n' : ' ';
+	ret = RunAs(TaskeventsOwner(), AnchorPlan, args + 2, nulls + 2, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading taskevents.recurrence_spawned failed: %s",
+			 SPI_result_code_string(ret));
+	for (uint64 r = 0; r < SPI_processed && anchor_null; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		bool		isnull;
+		Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (isnull || DatumGetObjectId(t) != relid)
+			continue;
+		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &anchor_null);
 		if (!anchor_null)
-			anchor = DatumGetTimestampTz(d);
+			anchor = DatumGetTimestampTz(t);
 	}
 
 	(void) NextOccurrence(kind, ScheduleTimeZone(NULL),
@@ -504,23 +530,6 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		anchor = due_null ? next_due : due;
 		anchor_null = false;
 	}
-
-	/* claim: a second completion of the same instance finds the row */
-	args[2] = TimestampTzGetDatum(anchor);
-	args[3] = TimestampTzGetDatum(next_due);
-	nulls[2] = nulls[3] = ' ';
-	ret = RunAs(TaskeventsOwner(), ClaimPlan, args, nulls, false, 0);
-	if (ret != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "inserting into taskevents.recurrence_spawned failed: %s",
-			 SPI_result_code_string(ret));
-	if (SPI_processed == 0)
-	{
-		SPI_finish();
-		return;
-	}
-	claimed = *(ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
-														   SPI_tuptable->tupdesc, 1,
-														   &claimed_null));
 
 	/*
 	 * The next instance, inserted as the table's owner in a restricted
@@ -565,13 +574,29 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 			 SPI_result_code_string(ret));
 	next_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-	args[0] = PointerGetDatum(&claimed);
-	args[1] = CStringGetTextDatum(next_id);
-	nulls[0] = nulls[1] = ' ';
-	ret = RunAs(TaskeventsOwner(), LinkPlan, args, nulls, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "updating taskevents.recurrence_spawned failed: %s",
+	/*
+	 * The claim.  Every completion of this instance holds its row lock and
+	 * found no claim above, so a conflict means a second row with the same
+	 * key (a table without a unique key) completed at the same time: the
+	 * next instance just inserted would be one too many.
+	 */
+	args[0] = ObjectIdGetDatum(relid);
+	args[1] = CStringGetTextDatum(task_id);
+	args[2] = CStringGetTextDatum(next_id);
+	args[3] = TimestampTzGetDatum(anchor);
+	args[4] = TimestampTzGetDatum(next_due);
+	nulls[0] = nulls[1] = nulls[2] = nulls[3] = nulls[4] = ' ';
+	ret = RunAs(TaskeventsOwner(), ClaimPlan, args, nulls, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "inserting into taskevents.recurrence_spawned failed: %s",
 			 SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize the completion of a recurring task of \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("Another transaction completed a task with the same key at the same time."),
+				 errhint("Retry the transaction.")));
 
 	SPI_finish();
 }

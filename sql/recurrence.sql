@@ -251,8 +251,8 @@ SELECT e.topic, e.event->>'type' AS type, e.event->>'subject' = t.todo_id::text 
 -- The kept plans of a backend that starts while recurrence_spawned is
 -- empty and vacuumed (its statistics say 0 rows, so the planner's costs
 -- tie) stay lookups of one row: completing 100 recurring tasks reads about
--- one row of it each.  (Linking the claim to the next instance by key once
--- took the (task_table, next_task_id) index with task_id as a filter and
+-- one row of it each.  (A lookup by (task_table, task_id) once took the
+-- index then on (task_table, next_task_id) with task_id as a filter and
 -- read every row of the table each time: 5,050 rows here.)
 CREATE TABLE rec_scale (LIKE tasks_brief INCLUDING ALL);
 SELECT taskevents.attach('rec_scale');

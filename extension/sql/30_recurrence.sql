@@ -15,7 +15,18 @@ CREATE TABLE @extschema@.recurrence_spawned (
     PRIMARY KEY (task_table, task_id)
 );
 
-CREATE INDEX recurrence_spawned_next_idx ON @extschema@.recurrence_spawned (task_table, next_task_id);
+-- The claim that spawned an instance (its series anchor), by the
+-- instance's key.  The lookups are kept generic plans, made once: one made
+-- while the table was empty (the costs tie) took an index then on
+-- (task_table, next_task_id) for a lookup by (task_table, task_id), with
+-- task_id as a filter, and read every claim of the table on every
+-- completion (sql/recurrence counts the rows read).  So no lookup can use
+-- both indexes: this one is partial (a lookup by task_id does not imply its
+-- predicate), and the lookup by next_task_id does not name task_table
+-- (recurrence.c checks it).  Every claim has its next_task_id: it is
+-- written after the next instance.
+CREATE INDEX recurrence_spawned_next_idx ON @extschema@.recurrence_spawned (next_task_id)
+    WHERE next_task_id IS NOT NULL;
 
 COMMENT ON TABLE @extschema@.recurrence_spawned IS
     'One row per completed instance of a recurring task that produced its next instance; never more than one.';

@@ -155,6 +155,11 @@ ALTER TABLE @extschema@.reminders DROP CONSTRAINT reminders_state_check;
 DROP INDEX @extschema@.reminders_due_idx;
 --@install-statement CREATE INDEX reminders_due_idx
 
+-- the next-instance index led by next_task_id (never taken for a lookup by
+-- task_id)
+DROP INDEX @extschema@.recurrence_spawned_next_idx;
+--@install-statement CREATE INDEX recurrence_spawned_next_idx
+
 -------------------------------------------------------------------------------
 -- Every function, view, trigger, comment, privilege and config-dump entry,
 -- as the install script has them.
