@@ -66,8 +66,7 @@ typedef struct SpawnPlan
 } SpawnPlan;
 
 static HTAB *SpawnPlans = NULL;
-static SPIPlanPtr ClaimedPlan = NULL;
-static SPIPlanPtr AnchorPlan = NULL;
+static SPIPlanPtr LookupPlan = NULL;
 static SPIPlanPtr ClaimPlan = NULL;
 
 /*
@@ -427,6 +426,8 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	int			ret;
 	int			i;
 	char	   *next_id;
+	Datum		claimed;
+	bool		claimed_null;
 
 	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
 		return;
@@ -447,29 +448,28 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 		elog(ERROR, "SPI_connect failed");
 
 	/*
-	 * Has this instance produced its next one already (complete, un-complete,
-	 * complete)?  Not read-only: a fresh snapshot sees the claim of a
-	 * completion this one waited for (its row lock) and that committed.
+	 * One read: has this instance produced its next one already (complete,
+	 * un-complete, complete)?  And the claim that spawned it, which holds
+	 * the series anchor.  Not read-only: a fresh snapshot sees the claim of
+	 * a completion this one waited for (its row lock) and that committed.
+	 *
+	 * The plan is generic and made once, and on an empty table the costs of
+	 * the two indexes tie.  So neither lookup can use both: the partial
+	 * index on next_task_id does not serve the one by task_id, and the one
+	 * by next_task_id does not name task_table (the primary key's first
+	 * column; the table is checked below).  A plan that took the wrong
+	 * index read every claim of the table on every completion.
 	 */
-	KeepOwnerPlan(&ClaimedPlan,
-				  "SELECT 1 FROM taskevents.recurrence_spawned s"
-				  " WHERE s.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-				  " AND s.task_id OPERATOR(pg_catalog.=) $2",
-				  2, OIDS(OIDOID, TEXTOID), true);
-
-	/*
-	 * The claim that spawned this instance, by next_task_id alone: a
-	 * condition on task_table would let the primary key serve this lookup
-	 * too, and a generic plan made while the table is empty (the costs tie)
-	 * could take it and read every claim of the table.  The table is checked
-	 * here instead.  Likewise no lookup by task_id can use the partial index
-	 * on next_task_id.
-	 */
-	KeepOwnerPlan(&AnchorPlan,
-				  "SELECT s.task_table, s.series_anchor FROM taskevents.recurrence_spawned s"
-				  " WHERE s.next_task_id OPERATOR(pg_catalog.=) $1"
-				  " AND s.next_due OPERATOR(pg_catalog.=) $2",
-				  2, OIDS(TEXTOID, TIMESTAMPTZOID), true);
+	KeepOwnerPlan(&LookupPlan,
+				  "SELECT EXISTS (SELECT 1 FROM taskevents.recurrence_spawned c"
+				  "                WHERE c.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
+				  "                  AND c.task_id OPERATOR(pg_catalog.=) $2),"
+				  "       s.task_table, s.series_anchor"
+				  "  FROM (SELECT 1) one"
+				  "  LEFT JOIN taskevents.recurrence_spawned s"
+				  "    ON s.next_task_id OPERATOR(pg_catalog.=) $2"
+				  "   AND s.next_due OPERATOR(pg_catalog.=) $3",
+				  3, OIDS(OIDOID, TEXTOID, TIMESTAMPTZOID), true);
 
 	/*
 	 * The claim is written with the next instance's key, after its insert:
@@ -485,12 +485,15 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(task_id);
+	args[2] = TimestampTzGetDatum(due);
 	nulls[0] = nulls[1] = ' ';
-	ret = RunAs(TaskeventsOwner(), ClaimedPlan, args, nulls, false, 1);
-	if (ret != SPI_OK_SELECT)
+	nulls[2] = due_null ? 'n' : ' ';
+	ret = RunAs(TaskeventsOwner(), LookupPlan, args, nulls, false, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed == 0)
 		elog(ERROR, "reading taskevents.recurrence_spawned failed: %s",
 			 SPI_result_code_string(ret));
-	if (SPI_processed > 0)
+	claimed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &claimed_null);
+	if (!claimed_null && DatumGetBool(claimed))
 	{
 		SPI_finish();
 		return;
@@ -500,23 +503,15 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	 * The series anchor: the one this instance was spawned with, unless the
 	 * user has moved its due date since (a moved date starts a new series).
 	 */
-	args[2] = args[1];
-	args[3] = TimestampTzGetDatum(due);
-	nulls[2] = ' ';
-	nulls[3] = due_null ? 'n' : ' ';
-	ret = RunAs(TaskeventsOwner(), AnchorPlan, args + 2, nulls + 2, true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading taskevents.recurrence_spawned failed: %s",
-			 SPI_result_code_string(ret));
 	for (uint64 r = 0; r < SPI_processed && anchor_null; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 		bool		isnull;
-		Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
 
 		if (isnull || DatumGetObjectId(t) != relid)
 			continue;
-		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &anchor_null);
+		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &anchor_null);
 		if (!anchor_null)
 			anchor = DatumGetTimestampTz(t);
 	}
