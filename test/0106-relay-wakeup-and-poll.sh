@@ -17,7 +17,8 @@ rl_setup wake nokafka
 q -d "$DB" -c "DROP ROLE IF EXISTS wake_poller" -c "CREATE ROLE wake_poller LOGIN" \
   -c "SELECT taskevents.grant_relay('wake_poller')" \
   -c "REVOKE EXECUTE ON PROCEDURE taskevents.relay_wait(integer, bigint) FROM wake_poller" >/dev/null
-metrics_port=$((PGTE_PGPORT + 1300))
+# below the ephemeral port range (32768-60999), like the other fixed test ports
+metrics_port=$((KAFKA_PORT + 350))
 
 # statements the relay ran on its main connection (lease, tick, fetch, ...)
 metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }

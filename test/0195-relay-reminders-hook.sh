@@ -10,7 +10,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
 rl_setup reminders nokafka
 
-metrics=127.0.0.1:$((PGTE_PGPORT + 1310))
+# below the ephemeral port range (32768-60999): a client socket took
+# PGTE_PGPORT + 1310 once ("address in use")
+metrics=127.0.0.1:$((KAFKA_PORT + 360))
 rl_relay relay --dev-mock-kafka --metrics-addr "$metrics"
 rl_wait 10 rl_log_has relay '"maintenance list".*"operation":"fire_reminders"' || fail "fire_reminders not in the relay's maintenance list"
 rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
