@@ -148,6 +148,7 @@ ValidateTopicName(const char *topic)
 typedef struct Envelope
 {
 	int32		envelope_id;	/* hash key */
+	char	   *topic;			/* as it is: rows that share it store '' */
 	char	   *source_json;
 	char	   *pubsubname_json;
 	char	   *type_prefix;
@@ -242,7 +243,7 @@ GetEnvelope(int32 envelope_id)
 		elog(ERROR, "SPI_connect failed");
 	KeepOwnerPlan(&EnvelopePlan,
 				  "SELECT e.source, e.pubsubname, e.columns, e.type_prefix,"
-				  "       e.subject_at, e.subject_json, e.key_at, e.key_json"
+				  "       e.subject_at, e.subject_json, e.key_at, e.key_json, e.topic"
 				  "  FROM taskevents.envelopes e"
 				  " WHERE e.envelope_id OPERATOR(pg_catalog.=) $1",
 				  1, OIDS(INT4OID), false);
@@ -267,6 +268,7 @@ GetEnvelope(int32 envelope_id)
 	env->subject_json = DatumGetChar(SPI_getbinval(tup, desc, 6, &isnull));
 	env->key_at = DatumGetInt16(SPI_getbinval(tup, desc, 7, &isnull));
 	env->key_json = DatumGetChar(SPI_getbinval(tup, desc, 8, &isnull));
+	env->topic = MemoryContextStrdup(EnvelopeContext, SPI_getvalue(tup, desc, 9));
 	d = SPI_getbinval(tup, desc, 3, &isnull);
 	if (!isnull)
 	{
@@ -441,6 +443,8 @@ event_json(PG_FUNCTION_ARGS)
 	parts.subject = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	parts.time = PG_GETARG_TIMESTAMPTZ(4);
 	parts.topic = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	if (parts.topic[0] == '\0')
+		parts.topic = env->topic;
 	parts.partitionkey = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
 	parts.traceparent = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
 	parts.data_text = VARDATA_ANY(data);
@@ -463,4 +467,28 @@ event_json(PG_FUNCTION_ARGS)
 	result = (text *) buf.data;
 	SET_VARSIZE(result, buf.len);
 	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * taskevents._event_topic(envelope integer, topic text) RETURNS text
+ *
+ * The topic of an outbox row: its own, or, when it stores '' (every event
+ * with an envelope: a task's or a reminder's), its envelope's.
+ */
+PG_FUNCTION_INFO_V1(event_topic);
+Datum
+event_topic(PG_FUNCTION_ARGS)
+{
+	text	   *topic;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	topic = PG_GETARG_TEXT_PP(1);
+	if (VARSIZE_ANY_EXHDR(topic) > 0)
+		PG_RETURN_TEXT_P(topic);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("an outbox row without an envelope has an empty topic")));
+	PG_RETURN_TEXT_P(cstring_to_text(GetEnvelope(PG_GETARG_INT32(0))->topic));
 }

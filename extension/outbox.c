@@ -304,7 +304,8 @@ EnqueueEvent(const OutboxFacts *f)
 	values[Anum_envelope - 1] = Int32GetDatum(f->envelope);
 	isnull[Anum_envelope - 1] = (f->envelope == 0);
 	values[Anum_slot - 1] = Int16GetDatum(slot);
-	values[Anum_topic - 1] = CStringGetTextDatum(f->topic);
+	/* an envelope has the topic (taskevents._event_topic) */
+	values[Anum_topic - 1] = CStringGetTextDatum(f->envelope != 0 ? "" : f->topic);
 	values[Anum_partition_key - 1] = TextOrNull(f->partition_key, &isnull[Anum_partition_key - 1]);
 	values[Anum_type - 1] = CStringGetTextDatum(f->type);
 	values[Anum_subject - 1] = TextOrNull(f->subject, &isnull[Anum_subject - 1]);

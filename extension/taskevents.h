@@ -223,7 +223,7 @@ typedef struct OutboxFacts
 {
 	pg_uuid_t	event_id;
 	int32		envelope;		/* 0: data is the complete CloudEvent */
-	const char *topic;
+	const char *topic;			/* the envelope's, if it has one: stored as '' */
 	const char *partition_key;	/* may be NULL */
 	const char *type;			/* without the envelope's type_prefix */
 	const char *subject;		/* may be NULL */

@@ -194,3 +194,20 @@ DROP TABLE ev_kinds;
 DROP FUNCTION ev_kinds_check(bigint);
 DROP TYPE ev_pair, ev_mood;
 DROP DOMAIN ev_positive;
+
+-- An event with an envelope stores its topic as '' (the envelope has it);
+-- one stored whole (publish()) keeps its own.  Views and the relay read it
+-- through _event_topic(); a row without either is refused as corrupt.
+CREATE TABLE ev_topic (id bigint PRIMARY KEY, user_id text NOT NULL, completed boolean NOT NULL DEFAULT false);
+SELECT taskevents.attach('ev_topic', topic => 'ev-topic', due_date_column => NULL,
+                         is_recurring_column => NULL, recurring_interval_column => NULL);
+SELECT ev_mark() AS mark \gset
+INSERT INTO ev_topic VALUES (1, 'ann');
+SELECT taskevents.publish('audit', 'com.example.audit.login', '{}', 'ann') IS NOT NULL AS published;
+SELECT o.topic AS stored, o.envelope IS NOT NULL AS has_envelope, v.topic AS shown,
+       v.event->>'topic' AS in_event
+  FROM taskevents.outbox o JOIN taskevents.outbox_events v USING (id)
+ WHERE o.id > :mark ORDER BY o.id;
+SELECT taskevents._event_topic(NULL, '');
+SELECT taskevents.detach('ev_topic', force => true);
+DROP TABLE ev_topic;

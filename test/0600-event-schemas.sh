@@ -54,7 +54,7 @@ for t in task.created task.updated task.completed task.deleted \
 done
 n=$(jq .records "$WORK/summary.json")
 # the Kafka records are the outbox, nothing more (the dead letter aside)
-want=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE topic IN ('tasks', 'reminders')")
+want=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE topic IN ('tasks', 'reminders')")
 [ "$n" -eq "$want" ] || fail "$n records, outbox has $want events"
 # contents that the schemas cannot express
 jq -s -e 'map(.payload | fromjson) | (map(select(.type == "reminder.cancelled") | .data.reason) | index("completed") != null)

@@ -19,7 +19,7 @@ q -d "$DB" -c "SELECT count(taskevents.publish('keys6', 'partition.probe', jsonb
                FROM generate_series(1, 200) i,
                     LATERAL (SELECT CASE i % 4 WHEN 0 THEN 'user' || i WHEN 1 THEN i::text
                                     WHEN 2 THEN md5(i::text)::uuid::text ELSE 'usér-' || i END) AS t(k)" >/dev/null
-q -d "$DB" -c "SELECT partition_key FROM taskevents.outbox WHERE topic = 'keys6'" >"$WORK/keys.txt"
+q -d "$DB" -c "SELECT partition_key FROM taskevents.outbox_events WHERE topic = 'keys6' ORDER BY id" >"$WORK/keys.txt"
 [ "$(sort -u "$WORK/keys.txt" | wc -l)" -eq 200 ] || fail "200 distinct keys"
 
 # records TOPIC: key<TAB>partition<TAB>offset of every record in TOPIC

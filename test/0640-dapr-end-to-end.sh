@@ -309,7 +309,7 @@ pass "database outage: daprd paused on /healthz, nothing dead-lettered; $(( $(ap
 dlq_before=$(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) ))
 before=$(applied)
 rl_once binary --consumer binary --binary || fail "binary relay"
-nbin=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE topic IN ('tasks', 'reminders')")
+nbin=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events WHERE topic IN ('tasks', 'reminders')")
 dlq_grew() { [ $(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) - dlq_before )) -ge "$nbin" ]; }
 rl_wait 60 dlq_grew || fail "binary records: $(( $(kafka_topic_count tasks-dlq) + $(kafka_topic_count reminders-dlq) - dlq_before )) of $nbin dead-lettered"
 [ "$(applied)" -eq "$before" ] || fail "a binary-mode record was applied"

@@ -51,7 +51,7 @@ stats() { q -d postgres -c "$1"; }
 lat_lines() { wc -l <"$WORK/lat.txt"; }
 # wait until the consumer has seen at least $1 messages (at most 30 s)
 wait_lines() { local t=0; until [ "$(lat_lines)" -ge "$1" ] || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done; }
-outbox_count() { q -d $DB -c "SELECT count(*) FROM taskevents.outbox WHERE topic = 'tasks'"; }
+outbox_count() { q -d $DB -c "SELECT count(*) FROM taskevents.outbox_events WHERE topic = 'tasks'"; }
 # percentiles of the consumer's latencies from line $1 on
 percentiles() {
   python3 - "$WORK/lat.txt" "$1" "$2" <<'PY'

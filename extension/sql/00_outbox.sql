@@ -88,6 +88,9 @@ COMMENT ON TABLE @extschema@.envelopes IS
 -- The columns are in the order of the row layout (fixed width first, then
 -- the short texts, data last), so that a task event takes no more room
 -- than its facts: about 290 bytes for a 300-byte row of the brief's table.
+-- The topic of an event with an envelope is the envelope's and is stored
+-- as '' (taskevents._event_topic() reads it; views and the relay get it
+-- whole).
 -- (The defaults serve an INSERT by hand, a test's malformed row say; the
 -- triggers set every column themselves.  txid comes first: its default
 -- assigns the transaction id before the default of id draws from the
@@ -130,6 +133,8 @@ COMMENT ON COLUMN @extschema@.outbox.txid IS
     'Top-level transaction id of the writer, assigned before id was drawn.';
 COMMENT ON COLUMN @extschema@.outbox.created_at IS
     'Statement time of the write: the CloudEvent time.';
+COMMENT ON COLUMN @extschema@.outbox.topic IS
+    'The Kafka topic; empty when it is the envelope''s (every event with an envelope): taskevents._event_topic(envelope, topic) gives it.';
 COMMENT ON COLUMN @extschema@.outbox.envelope IS
     'The envelope (source, pubsubname, column names) of a table''s event; NULL when data is the complete CloudEvent (publish(), a replayed dead letter).';
 COMMENT ON COLUMN @extschema@.outbox.type IS
@@ -160,9 +165,15 @@ RETURNS text
 LANGUAGE C STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'event_json';
 
+-- The topic of an outbox row: its own, or its envelope's when it stores ''.
+CREATE FUNCTION @extschema@._event_topic(envelope integer, topic text)
+RETURNS text
+LANGUAGE C STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'event_topic';
+
 -- Every event in the outbox as consumers get it (delivered or not).
 CREATE VIEW @extschema@.outbox_events AS
-SELECT o.id, o.txid, o.created_at, o.topic, o.partition_key,
+SELECT o.id, o.txid, o.created_at, @extschema@._event_topic(o.envelope, o.topic) AS topic, o.partition_key,
        @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at, o.topic,
                                o.partition_key, o.traceparent, o.data)::pg_catalog.json AS event
   FROM @extschema@.outbox o;

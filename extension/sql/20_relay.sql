@@ -292,7 +292,7 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_snapshot_xip(p.snapshot) u
                     WHERE pg_catalog.pg_visible_in_snapshot(u, c.snapshot)) THEN
         RETURN QUERY
-            SELECT o.id, o.topic, o.partition_key,
+            SELECT o.id, @extschema@._event_topic(o.envelope, o.topic), o.partition_key,
                    @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at,
                                            o.topic, o.partition_key, o.traceparent, o.data),
                    o.created_at
@@ -309,7 +309,7 @@ BEGIN
     -- The CloudEvents are rendered from the facts of the page's rows only,
     -- after the branches are merged and cut to lim.
     RETURN QUERY EXECUTE
-        'SELECT x.id, x.topic, x.partition_key,
+        'SELECT x.id, @extschema@._event_topic(x.envelope, x.topic), x.partition_key,
                 @extschema@._event_json(x.event_id, x.envelope, x.type, x.subject, x.created_at,
                                         x.topic, x.partition_key, x.traceparent, x.data),
                 x.created_at
@@ -449,7 +449,7 @@ $$;
 
 CREATE VIEW @extschema@.pending_events AS
 WITH pos AS (SELECT * FROM @extschema@._consumer_positions())
-SELECT o.id, o.created_at, o.topic, o.partition_key,
+SELECT o.id, o.created_at, @extschema@._event_topic(o.envelope, o.topic) AS topic, o.partition_key,
        @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at, o.topic,
                                o.partition_key, o.traceparent, o.data)::pg_catalog.jsonb AS event
   FROM @extschema@.outbox o

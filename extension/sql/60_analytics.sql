@@ -70,7 +70,7 @@ BEGIN
                 (event_time, type, topic, partition_key, subject, event_id, source, payload)
          SELECT o.created_at,
                 CASE WHEN o.envelope IS NULL THEN e.ev ->> ''type'' ELSE v.type_prefix || o.type END,
-                o.topic, o.partition_key,
+                @extschema@._event_topic(o.envelope, o.topic), o.partition_key,
                 CASE WHEN o.envelope IS NULL THEN e.ev ->> ''subject'' ELSE o.subject END,
                 CASE WHEN o.envelope IS NOT NULL THEN o.event_id
                      WHEN e.ev ->> ''id'' ~ ''^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$''
