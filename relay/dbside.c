@@ -57,7 +57,7 @@ static maint_op ops[RELAY_MAX_MAINT_OPS];
 static int	n_ops;
 static int	running = -1;		/* index in ops[] of the operation in flight */
 static int64_t side_started;
-static int64_t next_backlog;
+static int64_t last_backlog;	/* when the backlog was last sampled */
 static int64_t reconnect_at;
 
 static void
@@ -175,6 +175,24 @@ backlog_sampled(const relay_config *cfg)
 }
 
 /*
+ * When the backlog is next sampled: its interval after the last sample,
+ * stretched like an idle operation's while the leader is quiet (it waits
+ * for a commit with nothing in flight: the backlog is 0 and only a commit,
+ * which ends the wait, can change it).  Not stretched merely because
+ * nothing was fetched lately: during a broker outage the backlog grows and
+ * is what an operator watches.
+ */
+static int64_t
+backlog_due_at(const relay_config *cfg, bool quiet)
+{
+	int64_t		every = cfg->backlog_interval_ms;
+
+	if (quiet)
+		every = every * IDLE_STRETCH < IDLE_MAX_MS ? every * IDLE_STRETCH : IDLE_MAX_MS;
+	return last_backlog == 0 ? 0 : last_backlog + every;
+}
+
+/*
  * When op is next due: at once after a run that did something; else its
  * period after its last run while events flow (last_activity: when the
  * leader last fetched any), its stretched period while none do, but no
@@ -203,7 +221,7 @@ op_due_at(const maint_op *op, int64_t last_activity)
  * start the operation that has been due longest (or the backlog sample).
  */
 void
-db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity)
+db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity, bool quiet)
 {
 	int			due = -1;
 	int64_t		due_at = 0;
@@ -234,9 +252,9 @@ db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity)
 				  metrics.maint[ops[due].slot].name);
 		return;
 	}
-	if (backlog_sampled(cfg) && now >= next_backlog)
+	if (backlog_sampled(cfg) && now >= backlog_due_at(cfg, quiet))
 	{
-		next_backlog = now + cfg->backlog_interval_ms;
+		last_backlog = now;
 		side_send(DB_SIDE_BACKLOG, "SELECT pending, extract(epoch FROM pg_catalog.clock_timestamp() "
 				  "OPERATOR(pg_catalog.-) oldest_pending)::pg_catalog.float8 "
 				  "FROM taskevents.relay_backlog($1)", cfg->consumer);
@@ -245,7 +263,7 @@ db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity)
 
 /* When the side connection next has something to start (ms, monotonic). */
 int64_t
-db_side_next_due(const relay_config *cfg, int64_t last_activity)
+db_side_next_due(const relay_config *cfg, int64_t last_activity, bool quiet)
 {
 	int64_t		next = INT64_MAX;
 
@@ -258,8 +276,8 @@ db_side_next_due(const relay_config *cfg, int64_t last_activity)
 		if (at < next)
 			next = at;
 	}
-	if (backlog_sampled(cfg) && next_backlog < next)
-		next = next_backlog;
+	if (backlog_sampled(cfg) && backlog_due_at(cfg, quiet) < next)
+		next = backlog_due_at(cfg, quiet);
 	return next;
 }
 

@@ -205,6 +205,16 @@ try_lease(int64_t now)
 			 "tick", (json_int_t) tick, "cursor", (json_int_t) cursor, "batch_done", done);
 }
 
+/*
+ * Is the leader quiet: waiting for a commit (wake.c) with nothing in
+ * flight?  Then nothing but a commit, which ends the wait, can give it work.
+ */
+static bool
+leader_quiet(void)
+{
+	return wake_waiting() && pipeline_unresolved() == 0;
+}
+
 /* The periodic work of the leader other than moving events. */
 static bool
 leader_housekeeping(int64_t now)
@@ -232,7 +242,7 @@ leader_housekeeping(int64_t now)
 		next_renew = started + cfg.lease_ttl_ms / 3;
 	}
 	/* the side connection: the maintenance list, the backlog sample */
-	db_side_step(&cfg, now, last_activity);
+	db_side_step(&cfg, now, last_activity, leader_quiet());
 	return true;
 }
 
@@ -243,7 +253,7 @@ leader_housekeeping(int64_t now)
 static int64_t
 leader_next_due(void)
 {
-	int64_t		next = db_side_next_due(&cfg, last_activity);
+	int64_t		next = db_side_next_due(&cfg, last_activity, leader_quiet());
 
 	if (next_renew < next)
 		next = next_renew;

@@ -189,8 +189,8 @@ typedef enum
 	DB_SIDE_MAINTENANCE
 } db_side_kind;
 
-extern void db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity);
-extern int64_t db_side_next_due(const relay_config *cfg, int64_t last_activity);
+extern void db_side_step(const relay_config *cfg, int64_t now, int64_t last_activity, bool quiet);
+extern int64_t db_side_next_due(const relay_config *cfg, int64_t last_activity, bool quiet);
 extern int	db_side_socket(void);
 extern void db_side_poll(void);
 extern void db_side_close(void);
