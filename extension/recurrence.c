@@ -449,16 +449,16 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 
 	/*
 	 * One read: has this instance produced its next one already (complete,
-	 * un-complete, complete)?  And the claim that spawned it, which holds
-	 * the series anchor.  Not read-only: a fresh snapshot sees the claim of
-	 * a completion this one waited for (its row lock) and that committed.
+	 * un-complete, complete)?  And the claim that spawned it, which holds the
+	 * series anchor.  Not read-only: a fresh snapshot sees the claim of a
+	 * completion this one waited for (its row lock) and that committed.
 	 *
 	 * The plan is generic and made once, and on an empty table the costs of
-	 * the two indexes tie.  So neither lookup can use both: the partial
-	 * index on next_task_id does not serve the one by task_id, and the one
-	 * by next_task_id does not name task_table (the primary key's first
-	 * column; the table is checked below).  A plan that took the wrong
-	 * index read every claim of the table on every completion.
+	 * the two indexes tie.  So neither lookup can use both: the partial index
+	 * on next_task_id does not serve the one by task_id, and the one by
+	 * next_task_id does not name task_table (the primary key's first column;
+	 * the table is checked below).  A plan that took the wrong index read
+	 * every claim of the table on every completion.
 	 */
 	KeepOwnerPlan(&LookupPlan,
 				  "SELECT EXISTS (SELECT 1 FROM taskevents.recurrence_spawned c"
@@ -572,8 +572,8 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	/*
 	 * The claim.  Every completion of this instance holds its row lock and
 	 * found no claim above, so a conflict means a second row with the same
-	 * key (a table without a unique key) completed at the same time: the
-	 * next instance just inserted would be one too many.
+	 * key (a table without a unique key) completed at the same time: the next
+	 * instance just inserted would be one too many.
 	 */
 	args[0] = ObjectIdGetDatum(relid);
 	args[1] = CStringGetTextDatum(task_id);
