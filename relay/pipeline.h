@@ -19,9 +19,10 @@
  *	fetched			-> QUEUED		window.c: joins the window and its key's queue
  *	QUEUED			-> INFLIGHT		keys.c send_event(): handed to librdkafka
  *	INFLIGHT		-> DONE			delivered: resolved, the window may pop it
- *	INFLIGHT		-> QUEUED		requeued, no attempt counted: a broker outage,
- *									a purge, or delivered ahead of an earlier
- *									event of its key that failed (sent again after it)
+ *	INFLIGHT		-> QUEUED		requeued, no attempt counted: a broker outage
+ *									or a purge (it becomes its key's hold, unless
+ *									an earlier event of the key is), or delivered
+ *									ahead of its key's hold (sent again after it)
  *	INFLIGHT		-> RETRY_WAIT	failed: it becomes its key's hold, retried after
  *									the next --retry-backoff-ms delay
  *	RETRY_WAIT		-> QUEUED		its retry time came (retry.c pipeline_step())

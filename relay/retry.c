@@ -43,8 +43,22 @@ retry_on_failure(event * e, delivery_status st, const char *error)
 
 	if (st == DELIVERY_OUTAGE || st == DELIVERY_PURGED)
 	{
-		/* INFLIGHT -> QUEUED: not the event's fault, no attempt counted */
+		/*
+		 * INFLIGHT -> QUEUED: not the event's fault, no attempt counted.  It
+		 * holds its key all the same: a later event of the key already in
+		 * flight can still be delivered (it was queued later, so its
+		 * message.timeout.ms had not run out when the broker came back), and
+		 * must then go out again after this one.  Without the hold it was
+		 * taken as delivered and this one followed it (test/0530's checker:
+		 * "order violations").
+		 */
 		key_requeue(e);
+		if (ks->hold == NULL || e->seq < ks->hold->seq)
+		{
+			if (ks->hold)
+				key_requeue(ks->hold);
+			key_set_hold(ks, e);
+		}
 		if (st == DELIVERY_OUTAGE)
 			circuit_open(error);
 		return;

@@ -42,6 +42,11 @@ rl_cleanup() {
   for p in "${RL_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   if [ $st -ne 0 ] && [ -n "${WORK:-}" ]; then
     for p in "$WORK"/*.log; do [ -f "$p" ] && { echo "=== $p (tail)"; tail -n 15 "$p"; }; done
+    # RL_KEEP_FAILED=DIR: keep a failed test's work directory (logs, the
+    # checker's files) in DIR for a closer look
+    if [ -n "${RL_KEEP_FAILED:-}" ]; then
+      mkdir -p "$RL_KEEP_FAILED" && cp -r "$WORK" "$RL_KEEP_FAILED/" && echo "kept $WORK in $RL_KEEP_FAILED"
+    fi
   fi
   [ "$RL_KAFKA" = 1 ] && kafka_stop >/dev/null 2>&1
   [ -n "${DB:-}" ] && dropdb --if-exists "$DB" >/dev/null 2>&1
