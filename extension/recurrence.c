@@ -14,17 +14,24 @@
  * taskevents.recurrence_spawned next to the instance it produced; when the
  * user moves an instance's due date, the moved date starts a new series.
  *
- * On completion of a recurring task SpawnNextInstance() claims the task in
+ * On completion of a recurring task SpawnNextInstance() inserts the next
+ * instance into the same table with a plan kept per table, as the table's
+ * owner, and claims the completed instance in
  * taskevents.recurrence_spawned (one row per completed instance, so
- * complete, un-complete and complete again spawns once) and inserts the
- * next instance into the same table with a plan kept per table.
+ * complete, un-complete and complete again spawns once).  The claims are
+ * read and written in C, without SQL, like the outbox.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -33,11 +40,13 @@
 #include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "taskevents.h"
@@ -66,8 +75,15 @@ typedef struct SpawnPlan
 } SpawnPlan;
 
 static HTAB *SpawnPlans = NULL;
-static SPIPlanPtr LookupPlan = NULL;
-static SPIPlanPtr ClaimPlan = NULL;
+
+/* The columns of taskevents.recurrence_spawned (30_recurrence.sql). */
+#define CLAIM_NATTS			6
+#define Anum_task_table		1
+#define Anum_task_id		2
+#define Anum_next_task_id	3
+#define Anum_series_anchor	4
+#define Anum_next_due		5
+#define Anum_spawned_at		6
 
 /*
  * Set up the per-table plan cache.  Called once from _PG_init.
@@ -399,6 +415,210 @@ BuildSpawnPlan(TableConfig *cfg, Relation rel, SpawnPlan *entry)
 }
 
 /*
+ * Open taskevents.recurrence_spawned (the claims) and check that it has the
+ * layout this library reads and writes: a library of another version than
+ * the installed SQL objects must refuse, not read or write datums of the
+ * wrong type.  The claims are the extension's own table, read and written
+ * here without SQL (no plan, no operator, no search_path) and without a
+ * privilege check, like the outbox.
+ */
+static Relation
+OpenClaims(LOCKMODE mode)
+{
+	static const Oid types[CLAIM_NATTS] = {
+		REGCLASSOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID
+	};
+	Oid			relid = get_relname_relid("recurrence_spawned", TaskeventsSchema());
+	Relation	rel;
+	TupleDesc	desc;
+	bool		ok;
+
+	if (!OidIsValid(relid))
+	{
+		/* dropped and created again during this backend's life? */
+		ResetExtensionIdentity();
+		relid = get_relname_relid("recurrence_spawned", TaskeventsSchema());
+		if (!OidIsValid(relid))
+			elog(ERROR, "table taskevents.recurrence_spawned is missing");
+	}
+	rel = table_open(relid, mode);
+	desc = RelationGetDescr(rel);
+	ok = (desc->natts == CLAIM_NATTS);
+	for (int i = 0; ok && i < CLAIM_NATTS; i++)
+		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
+			  !TupleDescAttr(desc, i)->attisdropped);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("taskevents.recurrence_spawned does not have the layout this pg_taskevents library reads"),
+				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
+	return rel;
+}
+
+/*
+ * The OID of index name of the claims.
+ */
+static Oid
+ClaimIndex(Relation claims, const char *name)
+{
+	Oid			indexid = get_relname_relid(name, RelationGetNamespace(claims));
+
+	if (!OidIsValid(indexid) || !list_member_oid(RelationGetIndexList(claims), indexid))
+		elog(ERROR, "index taskevents.%s of taskevents.recurrence_spawned is missing", name);
+	return indexid;
+}
+
+/*
+ * An equality key on text column attnum of the claims, with the column's
+ * collation (a B-tree compares text under one).
+ */
+static void
+TextKey(ScanKey key, Relation claims, AttrNumber attnum, const char *value)
+{
+	ScanKeyEntryInitialize(key, 0, attnum, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(claims), attnum - 1)->attcollation,
+						   F_TEXTEQ, CStringGetTextDatum(value));
+}
+
+/*
+ * One read of the claims for the completed instance task_id of relid: has
+ * it produced its next instance already (complete, un-complete, complete)?
+ * And the claim that spawned it with due date due, which holds the series
+ * anchor (*anchor_null when there is none: the first instance of a series,
+ * or one whose due date the user moved).
+ *
+ * As a statement of a non-read-only SPI call would, it advances the command
+ * counter and takes a fresh snapshot: it must see the claim of a completion
+ * this one waited for (the row lock) and that committed.  Each lookup goes
+ * to the one index made for it (recurrence_spawned_pkey by task, the
+ * partial recurrence_spawned_next_idx by next instance), whatever a planner
+ * would have estimated for an empty table; sql/recurrence counts the rows
+ * read.
+ */
+static bool
+ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
+		   TimestampTz *anchor, bool *anchor_null)
+{
+	Relation	claims = OpenClaims(AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(claims);
+	Snapshot	snap;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		claimed;
+
+	CommandCounterIncrement();
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+
+	ScanKeyInit(&keys[0], Anum_task_table, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	TextKey(&keys[1], claims, Anum_task_id, task_id);
+	scan = systable_beginscan(claims, ClaimIndex(claims, "recurrence_spawned_pkey"),
+							  true, snap, 2, keys);
+	claimed = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+
+	*anchor_null = true;
+	if (!claimed && !due_null)
+	{
+		TextKey(&keys[0], claims, Anum_next_task_id, task_id);
+		scan = systable_beginscan(claims, ClaimIndex(claims, "recurrence_spawned_next_idx"),
+								  true, snap, 1, keys);
+		while (*anchor_null && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, Anum_task_table, desc, &isnull);
+
+			if (isnull || DatumGetObjectId(d) != relid)
+				continue;
+			d = heap_getattr(tup, Anum_next_due, desc, &isnull);
+			if (isnull || DatumGetTimestampTz(d) != due)
+				continue;
+			d = heap_getattr(tup, Anum_series_anchor, desc, anchor_null);
+			if (!*anchor_null)
+				*anchor = DatumGetTimestampTz(d);
+		}
+		systable_endscan(scan);
+	}
+
+	UnregisterSnapshot(snap);
+	table_close(claims, NoLock);
+	return claimed;
+}
+
+/*
+ * Write the claim: completed instance task_id of relid (relname) produced
+ * next_id, due at next_due in the series anchored at anchor.  Its index
+ * entries go through the executor (one index is partial) with the unique
+ * check of an INSERT: a conflicting claim of a transaction in progress is
+ * waited for.
+ *
+ * Every completion of this instance holds its row lock and found no claim
+ * in ReadClaims(), so a conflict means a second row with the same key (a
+ * table without a unique key) completed at the same time: the next
+ * instance just inserted would be one too many, and the transaction fails
+ * with a serialization failure, to be retried.
+ */
+static void
+WriteClaim(Oid relid, const char *relname, const char *task_id, const char *next_id,
+		   TimestampTz anchor, TimestampTz next_due)
+{
+	Relation	claims = OpenClaims(RowExclusiveLock);
+	Datum		values[CLAIM_NATTS];
+	bool		isnull[CLAIM_NATTS];
+	HeapTuple	tup;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	memset(isnull, 0, sizeof(isnull));
+	values[Anum_task_table - 1] = ObjectIdGetDatum(relid);
+	values[Anum_task_id - 1] = CStringGetTextDatum(task_id);
+	values[Anum_next_task_id - 1] = CStringGetTextDatum(next_id);
+	values[Anum_series_anchor - 1] = TimestampTzGetDatum(anchor);
+	values[Anum_next_due - 1] = TimestampTzGetDatum(next_due);
+	/* the column's default, now() */
+	values[Anum_spawned_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	tup = heap_form_tuple(RelationGetDescr(claims), values, isnull);
+	heap_insert(claims, tup, GetCurrentCommandId(true), 0, NULL);
+
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, claims, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(claims), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tup, slot, false);
+	PG_TRY();
+	{
+		ExecInsertIndexTuplesCompat(rri, slot, estate, false, false, NULL, NIL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* the transaction fails either way: only which error it reports */
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize the completion of a recurring task of \"%s\"",
+						relname),
+				 errdetail("Another transaction completed a task with the same key at the same time."),
+				 errhint("Retry the transaction.")));
+	}
+	PG_END_TRY();
+	ExecCloseIndices(rri);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
+	heap_freetuple(tup);
+	table_close(claims, NoLock);	/* the lock is kept until commit */
+}
+
+/*
  * The completed instance of a recurring task is trigdata's new row: insert
  * its next instance, once.
  */
@@ -419,15 +639,11 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	TimestampTz next_due = 0;
 	SpawnPlan  *entry;
 	bool		found;
-	Datum		args[5];
-	char		nulls[5];
 	Datum	   *values;
 	char	   *vnulls;
 	int			ret;
 	int			i;
 	char	   *next_id;
-	Datum		claimed;
-	bool		claimed_null;
 
 	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
 		return;
@@ -444,77 +660,8 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 			due = DatumGetTimestampTz(d);
 	}
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
-	/*
-	 * One read: has this instance produced its next one already (complete,
-	 * un-complete, complete)?  And the claim that spawned it, which holds the
-	 * series anchor.  Not read-only: a fresh snapshot sees the claim of a
-	 * completion this one waited for (its row lock) and that committed.
-	 *
-	 * The plan is generic and made once, and on an empty table the costs of
-	 * the two indexes tie.  So neither lookup can use both: the partial index
-	 * on next_task_id does not serve the one by task_id, and the one by
-	 * next_task_id does not name task_table (the primary key's first column;
-	 * the table is checked below).  A plan that took the wrong index read
-	 * every claim of the table on every completion.
-	 */
-	KeepOwnerPlan(&LookupPlan,
-				  "SELECT EXISTS (SELECT 1 FROM taskevents.recurrence_spawned c"
-				  "                WHERE c.task_table OPERATOR(pg_catalog.=) $1::pg_catalog.regclass"
-				  "                  AND c.task_id OPERATOR(pg_catalog.=) $2),"
-				  "       s.task_table, s.series_anchor"
-				  "  FROM (SELECT 1) one"
-				  "  LEFT JOIN taskevents.recurrence_spawned s"
-				  "    ON s.next_task_id OPERATOR(pg_catalog.=) $2"
-				  "   AND s.next_due OPERATOR(pg_catalog.=) $3",
-				  3, OIDS(OIDOID, TEXTOID, TIMESTAMPTZOID), true);
-
-	/*
-	 * The claim is written with the next instance's key, after its insert:
-	 * one row written once (a claim written first and linked by an UPDATE
-	 * wrote it twice, with both index entries).
-	 */
-	KeepOwnerPlan(&ClaimPlan,
-				  "INSERT INTO taskevents.recurrence_spawned"
-				  " (task_table, task_id, next_task_id, series_anchor, next_due)"
-				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5)"
-				  " ON CONFLICT DO NOTHING",
-				  5, OIDS(OIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID), false);
-
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = CStringGetTextDatum(task_id);
-	args[2] = TimestampTzGetDatum(due);
-	nulls[0] = nulls[1] = ' ';
-	nulls[2] = due_null ? 'n' : ' ';
-	ret = RunAs(TaskeventsOwner(), LookupPlan, args, nulls, false, 0);
-	if (ret != SPI_OK_SELECT || SPI_processed == 0)
-		elog(ERROR, "reading taskevents.recurrence_spawned failed: %s",
-			 SPI_result_code_string(ret));
-	claimed = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &claimed_null);
-	if (!claimed_null && DatumGetBool(claimed))
-	{
-		SPI_finish();
+	if (ReadClaims(relid, task_id, due, due_null, &anchor, &anchor_null))
 		return;
-	}
-
-	/*
-	 * The series anchor: the one this instance was spawned with, unless the
-	 * user has moved its due date since (a moved date starts a new series).
-	 */
-	for (uint64 r = 0; r < SPI_processed && anchor_null; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		bool		isnull;
-		Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-
-		if (isnull || DatumGetObjectId(t) != relid)
-			continue;
-		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &anchor_null);
-		if (!anchor_null)
-			anchor = DatumGetTimestampTz(t);
-	}
 
 	(void) NextOccurrence(kind, ScheduleTimeZone(NULL),
 						  due, due_null,
@@ -531,6 +678,9 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	 * context: the table's own triggers run with its owner's rights, never
 	 * with the extension owner's or the writer's.
 	 */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
 	entry = hash_search(SpawnPlans, &relid, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -569,29 +719,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 			 SPI_result_code_string(ret));
 	next_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-	/*
-	 * The claim.  Every completion of this instance holds its row lock and
-	 * found no claim above, so a conflict means a second row with the same
-	 * key (a table without a unique key) completed at the same time: the next
-	 * instance just inserted would be one too many.
-	 */
-	args[0] = ObjectIdGetDatum(relid);
-	args[1] = CStringGetTextDatum(task_id);
-	args[2] = CStringGetTextDatum(next_id);
-	args[3] = TimestampTzGetDatum(anchor);
-	args[4] = TimestampTzGetDatum(next_due);
-	nulls[0] = nulls[1] = nulls[2] = nulls[3] = nulls[4] = ' ';
-	ret = RunAs(TaskeventsOwner(), ClaimPlan, args, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "inserting into taskevents.recurrence_spawned failed: %s",
-			 SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize the completion of a recurring task of \"%s\"",
-						RelationGetRelationName(rel)),
-				 errdetail("Another transaction completed a task with the same key at the same time."),
-				 errhint("Retry the transaction.")));
-
+	/* the claim, written once, with the next instance's key */
+	WriteClaim(relid, RelationGetRelationName(rel), task_id, next_id, anchor, next_due);
 	SPI_finish();
 }

@@ -248,12 +248,13 @@ SELECT e.topic, e.event->>'type' AS type, e.event->>'subject' = t.todo_id::text 
  WHERE e.event->>'source' LIKE '%Todo Items'
  ORDER BY e.n;
 
--- The kept plans of a backend that starts while recurrence_spawned is
--- empty and vacuumed (its statistics say 0 rows, so the planner's costs
--- tie) stay lookups of one row: completing 100 recurring tasks reads about
--- one row of it each.  (A lookup by (task_table, task_id) once took the
--- index then on (task_table, next_task_id) with task_id as a filter and
--- read every row of the table each time: 5,050 rows here.)
+-- A backend that starts while recurrence_spawned is empty and vacuumed
+-- (its statistics say 0 rows) still reads about one row of it per
+-- completion: completing 100 recurring tasks reads fewer than 1,000.  (A
+-- kept plan made then once took the index on (task_table, next_task_id)
+-- for a lookup by (task_table, task_id), with task_id as a filter, and read
+-- every row of the table each time: 5,050 rows here.  The lookups are index
+-- scans in C now, each on its own index.)
 CREATE TABLE rec_scale (LIKE tasks_brief INCLUDING ALL);
 SELECT taskevents.attach('rec_scale');
 DELETE FROM taskevents.recurrence_spawned;

@@ -16,15 +16,11 @@ CREATE TABLE @extschema@.recurrence_spawned (
 );
 
 -- The claim that spawned an instance (its series anchor), by the
--- instance's key.  The lookups are kept generic plans, made once: one made
--- while the table was empty (the costs tie) took an index then on
--- (task_table, next_task_id) for a lookup by (task_table, task_id), with
--- task_id as a filter, and read every claim of the table on every
--- completion (sql/recurrence counts the rows read).  So no lookup can use
--- both indexes: this one is partial (a lookup by task_id does not imply its
--- predicate), and the lookup by next_task_id does not name task_table
--- (recurrence.c checks it).  Every claim has its next_task_id: it is
--- written after the next instance.
+-- instance's key.  recurrence.c reads the claims by index without SQL,
+-- each lookup by the index made for it (by task_id: the primary key; by
+-- next_task_id: this one, then it checks task_table and next_due), and
+-- sql/recurrence counts the rows read.  Partial: every claim written since
+-- 0.2.0 has its next_task_id (it is written after the next instance).
 CREATE INDEX recurrence_spawned_next_idx ON @extschema@.recurrence_spawned (next_task_id)
     WHERE next_task_id IS NOT NULL;
 
