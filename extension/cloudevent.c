@@ -288,25 +288,17 @@ GetEnvelope(int32 envelope_id)
 	return env;
 }
 
-/* ,"key":"escaped value" */
-static void
-AppendString(StringInfo buf, const char *key, const char *value)
-{
-	appendStringInfoChar(buf, ',');
-	EscapeJson(buf, key);
-	appendStringInfoChar(buf, ':');
-	EscapeJson(buf, value);
-}
-
-/* ,"key":<JSON text> */
-static void
-AppendJson(StringInfo buf, const char *key, const char *json)
-{
-	appendStringInfoChar(buf, ',');
-	EscapeJson(buf, key);
-	appendStringInfoChar(buf, ':');
-	appendStringInfoString(buf, json);
-}
+/*
+ * Append a string literal; the members below, with their literal keys
+ * (none of which needs escaping):
+ * ,"key":"escaped value" and ,"key":<JSON text>.
+ */
+#define AppendLiteral(buf, lit) \
+	appendBinaryStringInfo((buf), (lit), sizeof(lit) - 1)
+#define AppendString(buf, key, value) \
+	(AppendLiteral((buf), ",\"" key "\":"), EscapeJson((buf), (value)))
+#define AppendJson(buf, key, json) \
+	(AppendLiteral((buf), ",\"" key "\":"), appendStringInfoString((buf), (json)))
 
 /*
  * Format a UUID the way uuid_out does, into buf (37 bytes).
@@ -345,8 +337,10 @@ AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
 	FormatUuid(parts->id, idbuf);
 	JsonEncodeDateTime(timebuf, TimestampTzGetDatum(parts->time), TIMESTAMPTZOID, &utc);
 
-	appendStringInfoString(buf, "{\"specversion\":\"1.0\"");
-	AppendString(buf, "id", idbuf);
+	/* the id and the time are JSON strings as they are */
+	AppendLiteral(buf, "{\"specversion\":\"1.0\",\"id\":\"");
+	appendBinaryStringInfo(buf, idbuf, 36);
+	appendStringInfoCharMacro(buf, '"');
 	if (parts->source_json)
 		AppendJson(buf, "source", parts->source_json);
 	else
@@ -354,8 +348,9 @@ AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
 	AppendString(buf, "type", parts->type);
 	if (parts->subject)
 		AppendString(buf, "subject", parts->subject);
-	AppendString(buf, "time", timebuf);
-	AppendString(buf, "datacontenttype", "application/json");
+	AppendLiteral(buf, ",\"time\":\"");
+	appendStringInfoString(buf, timebuf);
+	AppendLiteral(buf, "\",\"datacontenttype\":\"application/json\"");
 	if (parts->partitionkey)
 		AppendString(buf, "partitionkey", parts->partitionkey);
 	AppendString(buf, "topic", parts->topic);
@@ -366,7 +361,7 @@ AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
 	if (parts->traceparent && parts->traceparent[0] != '\0')
 		AppendString(buf, "traceparent", parts->traceparent);
 
-	appendStringInfoString(buf, ",\"data\":");
+	AppendLiteral(buf, ",\"data\":");
 	if (parts->row_names)
 	{
 		if (!AppendRowObject(buf, parts->row_names, parts->row_ncolumns,

@@ -417,13 +417,60 @@ AppendDerivedColumns(StringInfo buf, char **escaped_names, int nnames, int col,
 	while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
 	{
 		if (col > 0)
-			appendStringInfoChar(buf, ',');
+			appendStringInfoCharMacro(buf, ',');
 		appendStringInfoString(buf, escaped_names[col]);
-		appendStringInfoChar(buf, ':');
+		appendStringInfoCharMacro(buf, ':');
 		AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
 		col++;
 	}
 	return col;
+}
+
+/*
+ * The end of the value that starts at values[from]: the index of the comma
+ * after it (outside strings, at nesting depth zero), or len; -1 when a
+ * string in it is not closed.  Strings are skipped with memchr(): they are
+ * most of the text.
+ */
+static int
+ValueEnd(const char *values, int from, int len)
+{
+	int			depth = 0;
+	int			i;
+
+	for (i = from; i < len; i++)
+	{
+		char		c = values[i];
+
+		if (c == '"')
+		{
+			for (;;)
+			{
+				const char *q = memchr(values + i + 1, '"', len - i - 1);
+				const char *bs;
+
+				if (q == NULL)
+					return -1;
+				bs = memchr(values + i + 1, '\\', q - (values + i + 1));
+				if (bs == NULL)
+				{
+					i = q - values; /* the closing quote */
+					break;
+				}
+				/* an escape: go on after the character it escapes */
+				i = bs - values + 1;
+				if (i >= len)
+					return -1;
+			}
+		}
+		else if (c == '[' || c == '{')
+			depth++;
+		else if (c == ']' || c == '}')
+			depth--;
+		else if (c == ',' && depth == 0)
+			return i;
+	}
+	return len;
 }
 
 /*
@@ -441,48 +488,26 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 				const DerivedValue *d1, const DerivedValue *d2)
 {
 	int			start = buf->len;
-	int			col = 0;
-	int			depth = 0;
-	bool		in_string = false;
+	int			col;
 	int			from = 0;
-	int			i;
 
-	appendStringInfoChar(buf, '{');
-	for (i = 0; i <= len && col < nnames; i++)
+	appendStringInfoCharMacro(buf, '{');
+	/* derived columns take no text from values */
+	col = AppendDerivedColumns(buf, escaped_names, nnames, 0, d1, d2);
+	while (col < nnames && from <= len)
 	{
-		char		c = i < len ? values[i] : ',';
+		int			end = ValueEnd(values, from, len);
 
-		/* derived columns take no text from values */
-		col = AppendDerivedColumns(buf, escaped_names, nnames, col, d1, d2);
-		if (col >= nnames)
+		if (end < 0)
 			break;
-		if (in_string)
-		{
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-			continue;
-		}
-		if (c == '"')
-			in_string = true;
-		else if (c == '[' || c == '{')
-			depth++;
-		else if (c == ']' || c == '}')
-			depth--;
-		else if (c == ',' && depth == 0)
-		{
-			if (col > 0)
-				appendStringInfoChar(buf, ',');
-			appendStringInfoString(buf, escaped_names[col]);
-			appendStringInfoChar(buf, ':');
-			appendBinaryStringInfo(buf, values + from, i - from);
-			col++;
-			from = i + 1;
-		}
+		if (col > 0)
+			appendStringInfoCharMacro(buf, ',');
+		appendStringInfoString(buf, escaped_names[col]);
+		appendStringInfoCharMacro(buf, ':');
+		appendBinaryStringInfo(buf, values + from, end - from);
+		from = end + 1;
+		col = AppendDerivedColumns(buf, escaped_names, nnames, col + 1, d1, d2);
 	}
-	/* derived columns after the last stored value */
-	col = AppendDerivedColumns(buf, escaped_names, nnames, col, d1, d2);
 	if (col != nnames || from < len)
 	{
 		buf->len = start;
