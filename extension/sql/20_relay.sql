@@ -268,9 +268,14 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- PostgreSQL with them, 0.95-1.1 s without; bench/relay/README.md).
 -- With a sort disabled, a plan that still needs one costs more than
 -- jit_above_cost, and JIT compiling it takes tens of milliseconds: jit off.
+-- The page query's generic plan is that same plan, but the plan cache
+-- went on making a custom plan for every page (its cost, with the values,
+-- came out lower): planning was 5 % of the backend's time in a drain
+-- (bench/relay/README.md), so the kept plan is forced generic.
 SET enable_bitmapscan = off
 SET enable_sort = off
 SET jit = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     p @extschema@.relay_ticks;
