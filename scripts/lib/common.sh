@@ -9,7 +9,9 @@ PGTE_ROOT=${PGTE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 # so every make below uses it); PG_BINDIR defaults to its bindir.
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PG_BINDIR=${PG_BINDIR:-$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}
-PGTE_PGPORT=${PGTE_PGPORT:-54329}
+# below the ephemeral port range (32768-60999), like every fixed port of the
+# tests: a client socket cannot be holding it
+PGTE_PGPORT=${PGTE_PGPORT:-25329}
 PGTE_PGSTATE=${PGTE_PGSTATE:-${TMPDIR:-/tmp}/pgte-pg-$PGTE_PGPORT}
 
 # Debian packages the build, tests and demo need.
