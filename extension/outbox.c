@@ -96,32 +96,11 @@ CurrentSlot(void)
 	return (int16) ((secs / taskevents_rotation_period) % 3);
 }
 
-/*
- * Refuse a partition whose layout is not the one this library writes: a
- * library of another version than the installed SQL (a new .so before
- * ALTER EXTENSION ... UPDATE) must refuse, not write datums of the wrong
- * type.
- */
-static void
-CheckLayout(Relation rel)
-{
-	static const Oid types[OUTBOX_NATTS] = {
-		XID8OID, INT8OID, TIMESTAMPTZOID, UUIDOID, INT4OID, INT2OID,
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID
-	};
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			i;
-	bool		ok = (desc->natts == OUTBOX_NATTS);
-
-	for (i = 0; ok && i < OUTBOX_NATTS; i++)
-		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
-			  !TupleDescAttr(desc, i)->attisdropped);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("taskevents.outbox does not have the layout this pg_taskevents library writes"),
-				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
-}
+/* The types of the outbox's columns, in order. */
+static const Oid OutboxTypes[OUTBOX_NATTS] = {
+	XID8OID, INT8OID, TIMESTAMPTZOID, UUIDOID, INT4OID, INT2OID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID
+};
 
 /*
  * Look up (and remember) the outbox partitions, their indexes and the
@@ -205,7 +184,7 @@ OpenPartition(int16 slot)
 		ResolveOutbox();
 		rel = table_open(part->relid, RowExclusiveLock);
 	}
-	CheckLayout(rel);
+	CheckTableLayout(rel, OutboxTypes, OUTBOX_NATTS, "taskevents.outbox");
 	indexes = RelationGetIndexList(rel);
 	if (part->index_info == NULL || !equal(indexes, part->indexes))
 		ResolveIndexes(part, rel);

@@ -416,11 +416,10 @@ BuildSpawnPlan(TableConfig *cfg, Relation rel, SpawnPlan *entry)
 
 /*
  * Open taskevents.recurrence_spawned (the claims) and check that it has the
- * layout this library reads and writes: a library of another version than
- * the installed SQL objects must refuse, not read or write datums of the
- * wrong type.  The claims are the extension's own table, read and written
- * here without SQL (no plan, no operator, no search_path) and without a
- * privilege check, like the outbox.
+ * layout this library reads and writes (CheckTableLayout()).  The claims
+ * are the extension's own table, read and written here without SQL (no
+ * plan, no operator, no search_path) and without a privilege check, like
+ * the outbox.
  */
 static Relation
 OpenClaims(LOCKMODE mode)
@@ -430,8 +429,6 @@ OpenClaims(LOCKMODE mode)
 	};
 	Oid			relid = get_relname_relid("recurrence_spawned", TaskeventsSchema());
 	Relation	rel;
-	TupleDesc	desc;
-	bool		ok;
 
 	if (!OidIsValid(relid))
 	{
@@ -442,16 +439,7 @@ OpenClaims(LOCKMODE mode)
 			elog(ERROR, "table taskevents.recurrence_spawned is missing");
 	}
 	rel = table_open(relid, mode);
-	desc = RelationGetDescr(rel);
-	ok = (desc->natts == CLAIM_NATTS);
-	for (int i = 0; ok && i < CLAIM_NATTS; i++)
-		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
-			  !TupleDescAttr(desc, i)->attisdropped);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("taskevents.recurrence_spawned does not have the layout this pg_taskevents library reads"),
-				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
+	CheckTableLayout(rel, types, CLAIM_NATTS, "taskevents.recurrence_spawned");
 	return rel;
 }
 

@@ -30,6 +30,7 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/rel.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/resowner.h"
@@ -119,6 +120,30 @@ DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
 	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
 	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
 											  elemtype, typlen, typbyval, typalign));
+}
+
+/*
+ * Refuse rel, a table of the extension that this library reads and writes
+ * without SQL (the outbox partitions, the recurrence claims), unless its
+ * columns are exactly types[0..natts-1]: a library of another version than
+ * the installed SQL objects (a new .so before ALTER EXTENSION ... UPDATE)
+ * must refuse, not read or write datums of the wrong type.  table names it
+ * in the error.
+ */
+void
+CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		ok = (desc->natts == natts);
+
+	for (int i = 0; ok && i < natts; i++)
+		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
+			  !TupleDescAttr(desc, i)->attisdropped);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s does not have the layout this pg_taskevents library writes", table),
+				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
 }
 
 /*
