@@ -270,3 +270,13 @@ SELECT pg_stat_force_next_flush();
 SELECT count(*) AS next_instances FROM rec_scale WHERE NOT completed;
 SELECT coalesce(idx_tup_fetch, 0) + coalesce(seq_tup_read, 0) - :reads_before < 1000 AS reads_bounded
   FROM pg_stat_user_tables WHERE relid = 'taskevents.recurrence_spawned'::regclass;
+
+-- A library that does not match the claims' layout (a new .so before
+-- ALTER EXTENSION UPDATE) refuses the completion of a recurring task
+-- instead of reading or writing a claim of another shape.
+BEGIN;
+ALTER TABLE taskevents.recurrence_spawned ADD COLUMN extra integer;
+INSERT INTO rec_scale (user_id, title, due_date, is_recurring, recurring_interval)
+VALUES ('layout', 'layout', '2096-01-01 09:00+00', true, 'daily');
+SELECT try($$UPDATE rec_scale SET completed = true WHERE user_id = 'layout'$$);
+ROLLBACK;
