@@ -536,16 +536,13 @@ ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
 
 /*
  * Write the claim: completed instance task_id of relid (relname) produced
- * next_id, due at next_due in the series anchored at anchor.  Its index
- * entries go through the executor (one index is partial) with the unique
- * check of an INSERT: a conflicting claim of a transaction in progress is
- * waited for.
+ * next_id, due at next_due in the series anchored at anchor.
  *
  * Every completion of this instance holds its row lock and found no claim
  * in ReadClaims(), so a conflict means a second row with the same key (a
  * table without a unique key) completed at the same time: the next
  * instance just inserted would be one too many, and the transaction fails
- * with a serialization failure, to be retried.
+ * with a serialization failure, to be retried (InsertOwnRow()).
  */
 static void
 WriteClaim(Oid relid, const char *relname, const char *task_id, const char *next_id,
@@ -555,10 +552,6 @@ WriteClaim(Oid relid, const char *relname, const char *task_id, const char *next
 	Datum		values[CLAIM_NATTS];
 	bool		isnull[CLAIM_NATTS];
 	HeapTuple	tup;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot *slot;
-	MemoryContext cxt = CurrentMemoryContext;
 
 	memset(isnull, 0, sizeof(isnull));
 	values[Anum_task_table - 1] = ObjectIdGetDatum(relid);
@@ -569,39 +562,9 @@ WriteClaim(Oid relid, const char *relname, const char *task_id, const char *next
 	/* the column's default, now() */
 	values[Anum_spawned_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	tup = heap_form_tuple(RelationGetDescr(claims), values, isnull);
-	heap_insert(claims, tup, GetCurrentCommandId(true), 0, NULL);
-
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, claims, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(claims), &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tup, slot, false);
-	PG_TRY();
-	{
-		ExecInsertIndexTuplesCompat(rri, slot, estate, false, false, NULL, NIL);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		/* the transaction fails either way: only which error it reports */
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-			PG_RE_THROW();
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize the completion of a recurring task of \"%s\"",
-						relname),
-				 errdetail("Another transaction completed a task with the same key at the same time."),
-				 errhint("Retry the transaction.")));
-	}
-	PG_END_TRY();
-	ExecCloseIndices(rri);
-	ExecDropSingleTupleTableSlot(slot);
-	FreeExecutorState(estate);
+	InsertOwnRow(claims, tup,
+				 psprintf("could not serialize the completion of a recurring task of \"%s\"", relname),
+				 "Another transaction completed a task with the same key at the same time.");
 	heap_freetuple(tup);
 	table_close(claims, NoLock);	/* the lock is kept until commit */
 }

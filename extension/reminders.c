@@ -17,32 +17,52 @@
  * Every reminder.* payload is built here, by ReminderData(), from the facts
  * of the reminder: the trigger path, the firing and schedule_reminders()
  * all use it.  The bookkeeping statements run as the extension owner
- * through RunAs (util.c).
+ * through RunAs (util.c); a task's first reminder is inserted without SQL
+ * (InsertFirstReminder()).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "taskevents.h"
 
 static SPIPlanPtr SchedulePlan = NULL;
 static SPIPlanPtr CancelPlan = NULL;
+
+/* The columns of taskevents.reminders (40_reminders.sql). */
+#define REMINDER_NATTS		11
+#define Anum_reminder_id	1
+#define Anum_task_table		2
+#define Anum_task_id		3
+#define Anum_user_id		4
+#define Anum_due_at			5
+#define Anum_remind_at		6
+#define Anum_state			7
+#define Anum_scheduled_at	8
+#define Anum_fired_at		9
+#define Anum_cancelled_at	10
+#define Anum_error_sqlstate 11
 
 /* the table whose reminder_sent_at fire_due_reminders() is setting, if any */
 static Oid	SettingReminderSentAt = InvalidOid;
@@ -240,6 +260,95 @@ ReminderLead(TableConfig *cfg)
 }
 
 /*
+ * Insert the first reminder of task v of relid, remind_at, without SQL, as
+ * the outbox and the recurrence claims are written: the reminder most
+ * tasks get, when they are inserted with a due date.  Only when the task
+ * has no row in taskevents.reminders at all, not even one that a
+ * transaction in progress wrote or deleted (a dirty snapshot): otherwise,
+ * and when the table is not the one this library knows (another version),
+ * it writes nothing and returns false, and the caller's upsert decides.
+ * The row is what that upsert would insert; f gets its facts.
+ *
+ * A transaction that inserts a reminder for the same task after the look
+ * (a table without a unique key, two rows with one key inserted at once)
+ * is waited for, and if it commits this one fails with 40001
+ * (InsertOwnRow()), where the upsert would have updated its row.
+ */
+static bool
+InsertFirstReminder(Oid relid, ReminderView *v, TimestampTz remind_at, ReminderFacts *f)
+{
+	static const Oid types[REMINDER_NATTS] = {
+		INT8OID, REGCLASSOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID
+	};
+	Oid			nsp = TaskeventsSchema();
+	Oid			reloid = get_relname_relid("reminders", nsp);
+	Oid			keyidx = get_relname_relid("reminders_task_key", nsp);
+	Oid			seq = get_relname_relid("reminders_reminder_id_seq", nsp);
+	Relation	rel;
+	TupleDesc	desc;
+	bool		ok;
+	SnapshotData dirty;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	Datum		values[REMINDER_NATTS];
+	bool		isnull[REMINDER_NATTS];
+	HeapTuple	tup;
+
+	if (!OidIsValid(reloid) || !OidIsValid(keyidx) || !OidIsValid(seq) ||
+		get_rel_relkind(seq) != RELKIND_SEQUENCE)
+		return false;
+	rel = table_open(reloid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	ok = (TableHasLayout(rel, types, REMINDER_NATTS) &&
+		  list_member_oid(RelationGetIndexList(rel), keyidx));
+	if (ok)
+	{
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&keys[0], Anum_task_table, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(relid));
+		ScanKeyEntryInitialize(&keys[1], 0, Anum_task_id, BTEqualStrategyNumber, InvalidOid,
+							   TupleDescAttr(desc, Anum_task_id - 1)->attcollation,
+							   F_TEXTEQ, CStringGetTextDatum(v->task_id));
+		scan = systable_beginscan(rel, keyidx, true, &dirty, 2, keys);
+		ok = !HeapTupleIsValid(systable_getnext(scan));
+		systable_endscan(scan);
+	}
+	if (!ok)
+	{
+		table_close(rel, NoLock);
+		return false;
+	}
+
+	memset(isnull, 0, sizeof(isnull));
+	values[Anum_reminder_id - 1] = Int64GetDatum(nextval_internal(seq, false));
+	values[Anum_task_table - 1] = ObjectIdGetDatum(relid);
+	values[Anum_task_id - 1] = CStringGetTextDatum(v->task_id);
+	values[Anum_user_id - 1] = CStringGetTextDatum(v->user_id);
+	values[Anum_due_at - 1] = TimestampTzGetDatum(v->due);
+	values[Anum_remind_at - 1] = TimestampTzGetDatum(remind_at);
+	values[Anum_state - 1] = CStringGetTextDatum("scheduled");
+	/* the column's default, now() */
+	values[Anum_scheduled_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	isnull[Anum_fired_at - 1] = isnull[Anum_cancelled_at - 1] = isnull[Anum_error_sqlstate - 1] = true;
+	tup = heap_form_tuple(desc, values, isnull);
+	InsertOwnRow(rel, tup,
+				 psprintf("could not serialize the reminder of task \"%s\" of \"%s\"",
+						  v->task_id, get_rel_name(relid)),
+				 "Another transaction scheduled a reminder for a task with the same key at the same time.");
+	heap_freetuple(tup);
+	table_close(rel, NoLock);	/* the lock is kept until commit */
+
+	memset(f, 0, sizeof(*f));
+	f->reminder_id = DatumGetInt64(values[Anum_reminder_id - 1]);
+	f->task_id = v->task_id;
+	f->user_id = v->user_id;
+	f->due_at = v->due;
+	f->remind_at = remind_at;
+	return true;
+}
+
+/*
  * Schedule (or move) the reminder of a task due at v->due in the future,
  * and write reminder.scheduled when anything changed.  Returns whether it
  * did.
@@ -257,6 +366,13 @@ ScheduleReminder(TableConfig *cfg, Oid relid, ReminderView *v, TimestampTz now)
 	wanted = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 													 TimestampTzGetDatum(v->due),
 													 IntervalPGetDatum(&lead)));
+
+	/* the task's first reminder: no upsert to plan and run */
+	if (InsertFirstReminder(relid, v, wanted > now ? wanted : now, &f))
+	{
+		EmitReminderEvent(cfg, "reminder.scheduled", &f, v->user_id);
+		return true;
+	}
 
 	/*
 	 * $5 is when the reminder fires (never before now), $6 when it should

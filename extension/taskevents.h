@@ -137,7 +137,9 @@ extern int64 SpiGetInt8(HeapTuple tup, TupleDesc desc, int col);
 extern TimestampTz SpiGetTimestamp(HeapTuple tup, TupleDesc desc, int col);
 extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
 extern void EscapeJson(StringInfo buf, const char *str);
+extern bool TableHasLayout(Relation rel, const Oid *types, int natts);
 extern void CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table);
+extern void InsertOwnRow(Relation rel, HeapTuple tup, const char *message, const char *detail);
 
 
 extern HTAB *CreateRelidCache(const char *name, Size entrysize, MemoryContext cxt);

@@ -21,8 +21,11 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_operator.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -123,6 +126,21 @@ DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
 }
 
 /*
+ * Are the columns of rel exactly types[0..natts-1]?
+ */
+bool
+TableHasLayout(Relation rel, const Oid *types, int natts)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		ok = (desc->natts == natts);
+
+	for (int i = 0; ok && i < natts; i++)
+		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
+			  !TupleDescAttr(desc, i)->attisdropped);
+	return ok;
+}
+
+/*
  * Refuse rel, a table of the extension that this library reads and writes
  * without SQL (the outbox partitions, the recurrence claims), unless its
  * columns are exactly types[0..natts-1]: a library of another version than
@@ -133,17 +151,62 @@ DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
 void
 CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
-	bool		ok = (desc->natts == natts);
-
-	for (int i = 0; ok && i < natts; i++)
-		ok = (TupleDescAttr(desc, i)->atttypid == types[i] &&
-			  !TupleDescAttr(desc, i)->attisdropped);
-	if (!ok)
+	if (!TableHasLayout(rel, types, natts))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("%s does not have the layout this pg_taskevents library writes", table),
 				 errhint("The installed library and the extension's SQL objects are from different versions; run ALTER EXTENSION pg_taskevents UPDATE.")));
+}
+
+/*
+ * Insert tup into rel, a table of the extension written without SQL (the
+ * recurrence claims, a task's first reminder), with the index entries an
+ * INSERT makes, through the executor so that partial indexes stay right,
+ * and its unique checks: a conflicting row of a transaction in progress is
+ * waited for.  If that row commits, the transaction fails with a
+ * serialization failure (40001, to be retried) saying message and detail.
+ * Returns the new row's tid in tup->t_self.
+ */
+void
+InsertOwnRow(Relation rel, HeapTuple tup, const char *message, const char *detail)
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
+
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tup, slot, false);
+	PG_TRY();
+	{
+		ExecInsertIndexTuplesCompat(rri, slot, estate, false, false, NULL, NIL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* the transaction fails either way: only which error it reports */
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg_internal("%s", message),
+				 errdetail_internal("%s", detail),
+				 errhint("Retry the transaction.")));
+	}
+	PG_END_TRY();
+	ExecCloseIndices(rri);
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
 }
 
 /*
