@@ -255,7 +255,7 @@ baseline_drain() {
 # record in structured mode (the CloudEvents Kafka binding's content-type),
 # so that kcat produces exactly the records the relay does.  "no headers":
 # key and value only, the peer of the runs before 3 Dec.  The header costs
-# kcat 9 % of its rate in the first run with both (370,000-378,000 against
+# kcat 10 % of its rate in the first run with both (370,000-378,000 against
 # 396,000-433,000 msg/s).
 # (With DRAIN_FLAGS in binary mode the relay's records carry ce_* headers
 # instead, and neither peer is the same records.)
