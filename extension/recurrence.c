@@ -457,19 +457,7 @@ ClaimIndex(Relation claims, const char *name)
 }
 
 /*
- * An equality key on text column attnum of the claims, with the column's
- * collation (a B-tree compares text under one).
- */
-static void
-TextKey(ScanKey key, Relation claims, AttrNumber attnum, const char *value)
-{
-	ScanKeyEntryInitialize(key, 0, attnum, BTEqualStrategyNumber, InvalidOid,
-						   TupleDescAttr(RelationGetDescr(claims), attnum - 1)->attcollation,
-						   F_TEXTEQ, CStringGetTextDatum(value));
-}
-
-/*
- * One read of the claims for the completed instance task_id of relid: has
+ * One read of claims (open) for the completed instance task_id of relid: has
  * it produced its next instance already (complete, un-complete, complete)?
  * And the claim that spawned it with due date due, which holds the series
  * anchor (*anchor_null when there is none: the first instance of a series,
@@ -484,10 +472,9 @@ TextKey(ScanKey key, Relation claims, AttrNumber attnum, const char *value)
  * read.
  */
 static bool
-ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
+ReadClaims(Relation claims, Oid relid, const char *task_id, TimestampTz due, bool due_null,
 		   TimestampTz *anchor, bool *anchor_null)
 {
-	Relation	claims = OpenClaims(AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(claims);
 	Snapshot	snap;
 	ScanKeyData keys[2];
@@ -500,7 +487,7 @@ ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
 
 	ScanKeyInit(&keys[0], Anum_task_table, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
-	TextKey(&keys[1], claims, Anum_task_id, task_id);
+	TextEqualKey(&keys[1], claims, Anum_task_id, task_id);
 	scan = systable_beginscan(claims, ClaimIndex(claims, "recurrence_spawned_pkey"),
 							  true, snap, 2, keys);
 	claimed = HeapTupleIsValid(systable_getnext(scan));
@@ -509,7 +496,7 @@ ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
 	*anchor_null = true;
 	if (!claimed && !due_null)
 	{
-		TextKey(&keys[0], claims, Anum_next_task_id, task_id);
+		TextEqualKey(&keys[0], claims, Anum_next_task_id, task_id);
 		scan = systable_beginscan(claims, ClaimIndex(claims, "recurrence_spawned_next_idx"),
 								  true, snap, 1, keys);
 		while (*anchor_null && HeapTupleIsValid(tup = systable_getnext(scan)))
@@ -530,13 +517,13 @@ ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
 	}
 
 	UnregisterSnapshot(snap);
-	table_close(claims, NoLock);
 	return claimed;
 }
 
 /*
- * Write the claim: completed instance task_id of relid (relname) produced
- * next_id, due at next_due in the series anchored at anchor.
+ * Write the claim into claims: completed instance task_id of relid
+ * (relname) produced next_id, due at next_due in the series anchored at
+ * anchor.
  *
  * Every completion of this instance holds its row lock and found no claim
  * in ReadClaims(), so a conflict means a second row with the same key (a
@@ -545,10 +532,9 @@ ReadClaims(Oid relid, const char *task_id, TimestampTz due, bool due_null,
  * with a serialization failure, to be retried (InsertOwnRow()).
  */
 static void
-WriteClaim(Oid relid, const char *relname, const char *task_id, const char *next_id,
-		   TimestampTz anchor, TimestampTz next_due)
+WriteClaim(Relation claims, Oid relid, const char *relname, const char *task_id,
+		   const char *next_id, TimestampTz anchor, TimestampTz next_due)
 {
-	Relation	claims = OpenClaims(RowExclusiveLock);
 	Datum		values[CLAIM_NATTS];
 	bool		isnull[CLAIM_NATTS];
 	HeapTuple	tup;
@@ -562,11 +548,9 @@ WriteClaim(Oid relid, const char *relname, const char *task_id, const char *next
 	/* the column's default, now() */
 	values[Anum_spawned_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	tup = heap_form_tuple(RelationGetDescr(claims), values, isnull);
-	InsertOwnRow(claims, tup,
-				 psprintf("could not serialize the completion of a recurring task of \"%s\"", relname),
+	InsertOwnRow(claims, tup, "the completion of a recurring task of", relname,
 				 "Another transaction completed a task with the same key at the same time.");
 	heap_freetuple(tup);
-	table_close(claims, NoLock);	/* the lock is kept until commit */
 }
 
 /*
@@ -595,6 +579,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	int			ret;
 	int			i;
 	char	   *next_id;
+	Relation	claims;
 
 	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
 		return;
@@ -611,8 +596,13 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 			due = DatumGetTimestampTz(d);
 	}
 
-	if (ReadClaims(relid, task_id, due, due_null, &anchor, &anchor_null))
+	/* read and then written (the lock is kept until commit, as by INSERT) */
+	claims = OpenClaims(RowExclusiveLock);
+	if (ReadClaims(claims, relid, task_id, due, due_null, &anchor, &anchor_null))
+	{
+		table_close(claims, NoLock);
 		return;
+	}
 
 	(void) NextOccurrence(kind, ScheduleTimeZone(NULL),
 						  due, due_null,
@@ -671,6 +661,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	next_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 	/* the claim, written once, with the next instance's key */
-	WriteClaim(relid, RelationGetRelationName(rel), task_id, next_id, anchor, next_due);
+	WriteClaim(claims, relid, RelationGetRelationName(rel), task_id, next_id, anchor, next_due);
+	table_close(claims, NoLock);
 	SPI_finish();
 }

@@ -307,9 +307,7 @@ InsertFirstReminder(Oid relid, ReminderView *v, TimestampTz remind_at, ReminderF
 		InitDirtySnapshot(dirty);
 		ScanKeyInit(&keys[0], Anum_task_table, BTEqualStrategyNumber, F_OIDEQ,
 					ObjectIdGetDatum(relid));
-		ScanKeyEntryInitialize(&keys[1], 0, Anum_task_id, BTEqualStrategyNumber, InvalidOid,
-							   TupleDescAttr(desc, Anum_task_id - 1)->attcollation,
-							   F_TEXTEQ, CStringGetTextDatum(v->task_id));
+		TextEqualKey(&keys[1], rel, Anum_task_id, v->task_id);
 		scan = systable_beginscan(rel, keyidx, true, &dirty, 2, keys);
 		ok = !HeapTupleIsValid(systable_getnext(scan));
 		systable_endscan(scan);
@@ -332,9 +330,7 @@ InsertFirstReminder(Oid relid, ReminderView *v, TimestampTz remind_at, ReminderF
 	values[Anum_scheduled_at - 1] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	isnull[Anum_fired_at - 1] = isnull[Anum_cancelled_at - 1] = isnull[Anum_error_sqlstate - 1] = true;
 	tup = heap_form_tuple(desc, values, isnull);
-	InsertOwnRow(rel, tup,
-				 psprintf("could not serialize the reminder of task \"%s\" of \"%s\"",
-						  v->task_id, get_rel_name(relid)),
+	InsertOwnRow(rel, tup, "the first reminder of task", v->task_id,
 				 "Another transaction scheduled a reminder for a task with the same key at the same time.");
 	heap_freetuple(tup);
 	table_close(rel, NoLock);	/* the lock is kept until commit */

@@ -35,6 +35,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "access/skey.h"
 #include "lib/stringinfo.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -139,7 +140,9 @@ extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
 extern void EscapeJson(StringInfo buf, const char *str);
 extern bool TableHasLayout(Relation rel, const Oid *types, int natts);
 extern void CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table);
-extern void InsertOwnRow(Relation rel, HeapTuple tup, const char *message, const char *detail);
+extern void InsertOwnRow(Relation rel, HeapTuple tup, const char *what, const char *name,
+						 const char *detail);
+extern void TextEqualKey(ScanKey key, Relation rel, AttrNumber attnum, const char *value);
 
 
 extern HTAB *CreateRelidCache(const char *name, Size entrysize, MemoryContext cxt);

@@ -23,6 +23,8 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
 #include "access/xact.h"
 #include "catalog/pg_operator.h"
 #include "executor/executor.h"
@@ -30,6 +32,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -126,6 +129,19 @@ DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype)
 }
 
 /*
+ * An equality key on text column attnum of rel, a table of the extension
+ * read by index without SQL, with the column's collation (a B-tree
+ * compares text under one).
+ */
+void
+TextEqualKey(ScanKey key, Relation rel, AttrNumber attnum, const char *value)
+{
+	ScanKeyEntryInitialize(key, 0, attnum, BTEqualStrategyNumber, InvalidOid,
+						   TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attcollation,
+						   F_TEXTEQ, CStringGetTextDatum(value));
+}
+
+/*
  * Are the columns of rel exactly types[0..natts-1]?
  */
 bool
@@ -164,11 +180,13 @@ CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table)
  * INSERT makes, through the executor so that partial indexes stay right,
  * and its unique checks: a conflicting row of a transaction in progress is
  * waited for.  If that row commits, the transaction fails with a
- * serialization failure (40001, to be retried) saying message and detail.
- * Returns the new row's tid in tup->t_self.
+ * serialization failure (40001, to be retried): "could not serialize
+ * <what> "<name>"", with detail.  (The message is made only then: this is
+ * on the write path.)  Returns the new row's tid in tup->t_self.
  */
 void
-InsertOwnRow(Relation rel, HeapTuple tup, const char *message, const char *detail)
+InsertOwnRow(Relation rel, HeapTuple tup, const char *what, const char *name,
+			 const char *detail)
 {
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -199,7 +217,7 @@ InsertOwnRow(Relation rel, HeapTuple tup, const char *message, const char *detai
 		FlushErrorState();
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg_internal("%s", message),
+				 errmsg("could not serialize %s \"%s\"", what, name),
 				 errdetail_internal("%s", detail),
 				 errhint("Retry the transaction.")));
 	}
