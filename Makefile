@@ -18,7 +18,8 @@ OBJS = \
 	extension/firing.o \
 	extension/removal.o \
 	extension/wakeup.o \
-	extension/previous.o
+	extension/previous.o \
+	extension/relaypage.o
 
 # The install script is concatenated from extension/sql/*.sql in name order,
 # so each concern keeps its own file (as pg_partman does).  The update

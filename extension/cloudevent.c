@@ -400,48 +400,50 @@ BuildCloudEvent(const CloudEventParts *parts)
 }
 
 /*
- * taskevents._event_json(event_id uuid, envelope integer, type text,
- *						  subject text, created_at timestamptz, topic text,
- *						  partition_key text, traceparent text, data text)
- *		RETURNS text
- *
- * The CloudEvent of an outbox row, exactly as consumers receive it: with
- * no envelope, data is the complete event already; otherwise the event is
- * rendered from the row's facts and its envelope.
+ * Render into buf the event of the outbox row whose nine columns are args
+ * (in _event_json()'s order: event_id, envelope, type, subject,
+ * created_at, topic, partition_key, traceparent, data; data not null);
+ * set *topic to its topic: the row's own or, when it stores '' (an event
+ * with an envelope), its envelope's.  With no envelope, data is the
+ * complete event already.
  */
-PG_FUNCTION_INFO_V1(event_json);
-Datum
-event_json(PG_FUNCTION_ARGS)
+void
+AppendOutboxEvent(StringInfo buf, const NullableDatum *args, const char **topic)
 {
 	CloudEventParts parts;
 	Envelope   *env;
-	text	   *data;
-	StringInfoData buf;
-	text	   *result;
+	text	   *data = DatumGetTextPP(args[8].value);
 
-	if (PG_ARGISNULL(8))
-		PG_RETURN_NULL();
-	data = PG_GETARG_TEXT_PP(8);
-	if (PG_ARGISNULL(1))
-		PG_RETURN_TEXT_P(data);
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(2) || PG_ARGISNULL(4) || PG_ARGISNULL(5))
+#define TEXT_ARG(i) text_to_cstring(DatumGetTextPP(args[i].value))
+	if (args[1].isnull)
+	{
+		if (args[5].isnull || VARSIZE_ANY_EXHDR(DatumGetTextPP(args[5].value)) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("an outbox row without an envelope has an empty topic")));
+		*topic = TEXT_ARG(5);
+		appendBinaryStringInfo(buf, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+		return;
+	}
+	if (args[0].isnull || args[2].isnull || args[4].isnull || args[5].isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event id, type, time and topic of an outbox row must not be null")));
 
-	env = GetEnvelope(PG_GETARG_INT32(1));
+	env = GetEnvelope(DatumGetInt32(args[1].value));
 	memset(&parts, 0, sizeof(parts));
-	parts.id = PG_GETARG_UUID_P(0);
+	parts.id = DatumGetUUIDP(args[0].value);
 	parts.source_json = env->source_json;
 	parts.pubsubname_json = env->pubsubname_json;
-	parts.type = psprintf("%s%s", env->type_prefix, text_to_cstring(PG_GETARG_TEXT_PP(2)));
-	parts.subject = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	parts.time = PG_GETARG_TIMESTAMPTZ(4);
-	parts.topic = text_to_cstring(PG_GETARG_TEXT_PP(5));
+	parts.type = psprintf("%s%s", env->type_prefix, TEXT_ARG(2));
+	parts.subject = args[3].isnull ? NULL : TEXT_ARG(3);
+	parts.time = DatumGetTimestampTz(args[4].value);
+	parts.topic = TEXT_ARG(5);
 	if (parts.topic[0] == '\0')
 		parts.topic = env->topic;
-	parts.partitionkey = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
-	parts.traceparent = PG_ARGISNULL(7) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(7));
+	parts.partitionkey = args[6].isnull ? NULL : TEXT_ARG(6);
+	parts.traceparent = args[7].isnull ? NULL : TEXT_ARG(7);
+#undef TEXT_ARG
 	parts.data_text = VARDATA_ANY(data);
 	parts.data_len = VARSIZE_ANY_EXHDR(data);
 	if (env->column_json)
@@ -455,10 +457,35 @@ event_json(PG_FUNCTION_ARGS)
 		parts.row_key.kind = env->key_json;
 		parts.row_key.text = parts.partitionkey;
 	}
+	AppendCloudEvent(buf, &parts);
+	*topic = parts.topic;
+}
 
+/*
+ * taskevents._event_json(event_id uuid, envelope integer, type text,
+ *						  subject text, created_at timestamptz, topic text,
+ *						  partition_key text, traceparent text, data text)
+ *		RETURNS text
+ *
+ * The CloudEvent of an outbox row, exactly as consumers receive it: with
+ * no envelope, data is the complete event already; otherwise the event is
+ * rendered from the row's facts and its envelope.
+ */
+PG_FUNCTION_INFO_V1(event_json);
+Datum
+event_json(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+	text	   *result;
+	const char *topic;
+
+	if (PG_ARGISNULL(8))
+		PG_RETURN_NULL();
+	if (PG_ARGISNULL(1))
+		PG_RETURN_TEXT_P(PG_GETARG_TEXT_PP(8));
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, "    ", VARHDRSZ);
-	AppendCloudEvent(&buf, &parts);
+	AppendOutboxEvent(&buf, fcinfo->args, &topic);
 	result = (text *) buf.data;
 	SET_VARSIZE(result, buf.len);
 	PG_RETURN_TEXT_P(result);

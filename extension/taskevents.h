@@ -214,6 +214,8 @@ typedef struct CloudEventParts
 } CloudEventParts;
 
 extern text *BuildCloudEvent(const CloudEventParts *parts);
+extern void AppendOutboxEvent(StringInfo buf, const NullableDatum *args,
+							  const char **topic);
 extern void GenerateUuidV7(pg_uuid_t *uuid);
 extern void ValidateTopicName(const char *topic);
 extern void InitEnvelopeCache(void);

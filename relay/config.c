@@ -56,7 +56,7 @@ static const option_def options[] = {
 	{"consumer", 0, "TASKEVENTS_CONSUMER", OPT_STRING, OFF(consumer), "default", 0, 0, false, false, "NAME",
 	"Relay consumer name; relays with the same name share one lease (one active, others standby)."},
 	{"batch-size", 0, "TASKEVENTS_BATCH_SIZE", OPT_INT, OFF(batch_size), "1000", 1, 100000, false, false, "N",
-	"Outbox rows read per relay_fetch() page."},
+	"Outbox rows read per relay_fetch_page() call."},
 	{"max-inflight", 0, "TASKEVENTS_MAX_INFLIGHT", OPT_INT, OFF(max_inflight), "20000", 2, 10000000, false, false, "N",
 	"Most events held in memory (fetched, not yet acknowledged); fetching pauses when full."},
 	{"poll-interval-ms", 0, "TASKEVENTS_POLL_INTERVAL_MS", OPT_INT, OFF(poll_interval_ms), "5", 1, 60000, true, false, "MS",

@@ -53,8 +53,7 @@ typedef struct statement
 /*
  * Parameters of the taskevents functions take their types from the
  * function's signature; casts, operators and functions are qualified.
- * (The fetch's date_part(), a float8, instead of EXTRACT, which computes a
- * numeric that the cast would print and parse again for every row.)
+ * The fetch's page is one binary value (page_rows() reads it).
  */
 static const statement statements[] = {
 	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, "
@@ -63,8 +62,7 @@ static const statement statements[] = {
 	{"position", "SELECT tick_id, cursor_id, batch_done FROM taskevents.relay_position($1)"},
 	{"last_tick", "SELECT taskevents.relay_last_tick($1)"},
 	{"tick", "SELECT taskevents.relay_tick($1, $2)"},
-	{"fetch", "SELECT id, topic, partition_key, event, pg_catalog.date_part('epoch', created_at) "
-	"FROM taskevents.relay_fetch($1, $2, $3, $4)"},
+	{"fetch", "SELECT taskevents.relay_fetch_page($1, $2, $3, $4)"},
 	{"ack", "SELECT taskevents.relay_ack($1, $2, $3, $4, $5)"},
 	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, "
 	"pg_catalog.to_timestamp($10::pg_catalog.float8))"},
@@ -168,7 +166,7 @@ db_connect(const char *conninfo)
 }
 
 /*
- * One relay_fetch() may be sent ahead (db_prefetch) so that PostgreSQL
+ * One relay_fetch_page() may be sent ahead (db_prefetch) so that PostgreSQL
  * reads the next page while the relay hands the current one to Kafka.  Any
  * other call first collects its result into pf_res, where db_fetch() finds
  * it when asked for the same page.
@@ -219,9 +217,13 @@ failed(PGresult *res)
 	return fenced ? DB_FENCED : DB_FAILED;
 }
 
-/* Run a prepared statement; on success *out holds the result. */
+/*
+ * Run a prepared statement, its result in text (format 0) or binary (1);
+ * on success *out holds the result.
+ */
 static db_result
-run(const char *name, int nparams, const char *const *params, PGresult **out)
+run_format(const char *name, int nparams, const char *const *params, int format,
+		   PGresult **out)
 {
 	PGresult   *res;
 	ExecStatusType st;
@@ -236,7 +238,7 @@ run(const char *name, int nparams, const char *const *params, PGresult **out)
 	prefetch_collect();
 	started = mono_us();
 	atomic_fetch_add(&metrics.db_calls, 1);
-	res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0);
+	res = PQexecPrepared(conn, name, nparams, params, NULL, NULL, format);
 	st = PQresultStatus(res);
 	started = mono_us() - started;
 	wait_us += started;
@@ -250,10 +252,10 @@ run(const char *name, int nparams, const char *const *params, PGresult **out)
 	return failed(res);
 }
 
-static int64_t
-getint(PGresult *res, int row, int col)
+static db_result
+run(const char *name, int nparams, const char *const *params, PGresult **out)
 {
-	return strtoll(PQgetvalue(res, row, col), NULL, 10);
+	return run_format(name, nparams, params, 0, out);
 }
 
 /*
@@ -353,12 +355,96 @@ db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit)
 	snprintf(t, sizeof(t), "%lld", (long long) tick);
 	snprintf(a, sizeof(a), "%lld", (long long) after);
 	snprintf(l, sizeof(l), "%d", limit);
-	if (!PQsendQueryPrepared(conn, "fetch", 4, p, NULL, NULL, 0))
+	if (!PQsendQueryPrepared(conn, "fetch", 4, p, NULL, NULL, 1))
 		return;
 	pf_sent = true;
 	pf_tick = tick;
 	pf_after = after;
 	pf_limit = limit;
+}
+
+/* Read a big-endian integer of the page. */
+static uint64_t
+take_u64(const unsigned char *p)
+{
+	uint64_t	v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static uint32_t
+take_u32(const unsigned char *p)
+{
+	return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16) | ((uint32_t) p[2] << 8) | p[3];
+}
+
+/*
+ * A counted string of the page at *p (before end): its length word, its
+ * bytes and its NUL.  Sets *s (NULL for the length -1 when nullable) and
+ * *len; false when it is malformed.
+ */
+static bool
+take_string(const unsigned char **p, const unsigned char *end, bool nullable,
+			const char **s, size_t *len)
+{
+	uint32_t	n;
+
+	if (end - *p < 4)
+		return false;
+	n = take_u32(*p);
+	*p += 4;
+	if (n == UINT32_MAX && nullable)
+	{
+		*s = NULL;
+		*len = 0;
+		return true;
+	}
+	if ((uint64_t) (end - *p) < (uint64_t) n + 1 || (*p)[n] != '\0')
+		return false;
+	*s = (const char *) *p;
+	*len = n;
+	*p += n + 1;
+	return true;
+}
+
+/* PostgreSQL's epoch (2000-01-01) in Unix seconds */
+#define PG_EPOCH_UNIX 946684800.0
+
+/*
+ * The rows of a page from relay_fetch_page() (its layout: extension/
+ * relaypage.c): count them, and fill rows when it is not NULL; the
+ * strings stay where they are in res.  -1 when the page is malformed.
+ */
+static int
+page_rows(PGresult *res, db_row *rows)
+{
+	const unsigned char *p = (const unsigned char *) PQgetvalue(res, 0, 0);
+	const unsigned char *end = p + PQgetlength(res, 0, 0);
+	int			n = 0;
+
+	if (PQgetisnull(res, 0, 0) || PQfformat(res, 0) != 1)
+		return -1;
+	while (p < end)
+	{
+		db_row		row;
+		size_t		len;
+
+		if (end - p < 16)
+			return -1;
+		row.id = (int64_t) take_u64(p);
+		row.created_at = (double) (int64_t) take_u64(p + 8) / 1000000.0 + PG_EPOCH_UNIX;
+		p += 16;
+		if (!take_string(&p, end, false, &row.topic, &len) ||
+			!take_string(&p, end, true, &row.key, &len) ||
+			!take_string(&p, end, false, &row.event, &row.event_len))
+			return -1;
+		if (rows)
+			rows[n] = row;
+		n++;
+	}
+	return n;
 }
 
 /*
@@ -402,11 +488,17 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 		snprintf(t, sizeof(t), "%lld", (long long) tick);
 		snprintf(a, sizeof(a), "%lld", (long long) after);
 		snprintf(l, sizeof(l), "%d", limit);
-		r = run("fetch", 4, p, &res);
+		r = run_format("fetch", 4, p, 1, &res);
 		if (r != DB_OK)
 			return r;
 	}
-	n = PQntuples(res);
+	n = PQntuples(res) == 1 && PQnfields(res) == 1 ? page_rows(res, NULL) : -1;
+	if (n < 0)
+	{
+		snprintf(last_error, sizeof(last_error), "relay_fetch_page() returned a malformed page");
+		PQclear(res);
+		return DB_FAILED;
+	}
 	if (n == 0)
 	{
 		PQclear(res);
@@ -415,17 +507,7 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 	pg = malloc(offsetof(db_page, rows) + n * sizeof(db_row));
 	pg->res = res;
 	pg->refs = n;
-	for (int i = 0; i < n; i++)
-	{
-		db_row	   *row = &pg->rows[i];
-
-		row->id = getint(res, i, 0);
-		row->topic = PQgetvalue(res, i, 1);
-		row->key = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
-		row->event = PQgetvalue(res, i, 3);
-		row->event_len = PQgetlength(res, i, 3);
-		row->created_at = strtod(PQgetvalue(res, i, 4), NULL);
-	}
+	(void) page_rows(res, pg->rows);
 	*page = pg;
 	*rows = pg->rows;
 	*nrows = n;

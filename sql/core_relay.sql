@@ -28,6 +28,16 @@ SELECT bool_and(id > 0) AND count(*) = 2 AS first_page_of_two
 SELECT max(id) AS last FROM taskevents.outbox \gset
 SELECT count(*) AS after_last FROM taskevents.relay_fetch('rp', 1, :last, 100);
 SELECT try($$SELECT * FROM taskevents.relay_fetch('rp', 99, 0, 10)$$);
+-- the relay's page (relay_fetch_page(), one bytea) holds exactly the
+-- events consumers get; relay_fetch() reads it back
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox)
+       AND bool_and(f.event = e.event::text AND f.topic = e.topic
+                    AND f.partition_key IS NOT DISTINCT FROM e.partition_key
+                    AND f.created_at = e.created_at) AS page_is_the_events
+  FROM taskevents.relay_fetch('rp', 1, 0, 1000000) f JOIN taskevents.outbox_events e USING (id);
+SELECT length(taskevents.relay_fetch_page('rp', 1, :last, 100)) AS empty_page_bytes;
+-- a page cut short is refused, not read past its end
+SELECT try($$SELECT * FROM taskevents._relay_page_rows(substr(taskevents.relay_fetch_page('rp', 1, 0, 2), 1, 30))$$);
 
 -- ack half way: pending shrinks by exactly the acked prefix
 SELECT id AS mid FROM taskevents.outbox ORDER BY id OFFSET 2 LIMIT 1 \gset

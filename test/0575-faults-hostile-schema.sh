@@ -64,7 +64,8 @@ for sql in "SELECT * FROM taskevents.outbox" "INSERT INTO taskevents.outbox (slo
            "UPDATE taskevents.outbox SET topic = 'x'" "DELETE FROM taskevents.outbox" "TRUNCATE taskevents.outbox_0" \
            "SELECT * FROM taskevents.outbox_0" "SELECT * FROM taskevents.pending_events" "SELECT * FROM taskevents.dead_letters" \
            "SELECT * FROM taskevents.relay_consumers" "UPDATE taskevents.relay_consumers SET epoch = 99" \
-           "SELECT * FROM taskevents.relay_fetch('default', 1, 0, 10)" "SELECT taskevents.relay_ack('default', 1, 1, 1, true)" \
+           "SELECT * FROM taskevents.relay_fetch('default', 1, 0, 10)" "SELECT taskevents.relay_fetch_page('default', 1, 0, 10)" \
+           "SELECT taskevents.relay_ack('default', 1, 1, 1, true)" \
            "SELECT taskevents.maintain()" "SELECT taskevents.replay_dead_letter(1)" "SELECT taskevents.relay_lease('default', 'x', 0, '1 s')" \
            "SELECT nextval('taskevents.outbox_id_seq')" "SELECT setval('taskevents.outbox_id_seq', 1)" \
            "CREATE TABLE taskevents.mine (i int)" "CREATE FUNCTION taskevents._current_slot() RETURNS smallint LANGUAGE sql AS 'SELECT 0::smallint'" \

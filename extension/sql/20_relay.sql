@@ -256,11 +256,16 @@ AS $$
      WHERE t.consumer = relay_last_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
 $$;
 
--- The next page of batch tick_id: events with id > after_id, in id order.
-CREATE FUNCTION @extschema@.relay_fetch(consumer text, tick_id bigint, after_id bigint,
-                                        lim integer DEFAULT 1000)
+-- The rows of a page of relay_fetch_page() (extension/relaypage.c).
+CREATE FUNCTION @extschema@._relay_page_rows(page bytea)
 RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at timestamptz)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE C STRICT IMMUTABLE
+AS 'MODULE_PATHNAME', 'relay_page_rows';
+
+-- The next page of batch tick_id: events with id > after_id, in id order,
+-- as one bytea (the relay's call; relay_fetch() gives the same rows).  In
+-- C (extension/relaypage.c): the page query's rows are rendered straight
+-- into the page, with no tuplestore and no message per row.
 -- A page is the next lim rows by id: read in id order from the indexes and
 -- stop (Merge Append, Limit).  A bitmap scan followed by a sort reads
 -- every remaining row of the batch for every page, so a large batch drained
@@ -272,56 +277,26 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- went on making a custom plan for every page (its cost, with the values,
 -- came out lower): planning was 5 % of the backend's time in a drain
 -- (bench/relay/README.md), so the kept plan is forced generic.
+CREATE FUNCTION @extschema@.relay_fetch_page(consumer text, tick_id bigint, after_id bigint,
+                                             lim integer DEFAULT 1000)
+RETURNS bytea
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off
 SET enable_sort = off
 SET jit = off
 SET plan_cache_mode = force_generic_plan
+AS 'MODULE_PATHNAME', 'relay_fetch_page';
+
+-- The next page of batch tick_id as rows: relay_fetch_page()'s, read back.
+CREATE FUNCTION @extschema@.relay_fetch(consumer text, tick_id bigint, after_id bigint,
+                                        lim integer DEFAULT 1000)
+RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at timestamptz)
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    p @extschema@.relay_ticks;
-    c @extschema@.relay_ticks;
-BEGIN
-    SELECT * INTO p FROM @extschema@.relay_ticks t
-     WHERE t.consumer = relay_fetch.consumer AND t.tick_id = relay_fetch.tick_id - 1;
-    SELECT * INTO c FROM @extschema@.relay_ticks t
-     WHERE t.consumer = relay_fetch.consumer AND t.tick_id = relay_fetch.tick_id;
-    IF p.tick_id IS NULL OR c.tick_id IS NULL THEN
-        RAISE EXCEPTION 'batch % of consumer "%" does not exist', tick_id, consumer
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- No transaction in progress at the previous tick has committed since
-    -- (the common case): the one branch of the batch query, as a static
-    -- statement whose plan is kept.  Its generic plan is the same Merge
-    -- Append of index scans in id order (ORDER BY ... LIMIT; no sort, no
-    -- bitmap scan), so it needs no new plan for each page.
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_snapshot_xip(p.snapshot) u
-                    WHERE pg_catalog.pg_visible_in_snapshot(u, c.snapshot)) THEN
-        RETURN QUERY
-            SELECT o.id, @extschema@._event_topic(o.envelope, o.topic), o.partition_key,
-                   @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at,
-                                           o.topic, o.partition_key, o.traceparent, o.data),
-                   o.created_at
-              FROM @extschema@.outbox o
-             WHERE o.id OPERATOR(pg_catalog.>) GREATEST(p.last_id, coalesce(relay_fetch.after_id, 0))
-               AND o.txid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax(p.snapshot)
-               AND pg_catalog.pg_visible_in_snapshot(o.txid, c.snapshot)
-             ORDER BY o.id LIMIT coalesce(relay_fetch.lim, 1000);
-        RETURN;
-    END IF;
-    -- The batch query itself, not a set-returning function of it: one
-    -- materialisation less for every page (about 40 % of the server's time
-    -- per page).
-    -- The CloudEvents are rendered from the facts of the page's rows only,
-    -- after the branches are merged and cut to lim.
-    RETURN QUERY EXECUTE
-        'SELECT x.id, @extschema@._event_topic(x.envelope, x.topic), x.partition_key,
-                @extschema@._event_json(x.event_id, x.envelope, x.type, x.subject, x.created_at,
-                                        x.topic, x.partition_key, x.traceparent, x.data),
-                x.created_at
-           FROM (' || @extschema@._batch_query(p.snapshot, c.snapshot, 'o.*') || ') x ORDER BY x.id'
-        USING p.last_id, coalesce(after_id, 0), c.snapshot, pg_catalog.pg_snapshot_xmax(p.snapshot),
-              coalesce(lim, 1000);
-END;
+    SELECT r.id, r.topic, r.partition_key, r.event, r.created_at
+      FROM @extschema@._relay_page_rows(
+               @extschema@.relay_fetch_page(relay_fetch.consumer, relay_fetch.tick_id,
+                                            relay_fetch.after_id, relay_fetch.lim)) r;
 $$;
 
 -- Where the consumer stands: batches before tick_id are resolved, and in
@@ -669,6 +644,7 @@ BEGIN
         '@extschema@.relay_tick(text, bigint)',
         '@extschema@.relay_last_tick(text)',
         '@extschema@.relay_fetch(text, bigint, bigint, integer)',
+        '@extschema@.relay_fetch_page(text, bigint, bigint, integer)',
         '@extschema@.relay_position(text)',
         '@extschema@.relay_ack(text, bigint, bigint, bigint, boolean)',
         '@extschema@.relay_dead_letter(text, bigint, bigint, text, text, text, text, text, integer, timestamptz)',

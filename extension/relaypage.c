@@ -1,0 +1,448 @@
+/*-------------------------------------------------------------------------
+ *
+ * relaypage.c
+ *	  A page of the relay's batch as one bytea: relay_fetch_page(), and its
+ *	  reader taskevents._relay_page_rows().
+ *
+ * relay_fetch() returned a page as rows: PL/pgSQL's RETURN QUERY copied
+ * every rendered event into a tuplestore before it was sent, and each row
+ * went out as its own message of five text columns (bench/relay/README.md:
+ * the tuplestore alone was 18 % of the backend's time in a drain).
+ * relay_fetch_page() runs the page query with a receiver that renders each
+ * row's event straight into the page, and the page goes out as one binary
+ * value.  Its layout, every integer in network byte order, is a sequence
+ * of records:
+ *
+ *		int64	id
+ *		int64	created_at (a TimestampTz: microseconds since 2000-01-01 UTC)
+ *		uint32	length of topic, then topic and a NUL
+ *		int32	length of partition_key (-1: NULL), then it and a NUL
+ *		uint32	length of the event, then the event and a NUL
+ *
+ * The NULs let a reader use the strings where they lie (relay/db.c does).
+ * Rows come in ascending id order (the page query's ORDER BY); a row out
+ * of order is an error, not a silently reordered page.
+ *
+ * The queries are those relay_fetch() ran in PL/pgSQL, prepared and run as
+ * the extension's owner with search_path pinned (util.c's role context);
+ * every operator and function in them is qualified.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "nodes/params.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "taskevents.h"
+
+/*
+ * The page is built in one buffer kept for the backend's life: a page of
+ * a thousand events is over half a megabyte, and a buffer grown from
+ * nothing for every page cost the backend a page fault for every 4 kB of
+ * it, again and again.  PageBufBusy guards it against a second page built
+ * at the same time (none is, but nothing depends on that).
+ */
+static StringInfo PageBuf = NULL;
+static bool PageBufBusy = false;
+
+static SPIPlanPtr TicksPlan = NULL;
+static SPIPlanPtr PagePlan = NULL;
+
+/* the page query's columns: id, then _event_json()'s nine arguments */
+#define PAGE_COLUMNS \
+	"x.id, x.event_id, x.envelope, x.type, x.subject, x.created_at," \
+	" x.topic, x.partition_key, x.traceparent, x.data"
+#define PAGE_NCOLUMNS 10
+
+typedef struct PageReceiver
+{
+	DestReceiver pub;
+	StringInfo	buf;
+	MemoryContext rowcxt;		/* reset after every row */
+	int64		last_id;
+	int64		rows;
+} PageReceiver;
+
+static inline void
+AppendUint64(StringInfo buf, uint64 v)
+{
+	v = pg_hton64(v);
+	appendBinaryStringInfo(buf, (char *) &v, sizeof(v));
+}
+
+/* Add one row of the page query to the page. */
+static bool
+PageReceive(TupleTableSlot *slot, DestReceiver *self)
+{
+	PageReceiver *r = (PageReceiver *) self;
+	StringInfo	buf = r->buf;
+	NullableDatum args[PAGE_NCOLUMNS - 1];
+	MemoryContext old;
+	const char *topic;
+	int64		id;
+	int			at;
+
+	slot_getallattrs(slot);
+	if (slot->tts_nvalid < PAGE_NCOLUMNS)
+		elog(ERROR, "relay page query returned %d columns", slot->tts_nvalid);
+	if (slot->tts_isnull[0] || slot->tts_isnull[5] || slot->tts_isnull[9])
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("id, time and data of an outbox row must not be null")));
+	id = DatumGetInt64(slot->tts_values[0]);
+	if (r->rows > 0 && id <= r->last_id)
+		elog(ERROR, "relay page rows out of id order: %lld after %lld",
+			 (long long) id, (long long) r->last_id);
+	r->last_id = id;
+	r->rows++;
+	for (int i = 0; i < PAGE_NCOLUMNS - 1; i++)
+	{
+		args[i].value = slot->tts_values[i + 1];
+		args[i].isnull = slot->tts_isnull[i + 1];
+	}
+
+	AppendUint64(buf, (uint64) id);
+	AppendUint64(buf, (uint64) DatumGetTimestampTz(args[4].value));
+
+	/*
+	 * The event is rendered first, into its place after the topic and the
+	 * key, which are only known then: render, then move the event up past the
+	 * topic's and the key's room (one memmove of the event per row).
+	 */
+	old = MemoryContextSwitchTo(r->rowcxt);
+	at = buf->len;
+	AppendOutboxEvent(buf, args, &topic);
+	{
+		int			evlen = buf->len - at;
+		int			toplen = strlen(topic);
+		text	   *key = args[6].isnull ? NULL : DatumGetTextPP(args[6].value);
+		int			keylen = key ? VARSIZE_ANY_EXHDR(key) : 0;
+		int			head = 4 + toplen + 1 + 4 + (key ? keylen + 1 : 0) + 4;
+		char	   *p;
+		uint32		w;
+
+		enlargeStringInfo(buf, head + 1);
+		p = buf->data + at;
+		memmove(p + head, p, evlen);
+		w = pg_hton32((uint32) toplen);
+		memcpy(p, &w, 4);
+		memcpy(p + 4, topic, toplen);
+		p[4 + toplen] = '\0';
+		p += 4 + toplen + 1;
+		w = pg_hton32(key ? (uint32) keylen : (uint32) -1);
+		memcpy(p, &w, 4);
+		p += 4;
+		if (key)
+		{
+			memcpy(p, VARDATA_ANY(key), keylen);
+			p[keylen] = '\0';
+			p += keylen + 1;
+		}
+		w = pg_hton32((uint32) evlen);
+		memcpy(p, &w, 4);
+		buf->len += head;
+		appendStringInfoCharMacro(buf, '\0');
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(r->rowcxt);
+	return true;
+}
+
+static void
+PageStartup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+PageShutdown(DestReceiver *self)
+{
+}
+
+static void
+PageDestroy(DestReceiver *self)
+{
+}
+
+/* Run plan (or, with plan NULL, sql) as the extension's owner into r. */
+static void
+RunPageQuery(SPIPlanPtr plan, const char *sql, Datum *values, PageReceiver *r)
+{
+	static Oid	types[5] = {INT8OID, INT8OID, PG_SNAPSHOTOID, XID8OID, INT4OID};
+	ParamListInfo params = makeParamList(5);
+	SPIExecuteOptions opts;
+	RoleContext ctx;
+	int			ret;
+
+	for (int i = 0; i < 5; i++)
+	{
+		params->params[i].value = values[i];
+		params->params[i].isnull = false;
+		params->params[i].pflags = PARAM_FLAG_CONST;
+		params->params[i].ptype = types[i];
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.params = params;
+	opts.read_only = false;
+	opts.dest = (DestReceiver *) r;
+	EnterRoleContext(TaskeventsOwner(), &ctx);
+	ret = plan ? SPI_execute_plan_extended(plan, &opts) : SPI_execute_extended(sql, &opts);
+	LeaveRoleContext(&ctx);
+	/* (SPI says SPI_OK_UTILITY for a SELECT into a DestNone receiver) */
+	if (ret < 0)
+		elog(ERROR, "relay page query failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * taskevents.relay_fetch_page(consumer text, tick_id bigint, after_id
+ * bigint, lim integer DEFAULT 1000) RETURNS bytea
+ *
+ * The next page of batch tick_id: events with id > after_id, in id order,
+ * at most lim of them, as one value (the layout above).
+ */
+PG_FUNCTION_INFO_V1(relay_fetch_page);
+Datum
+relay_fetch_page(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		tickargs[2];
+	Datum		values[5];
+	bool		isnull;
+	bool		own_buf;
+	bool		slow;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	PageReceiver r;
+	bytea	   *result;
+	int			ret;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("consumer and tick_id must not be null")));
+	tickargs[0] = PG_GETARG_DATUM(0);
+	tickargs[1] = PG_GETARG_DATUM(1);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * The batch's bounds: the previous tick and this one.  slow: a
+	 * transaction in progress at the previous tick has committed since, so
+	 * the page needs the branches of _batch_query() (the common case needs
+	 * only the id index: one static statement whose plan is kept).
+	 */
+	KeepOwnerPlan(&TicksPlan,
+				  "SELECT p.last_id, p.snapshot, c.snapshot,"
+				  "       pg_catalog.pg_snapshot_xmax(p.snapshot),"
+				  "       EXISTS (SELECT 1 FROM pg_catalog.pg_snapshot_xip(p.snapshot) u"
+				  "                WHERE pg_catalog.pg_visible_in_snapshot(u, c.snapshot))"
+				  "  FROM (SELECT t.last_id, t.snapshot FROM taskevents.relay_ticks t"
+				  "         WHERE t.consumer OPERATOR(pg_catalog.=) $1"
+				  "           AND t.tick_id OPERATOR(pg_catalog.=) ($2 OPERATOR(pg_catalog.-) 1)"
+				  "         LIMIT 1) p,"
+				  "       (SELECT t.snapshot FROM taskevents.relay_ticks t"
+				  "         WHERE t.consumer OPERATOR(pg_catalog.=) $1"
+				  "           AND t.tick_id OPERATOR(pg_catalog.=) $2"
+				  "         LIMIT 1) c",
+				  2, OIDS(TEXTOID, INT8OID), false);
+
+	/*
+	 * read_only false: each statement takes its snapshot after its locks, as
+	 * a VOLATILE function's do, so a call that waited for a rotation of the
+	 * relay's state reads the moved rows (specs/
+	 * relay_state_rotation_race.spec).
+	 */
+	ret = RunAs(TaskeventsOwner(), TicksPlan, tickargs, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading taskevents.relay_ticks failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch %lld of consumer \"%s\" does not exist",
+						(long long) PG_GETARG_INT64(1), text_to_cstring(PG_GETARG_TEXT_PP(0)))));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	values[0] = SPI_getbinval(tup, desc, 1, &isnull);	/* p.last_id */
+	values[1] = Int64GetDatum(PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
+	values[2] = SPI_getbinval(tup, desc, 3, &isnull);	/* c.snapshot */
+	values[3] = SPI_getbinval(tup, desc, 4, &isnull);	/* xmax of p */
+	values[4] = Int32GetDatum(PG_ARGISNULL(3) ? 1000 : PG_GETARG_INT32(3));
+	slow = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = PageReceive;
+	r.pub.rStartup = PageStartup;
+	r.pub.rShutdown = PageShutdown;
+	r.pub.rDestroy = PageDestroy;
+	r.pub.mydest = DestNone;
+	r.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "taskevents relay page row",
+									 ALLOCSET_DEFAULT_SIZES);
+	own_buf = PageBufBusy;
+	if (own_buf)
+		r.buf = makeStringInfo();
+	else
+	{
+		if (PageBuf == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			PageBuf = makeStringInfo();
+			MemoryContextSwitchTo(old);
+		}
+		r.buf = PageBuf;
+		resetStringInfo(r.buf);
+		PageBufBusy = true;
+	}
+	appendBinaryStringInfo(r.buf, "    ", VARHDRSZ);
+
+	PG_TRY();
+	{
+		if (!slow)
+		{
+			KeepOwnerPlan(&PagePlan,
+						  "SELECT " PAGE_COLUMNS
+						  "  FROM taskevents.outbox x"
+						  " WHERE x.id OPERATOR(pg_catalog.>) GREATEST($1, $2)"
+						  "   AND x.txid OPERATOR(pg_catalog.>=) $4"
+						  "   AND pg_catalog.pg_visible_in_snapshot(x.txid, $3)"
+						  " ORDER BY x.id LIMIT $5",
+						  5, OIDS(INT8OID, INT8OID, PG_SNAPSHOTOID, XID8OID, INT4OID), false);
+			RunPageQuery(PagePlan, NULL, values, &r);
+		}
+		else
+		{
+			Datum		qargs[2];
+			char	   *batch;
+
+			qargs[0] = SPI_getbinval(tup, desc, 2, &isnull);	/* p.snapshot */
+			qargs[1] = values[2];
+			ret = RunSqlAs(TaskeventsOwner(),
+						   "SELECT taskevents._batch_query($1, $2, 'o.*')",
+						   2, OIDS(PG_SNAPSHOTOID, PG_SNAPSHOTOID), qargs, NULL, false, 1);
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "taskevents._batch_query failed: %s", SPI_result_code_string(ret));
+			batch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			RunPageQuery(NULL,
+						 psprintf("SELECT " PAGE_COLUMNS " FROM (%s) x ORDER BY x.id", batch),
+						 values, &r);
+		}
+	}
+	PG_FINALLY();
+	{
+		if (!own_buf)
+			PageBufBusy = false;
+	}
+	PG_END_TRY();
+
+	/* the caller's copy, made before SPI_finish frees SPI's memory */
+	result = MemoryContextAlloc(caller, r.buf->len);
+	memcpy(result, r.buf->data, r.buf->len);
+	SET_VARSIZE(result, r.buf->len);
+	/* do not keep a buffer some huge page grew for the backend's life */
+	if (!own_buf && PageBuf->maxlen > 8 * 1024 * 1024)
+	{
+		pfree(PageBuf->data);
+		pfree(PageBuf);
+		PageBuf = NULL;
+	}
+	SPI_finish();
+	PG_RETURN_BYTEA_P(result);
+}
+
+/* Read n bytes at *p of a page that ends at end, or fail. */
+static const char *
+Take(const char **p, const char *end, int64 n)
+{
+	const char *at = *p;
+
+	if (n < 0 || end - at < n)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("relay page is truncated")));
+	*p += n;
+	return at;
+}
+
+static uint64
+TakeUint64(const char **p, const char *end)
+{
+	uint64		v;
+
+	memcpy(&v, Take(p, end, 8), 8);
+	return pg_ntoh64(v);
+}
+
+static uint32
+TakeUint32(const char **p, const char *end)
+{
+	uint32		v;
+
+	memcpy(&v, Take(p, end, 4), 4);
+	return pg_ntoh32(v);
+}
+
+/* A counted string and its NUL, as text; NULL for the length -1. */
+static Datum
+TakeText(const char **p, const char *end, bool *isnull)
+{
+	uint32		len = TakeUint32(p, end);
+	const char *s;
+
+	*isnull = (len == (uint32) -1);
+	if (*isnull)
+		return (Datum) 0;
+	s = Take(p, end, (int64) len + 1);
+	if (s[len] != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("relay page is malformed")));
+	return PointerGetDatum(cstring_to_text_with_len(s, len));
+}
+
+/*
+ * taskevents._relay_page_rows(page bytea) RETURNS TABLE (id bigint, topic
+ * text, partition_key text, event text, created_at timestamptz): the rows
+ * of a page, in its order.
+ */
+PG_FUNCTION_INFO_V1(relay_page_rows);
+Datum
+relay_page_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bytea	   *page;
+	const char *p,
+			   *end;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	page = PG_GETARG_BYTEA_PP(0);
+	p = VARDATA_ANY(page);
+	end = p + VARSIZE_ANY_EXHDR(page);
+	while (p < end)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+
+		values[0] = Int64GetDatum((int64) TakeUint64(&p, end));
+		values[4] = TimestampTzGetDatum((TimestampTz) TakeUint64(&p, end));
+		values[1] = TakeText(&p, end, &nulls[1]);
+		values[2] = TakeText(&p, end, &nulls[2]);
+		values[3] = TakeText(&p, end, &nulls[3]);
+		if (nulls[1] || nulls[3])
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("relay page is malformed")));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
