@@ -31,6 +31,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -45,14 +46,26 @@
 #include "taskevents.h"
 
 /*
- * The page is built in one buffer kept for the backend's life: a page of
- * a thousand events is over half a megabyte, and a buffer grown from
- * nothing for every page cost the backend a page fault for every 4 kB of
- * it, again and again.  PageBufBusy guards it against a second page built
- * at the same time (none is, but nothing depends on that).
+ * The page is built in one buffer kept for the backend's life and handed
+ * out in chunks of about PAGE_CHUNK bytes, each record whole in one chunk.
+ * A page of a thousand events is over half a megabyte: built in a buffer
+ * grown from nothing and sent as one value, it was copied three times
+ * more (the result, byteasend(), the message), each copy into memory the
+ * C library had just handed back to the kernel, so that the backend took a
+ * page fault for every 4 kB of every copy, for every page (a third of
+ * its time in a drain; bench/relay/README.md).  Chunks fit in memory that
+ * is reused from one to the next.
+ *
+ * PageBufOwner is the page that is using the buffer, between the first
+ * call of relay_fetch_page() and its last; another page built meanwhile
+ * (none is, but nothing depends on that) gets a buffer of its own.  The
+ * end of the query or of the transaction frees it.
  */
+#define PAGE_CHUNK (32 * 1024)
+
 static StringInfo PageBuf = NULL;
-static bool PageBufBusy = false;
+static const void *PageBufOwner = NULL;
+static bool PageXactCallbackSet = false;
 
 static SPIPlanPtr TicksPlan = NULL;
 static SPIPlanPtr PagePlan = NULL;
@@ -70,7 +83,63 @@ typedef struct PageReceiver
 	MemoryContext rowcxt;		/* reset after every row */
 	int64		last_id;
 	int64		rows;
+	int		   *ends;			/* where each chunk ends in buf */
+	int			nchunks;
+	int			maxchunks;
+	MemoryContext chunkcxt;		/* where ends lives */
 } PageReceiver;
+
+/* The chunks of a page between the calls of relay_fetch_page(). */
+typedef struct PageChunks
+{
+	StringInfo	buf;
+	int		   *ends;
+	int			nchunks;
+} PageChunks;
+
+/* End the current chunk of r's page at the end of its buffer. */
+static void
+EndChunk(PageReceiver *r)
+{
+	if (r->nchunks == r->maxchunks)
+	{
+		r->maxchunks = r->maxchunks ? r->maxchunks * 2 : 64;
+		r->ends = r->ends ? repalloc(r->ends, r->maxchunks * sizeof(int))
+			: MemoryContextAlloc(r->chunkcxt, r->maxchunks * sizeof(int));
+	}
+	r->ends[r->nchunks++] = r->buf->len;
+}
+
+static void
+ReleasePageBuf(const void *owner)
+{
+	if (PageBufOwner != owner)
+		return;
+	PageBufOwner = NULL;
+	/* do not keep a buffer some huge page grew for the backend's life */
+	if (PageBuf && PageBuf->maxlen > 8 * 1024 * 1024)
+	{
+		pfree(PageBuf->data);
+		pfree(PageBuf);
+		PageBuf = NULL;
+	}
+}
+
+/* the query that used the buffer is over, whether it finished or not */
+static void
+PageQueryEnd(Datum arg)
+{
+	ReleasePageBuf(DatumGetPointer(arg));
+}
+
+static void
+PageXactEnd(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		PageBufOwner = NULL;
+}
 
 static inline void
 AppendUint64(StringInfo buf, uint64 v)
@@ -154,6 +223,8 @@ PageReceive(TupleTableSlot *slot, DestReceiver *self)
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(r->rowcxt);
+	if (buf->len - (r->nchunks ? r->ends[r->nchunks - 1] : 0) >= PAGE_CHUNK)
+		EndChunk(r);
 	return true;
 }
 
@@ -202,17 +273,13 @@ RunPageQuery(SPIPlanPtr plan, const char *sql, Datum *values, PageReceiver *r)
 }
 
 /*
- * taskevents.relay_fetch_page(consumer text, tick_id bigint, after_id
- * bigint, lim integer DEFAULT 1000) RETURNS bytea
- *
- * The next page of batch tick_id: events with id > after_id, in id order,
- * at most lim of them, as one value (the layout above).
+ * Run the page query of relay_fetch_page()'s arguments into a page; its
+ * chunk ends are allocated in cxt.
  */
-PG_FUNCTION_INFO_V1(relay_fetch_page);
-Datum
-relay_fetch_page(PG_FUNCTION_ARGS)
+static PageChunks *
+FetchPage(FunctionCallInfo fcinfo, MemoryContext cxt)
 {
-	MemoryContext caller = CurrentMemoryContext;
+	PageChunks *pc = MemoryContextAllocZero(cxt, sizeof(PageChunks));
 	Datum		tickargs[2];
 	Datum		values[5];
 	bool		isnull;
@@ -221,7 +288,6 @@ relay_fetch_page(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	PageReceiver r;
-	bytea	   *result;
 	int			ret;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -286,9 +352,15 @@ relay_fetch_page(PG_FUNCTION_ARGS)
 	r.pub.mydest = DestNone;
 	r.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "taskevents relay page row",
 									 ALLOCSET_DEFAULT_SIZES);
-	own_buf = PageBufBusy;
+	r.chunkcxt = cxt;
+	own_buf = PageBufOwner != NULL;
 	if (own_buf)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
 		r.buf = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
 	else
 	{
 		if (PageBuf == NULL)
@@ -298,11 +370,15 @@ relay_fetch_page(PG_FUNCTION_ARGS)
 			PageBuf = makeStringInfo();
 			MemoryContextSwitchTo(old);
 		}
+		if (!PageXactCallbackSet)
+		{
+			RegisterXactCallback(PageXactEnd, NULL);
+			PageXactCallbackSet = true;
+		}
 		r.buf = PageBuf;
 		resetStringInfo(r.buf);
-		PageBufBusy = true;
+		PageBufOwner = pc;
 	}
-	appendBinaryStringInfo(r.buf, "    ", VARHDRSZ);
 
 	PG_TRY();
 	{
@@ -336,26 +412,63 @@ relay_fetch_page(PG_FUNCTION_ARGS)
 						 values, &r);
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		if (!own_buf)
-			PageBufBusy = false;
+		ReleasePageBuf(pc);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
-
-	/* the caller's copy, made before SPI_finish frees SPI's memory */
-	result = MemoryContextAlloc(caller, r.buf->len);
-	memcpy(result, r.buf->data, r.buf->len);
-	SET_VARSIZE(result, r.buf->len);
-	/* do not keep a buffer some huge page grew for the backend's life */
-	if (!own_buf && PageBuf->maxlen > 8 * 1024 * 1024)
-	{
-		pfree(PageBuf->data);
-		pfree(PageBuf);
-		PageBuf = NULL;
-	}
+	if (r.buf->len > (r.nchunks ? r.ends[r.nchunks - 1] : 0))
+		EndChunk(&r);
 	SPI_finish();
-	PG_RETURN_BYTEA_P(result);
+	pc->buf = r.buf;
+	pc->ends = r.ends;
+	pc->nchunks = r.nchunks;
+	return pc;
+}
+
+/*
+ * taskevents.relay_fetch_page(consumer text, tick_id bigint, after_id
+ * bigint, lim integer DEFAULT 1000) RETURNS SETOF bytea
+ *
+ * The next page of batch tick_id: events with id > after_id, in id order,
+ * at most lim of them, in chunks of whole records (the layout above); no
+ * chunk at all when there is no event.  One value per call: the chunks
+ * are made as they are sent.
+ */
+PG_FUNCTION_INFO_V1(relay_fetch_page);
+Datum
+relay_fetch_page(PG_FUNCTION_ARGS)
+{
+	FuncCallContext *funcctx;
+	PageChunks *pc;
+
+	if (SRF_IS_FIRSTCALL())
+	{
+		ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+		funcctx = SRF_FIRSTCALL_INIT();
+		pc = FetchPage(fcinfo, funcctx->multi_call_memory_ctx);
+		funcctx->user_fctx = pc;
+		/* the buffer is free again when the query ends, done or not */
+		if (PageBufOwner == pc)
+			RegisterExprContextCallback(rsinfo->econtext, PageQueryEnd, PointerGetDatum(pc));
+	}
+	funcctx = SRF_PERCALL_SETUP();
+	pc = funcctx->user_fctx;
+	if (funcctx->call_cntr < (uint64) pc->nchunks)
+	{
+		int			i = funcctx->call_cntr;
+		int			start = i == 0 ? 0 : pc->ends[i - 1];
+		int			len = pc->ends[i] - start;
+		bytea	   *chunk = palloc(VARHDRSZ + len);
+
+		SET_VARSIZE(chunk, VARHDRSZ + len);
+		memcpy(VARDATA(chunk), pc->buf->data + start, len);
+		SRF_RETURN_NEXT(funcctx, PointerGetDatum(chunk));
+	}
+	ReleasePageBuf(pc);
+	SRF_RETURN_DONE(funcctx);
 }
 
 /* Read n bytes at *p of a page that ends at end, or fail. */

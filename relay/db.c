@@ -53,7 +53,9 @@ typedef struct statement
 /*
  * Parameters of the taskevents functions take their types from the
  * function's signature; casts, operators and functions are qualified.
- * The fetch's page is one binary value (page_rows() reads it).
+ * The fetch's page comes as binary chunks (page_rows() reads them), from
+ * the function called in the select list: a set-returning function in
+ * FROM would collect them in a tuplestore first.
  */
 static const statement statements[] = {
 	{"lease", "SELECT taskevents.relay_lease($1, $2, $3, "
@@ -413,36 +415,43 @@ take_string(const unsigned char **p, const unsigned char *end, bool nullable,
 #define PG_EPOCH_UNIX 946684800.0
 
 /*
- * The rows of a page from relay_fetch_page() (its layout: extension/
- * relaypage.c): count them, and fill rows when it is not NULL; the
- * strings stay where they are in res.  -1 when the page is malformed.
+ * The rows of a page from relay_fetch_page(): chunks of whole records
+ * (their layout: extension/relaypage.c), one a row.  Count them, and fill
+ * rows when it is not NULL; the strings stay where they are in res.  -1
+ * when the page is malformed.
  */
 static int
 page_rows(PGresult *res, db_row *rows)
 {
-	const unsigned char *p = (const unsigned char *) PQgetvalue(res, 0, 0);
-	const unsigned char *end = p + PQgetlength(res, 0, 0);
 	int			n = 0;
 
-	if (PQgetisnull(res, 0, 0) || PQfformat(res, 0) != 1)
+	if (PQnfields(res) != 1 || PQfformat(res, 0) != 1)
 		return -1;
-	while (p < end)
+	for (int c = 0; c < PQntuples(res); c++)
 	{
-		db_row		row;
-		size_t		len;
+		const unsigned char *p = (const unsigned char *) PQgetvalue(res, c, 0);
+		const unsigned char *end = p + PQgetlength(res, c, 0);
 
-		if (end - p < 16)
+		if (PQgetisnull(res, c, 0) || p == end)
 			return -1;
-		row.id = (int64_t) take_u64(p);
-		row.created_at = (double) (int64_t) take_u64(p + 8) / 1000000.0 + PG_EPOCH_UNIX;
-		p += 16;
-		if (!take_string(&p, end, false, &row.topic, &len) ||
-			!take_string(&p, end, true, &row.key, &len) ||
-			!take_string(&p, end, false, &row.event, &row.event_len))
-			return -1;
-		if (rows)
-			rows[n] = row;
-		n++;
+		while (p < end)
+		{
+			db_row		row;
+			size_t		len;
+
+			if (end - p < 16)
+				return -1;
+			row.id = (int64_t) take_u64(p);
+			row.created_at = (double) (int64_t) take_u64(p + 8) / 1000000.0 + PG_EPOCH_UNIX;
+			p += 16;
+			if (!take_string(&p, end, false, &row.topic, &len) ||
+				!take_string(&p, end, true, &row.key, &len) ||
+				!take_string(&p, end, false, &row.event, &row.event_len))
+				return -1;
+			if (rows)
+				rows[n] = row;
+			n++;
+		}
 	}
 	return n;
 }
@@ -492,7 +501,7 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 		if (r != DB_OK)
 			return r;
 	}
-	n = PQntuples(res) == 1 && PQnfields(res) == 1 ? page_rows(res, NULL) : -1;
+	n = page_rows(res, NULL);
 	if (n < 0)
 	{
 		snprintf(last_error, sizeof(last_error), "relay_fetch_page() returned a malformed page");

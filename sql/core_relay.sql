@@ -28,16 +28,17 @@ SELECT bool_and(id > 0) AND count(*) = 2 AS first_page_of_two
 SELECT max(id) AS last FROM taskevents.outbox \gset
 SELECT count(*) AS after_last FROM taskevents.relay_fetch('rp', 1, :last, 100);
 SELECT try($$SELECT * FROM taskevents.relay_fetch('rp', 99, 0, 10)$$);
--- the relay's page (relay_fetch_page(), one bytea) holds exactly the
+-- the relay's page (relay_fetch_page(), bytea chunks) holds exactly the
 -- events consumers get; relay_fetch() reads it back
 SELECT count(*) = (SELECT count(*) FROM taskevents.outbox)
        AND bool_and(f.event = e.event::text AND f.topic = e.topic
                     AND f.partition_key IS NOT DISTINCT FROM e.partition_key
                     AND f.created_at = e.created_at) AS page_is_the_events
   FROM taskevents.relay_fetch('rp', 1, 0, 1000000) f JOIN taskevents.outbox_events e USING (id);
-SELECT length(taskevents.relay_fetch_page('rp', 1, :last, 100)) AS empty_page_bytes;
--- a page cut short is refused, not read past its end
-SELECT try($$SELECT * FROM taskevents._relay_page_rows(substr(taskevents.relay_fetch_page('rp', 1, 0, 2), 1, 30))$$);
+SELECT count(*) AS empty_page_chunks FROM taskevents.relay_fetch_page('rp', 1, :last, 100);
+-- a chunk cut short is refused, not read past its end
+SELECT try($$SELECT * FROM taskevents._relay_page_rows(
+                (SELECT substr(c, 1, 30) FROM taskevents.relay_fetch_page('rp', 1, 0, 2) c))$$);
 
 -- ack half way: pending shrinks by exactly the acked prefix
 SELECT id AS mid FROM taskevents.outbox ORDER BY id OFFSET 2 LIMIT 1 \gset
@@ -107,3 +108,23 @@ SELECT * FROM taskevents.relay_backlog('rp');
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT try($$SELECT taskevents.relay_tick('rp', 3)$$);
 COMMIT;
+
+-- a page larger than a chunk (32 kB) comes in several, each event whole in
+-- one, and reads back as the same events in id order
+SELECT make_tasks('rp_big');
+SELECT taskevents.attach('rp_big');
+INSERT INTO rp_big (id, user_id, title)
+SELECT g, 'big', string_agg(md5(g::text || i::text), '') FROM generate_series(1, 8) g, generate_series(1, 500) i GROUP BY g;
+SELECT taskevents.relay_lease('rpchunk', 'relay', 0) AS epoch;
+SELECT taskevents.relay_tick('rpchunk', 1) AS tick;
+SELECT count(*) > 2 AS several_chunks, bool_and(length(c) < 65536) AS each_under_64k
+  FROM taskevents.relay_fetch_page('rpchunk', 1, 0, 1000000) c;
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox)
+       AND bool_and(f.event = e.event::text) AS chunks_are_the_events
+  FROM taskevents.relay_fetch('rpchunk', 1, 0, 1000000) f JOIN taskevents.outbox_events e USING (id);
+SELECT bool_and(s.id > s.prev) AS chunks_in_id_order
+  FROM (SELECT r.id, lag(r.id, 1, 0::bigint) OVER (ORDER BY c.n, r.n) AS prev
+          FROM taskevents.relay_fetch_page('rpchunk', 1, 0, 1000000) WITH ORDINALITY c (chunk, n),
+               LATERAL taskevents._relay_page_rows(c.chunk) WITH ORDINALITY r (id, topic, partition_key, event, created_at, n)) s;
+SELECT count(*) AS big_events FROM taskevents.relay_fetch('rpchunk', 1, 0, 1000000) WHERE length(event) > 16000;
+DELETE FROM taskevents.relay_consumers WHERE consumer = 'rpchunk';

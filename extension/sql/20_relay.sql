@@ -256,16 +256,17 @@ AS $$
      WHERE t.consumer = relay_last_tick.consumer ORDER BY t.tick_id DESC LIMIT 1;
 $$;
 
--- The rows of a page of relay_fetch_page() (extension/relaypage.c).
+-- The rows of a chunk of relay_fetch_page() (extension/relaypage.c).
 CREATE FUNCTION @extschema@._relay_page_rows(page bytea)
 RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at timestamptz)
 LANGUAGE C STRICT IMMUTABLE
 AS 'MODULE_PATHNAME', 'relay_page_rows';
 
 -- The next page of batch tick_id: events with id > after_id, in id order,
--- as one bytea (the relay's call; relay_fetch() gives the same rows).  In
--- C (extension/relaypage.c): the page query's rows are rendered straight
--- into the page, with no tuplestore and no message per row.
+-- as bytea chunks of whole events (the relay's call; relay_fetch() gives
+-- the same rows).  In C (extension/relaypage.c): the page query's rows are
+-- rendered straight into the page, with no tuplestore and no message per
+-- row.
 -- A page is the next lim rows by id: read in id order from the indexes and
 -- stop (Merge Append, Limit).  A bitmap scan followed by a sort reads
 -- every remaining row of the batch for every page, so a large batch drained
@@ -279,8 +280,8 @@ AS 'MODULE_PATHNAME', 'relay_page_rows';
 -- (bench/relay/README.md), so the kept plan is forced generic.
 CREATE FUNCTION @extschema@.relay_fetch_page(consumer text, tick_id bigint, after_id bigint,
                                              lim integer DEFAULT 1000)
-RETURNS bytea
-LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURNS SETOF bytea
+LANGUAGE C VOLATILE SECURITY DEFINER ROWS 20 SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off
 SET enable_sort = off
 SET jit = off
@@ -294,9 +295,10 @@ RETURNS TABLE (id bigint, topic text, partition_key text, event text, created_at
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.id, r.topic, r.partition_key, r.event, r.created_at
-      FROM @extschema@._relay_page_rows(
-               @extschema@.relay_fetch_page(relay_fetch.consumer, relay_fetch.tick_id,
-                                            relay_fetch.after_id, relay_fetch.lim)) r;
+      FROM @extschema@.relay_fetch_page(relay_fetch.consumer, relay_fetch.tick_id,
+                                        relay_fetch.after_id, relay_fetch.lim) p (chunk),
+           LATERAL @extschema@._relay_page_rows(p.chunk) r
+     ORDER BY r.id;
 $$;
 
 -- Where the consumer stands: batches before tick_id are resolved, and in
