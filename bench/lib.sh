@@ -10,6 +10,7 @@
 #   bench_pg_start PORT [CONF]       a throwaway PostgreSQL for the run
 #   bench_db PORT SETUP [CONF]       the same, with a database bench made by SETUP
 #   bench_kafka_start PORT [TOPICS]  a broker of its own, fresh storage
+#   bench_write_tasks DB N [DESC]    N task events in the outbox of DB
 #   bench_mean_tps, bench_tps_ratio  the summary of pgbench rounds
 
 source "$(dirname "${BASH_SOURCE[0]}")/../test/lib/pg.sh"
@@ -67,6 +68,19 @@ bench_kafka_start() {
   BENCH_KAFKA=1
   kafka_start >"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "Kafka did not start"; }
   kafka_create_topics "$@" >>"$WORK/kafka.log" 2>&1 || { cat "$WORK/kafka.log"; die "topics not created"; }
+}
+
+# bench_write_tasks DB N [DESCRIPTION]: insert N tasks into DB's attached
+# table tasks, in transactions of at most 100,000 rows, users user0 to
+# user999, each with DESCRIPTION (default "benchmark task"): N events.
+bench_write_tasks() {
+  local db=$1 left=$2 desc=${3:-benchmark task} k
+  while [ "$left" -gt 0 ]; do
+    k=$(( left < 100000 ? left : 100000 ))
+    q -d "$db" -c "INSERT INTO tasks (user_id, title, description)
+                   SELECT 'user' || (g % 1000), 'task ' || g, '$desc' FROM generate_series(1, $k) g"
+    left=$((left - k))
+  done
 }
 
 # The summary of a benchmark that runs pgbench in rounds and sums each

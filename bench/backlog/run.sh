@@ -38,13 +38,7 @@ for n in "${sizes[@]}"; do
   q -d backlog -c "SELECT taskevents.detach('tasks', force => true)" -c "TRUNCATE tasks" -c "SELECT taskevents.attach('tasks')" \
     -c "TRUNCATE taskevents.outbox, taskevents.relay_acks, taskevents.relay_ticks" \
     -c "DELETE FROM taskevents.relay_consumers" >/dev/null
-  left=$n
-  while [ "$left" -gt 0 ]; do
-    k=$(( left < 100000 ? left : 100000 ))
-    q -d backlog -c "INSERT INTO tasks (user_id, title, description)
-                     SELECT 'user' || (g % 1000), 'task ' || g, 'backlog benchmark task' FROM generate_series(1, $k) g"
-    left=$((left - k))
-  done
+  bench_write_tasks backlog "$n" 'backlog benchmark task'
   q -d backlog -c "VACUUM ANALYZE taskevents.outbox" >/dev/null
   # server side alone: page through the batch as the relay would, no Kafka
   e=$(q -d backlog -c "SELECT taskevents.relay_lease('probe', 'bench', 0)")

@@ -19,13 +19,7 @@ cc -O2 -Wall -Wextra -Werror -o "$WORK/fetchpages" "$here/fetchpages.c" -I"$("${
 createdb fetchbench
 q -d fetchbench -c "CREATE EXTENSION pg_taskevents"
 make_tasks_table fetchbench >/dev/null
-left=$n
-while [ "$left" -gt 0 ]; do
-  k=$(( left < 100000 ? left : 100000 ))
-  q -d fetchbench -c "INSERT INTO tasks (user_id, title, description)
-                      SELECT 'user' || (g % 1000), 'task ' || g, 'benchmark task' FROM generate_series(1, $k) g"
-  left=$((left - k))
-done
+bench_write_tasks fetchbench "$n"
 q -d fetchbench -c "VACUUM ANALYZE taskevents.outbox" \
   -c "SELECT taskevents.relay_lease('fetchbench', 'bench', 0)" -c "SELECT taskevents.relay_tick('fetchbench', 1)" >/dev/null
 conn="host=$PGHOST port=$PGPORT dbname=fetchbench user=${PGUSER:-postgres}"

@@ -219,12 +219,7 @@ RPID=
 mark=$(q -d $DB -c "SELECT coalesce(max(id), 0) FROM taskevents.outbox")
 echo "writing $N events into the outbox..."
 t0=$(now_ms)
-left=$N
-while [ "$left" -gt 0 ]; do
-  n=$(( left < 100000 ? left : 100000 ))
-  q -d $DB -c "INSERT INTO tasks (user_id, title, description) SELECT 'user' || (g % 1000), 'task ' || g, 'benchmark task' FROM generate_series(1, $n) g"
-  left=$((left - n))
-done
+bench_write_tasks $DB "$N"
 echo "  $(( N * 1000 / ($(now_ms) - t0 + 1) )) events/s written (trigger + outbox)"
 # autovacuum of the new rows and a checkpoint of their WAL now, not during
 # one of the timed runs below (either fell on a drain or a kcat run by
