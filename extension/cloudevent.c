@@ -400,6 +400,20 @@ BuildCloudEvent(const CloudEventParts *parts)
 }
 
 /*
+ * The topic of an outbox row that stores '' as its own (every event with
+ * an envelope: a task's or a reminder's): its envelope's.
+ */
+static const char *
+EnvelopeTopic(const NullableDatum *envelope)
+{
+	if (envelope->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("an outbox row without an envelope has an empty topic")));
+	return GetEnvelope(DatumGetInt32(envelope->value))->topic;
+}
+
+/*
  * Render into buf the event of the outbox row whose nine columns are args
  * (in _event_json()'s order: event_id, envelope, type, subject,
  * created_at, topic, partition_key, traceparent, data; data not null);
@@ -417,11 +431,8 @@ AppendOutboxEvent(StringInfo buf, const NullableDatum *args, const char **topic)
 #define TEXT_ARG(i) text_to_cstring(DatumGetTextPP(args[i].value))
 	if (args[1].isnull)
 	{
-		if (args[5].isnull || VARSIZE_ANY_EXHDR(DatumGetTextPP(args[5].value)) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("an outbox row without an envelope has an empty topic")));
-		*topic = TEXT_ARG(5);
+		*topic = !args[5].isnull && VARSIZE_ANY_EXHDR(DatumGetTextPP(args[5].value)) > 0
+			? TEXT_ARG(5) : EnvelopeTopic(&args[1]);
 		appendBinaryStringInfo(buf, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 		return;
 	}
@@ -494,8 +505,8 @@ event_json(PG_FUNCTION_ARGS)
 /*
  * taskevents._event_topic(envelope integer, topic text) RETURNS text
  *
- * The topic of an outbox row: its own, or, when it stores '' (every event
- * with an envelope: a task's or a reminder's), its envelope's.
+ * The topic of an outbox row: its own, or, when it stores '', its
+ * envelope's (EnvelopeTopic()).
  */
 PG_FUNCTION_INFO_V1(event_topic);
 Datum
@@ -508,9 +519,5 @@ event_topic(PG_FUNCTION_ARGS)
 	topic = PG_GETARG_TEXT_PP(1);
 	if (VARSIZE_ANY_EXHDR(topic) > 0)
 		PG_RETURN_TEXT_P(topic);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("an outbox row without an envelope has an empty topic")));
-	PG_RETURN_TEXT_P(cstring_to_text(GetEnvelope(PG_GETARG_INT32(0))->topic));
+	PG_RETURN_TEXT_P(cstring_to_text(EnvelopeTopic(&fcinfo->args[0])));
 }

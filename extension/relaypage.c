@@ -1,17 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * relaypage.c
- *	  A page of the relay's batch as one bytea: relay_fetch_page(), and its
- *	  reader taskevents._relay_page_rows().
+ *	  A page of the relay's batch as bytea chunks: relay_fetch_page(), and
+ *	  their reader taskevents._relay_page_rows().
  *
  * relay_fetch() returned a page as rows: PL/pgSQL's RETURN QUERY copied
  * every rendered event into a tuplestore before it was sent, and each row
  * went out as its own message of five text columns (bench/relay/README.md:
  * the tuplestore alone was 18 % of the backend's time in a drain).
  * relay_fetch_page() runs the page query with a receiver that renders each
- * row's event straight into the page, and the page goes out as one binary
- * value.  Its layout, every integer in network byte order, is a sequence
- * of records:
+ * row's event straight into the page, and the page goes out in binary
+ * chunks (see PAGE_CHUNK below).  A chunk, every integer in network byte
+ * order, is a sequence of whole records:
  *
  *		int64	id
  *		int64	created_at (a TimestampTz: microseconds since 2000-01-01 UTC)
@@ -25,7 +25,8 @@
  *
  * The queries are those relay_fetch() ran in PL/pgSQL, prepared and run as
  * the extension's owner with search_path pinned (util.c's role context);
- * every operator and function in them is qualified.
+ * every operator and function in them, and in _batch_query()'s branches,
+ * is qualified.
  *
  *-------------------------------------------------------------------------
  */

@@ -416,15 +416,18 @@ take_string(const unsigned char **p, const unsigned char *end, bool nullable,
 
 /*
  * The rows of a page from relay_fetch_page(): chunks of whole records
- * (their layout: extension/relaypage.c), one a row.  Count them, and fill
- * rows when it is not NULL; the strings stay where they are in res.  -1
- * when the page is malformed.
+ * (their layout: extension/relaypage.c), one a row, read in one pass into
+ * *page (NULL when there is none); the strings stay where they are in res.
+ * Returns the number of rows, -1 when the page is malformed.
  */
 static int
-page_rows(PGresult *res, db_row *rows)
+page_rows(PGresult *res, db_page **page)
 {
-	int			n = 0;
+	db_page    *pg = NULL;
+	int			n = 0,
+				cap = 0;
 
+	*page = NULL;
 	if (PQnfields(res) != 1 || PQfformat(res, 0) != 1)
 		return -1;
 	for (int c = 0; c < PQntuples(res); c++)
@@ -433,27 +436,36 @@ page_rows(PGresult *res, db_row *rows)
 		const unsigned char *end = p + PQgetlength(res, c, 0);
 
 		if (PQgetisnull(res, c, 0) || p == end)
-			return -1;
+			goto malformed;
 		while (p < end)
 		{
-			db_row		row;
+			db_row	   *row;
 			size_t		len;
 
+			if (n == cap)
+			{
+				cap = cap ? cap * 2 : 256;
+				pg = realloc(pg, offsetof(db_page, rows) + cap * sizeof(db_row));
+			}
+			row = &pg->rows[n];
 			if (end - p < 16)
-				return -1;
-			row.id = (int64_t) take_u64(p);
-			row.created_at = (double) (int64_t) take_u64(p + 8) / 1000000.0 + PG_EPOCH_UNIX;
+				goto malformed;
+			row->id = (int64_t) take_u64(p);
+			row->created_at = (double) (int64_t) take_u64(p + 8) / 1000000.0 + PG_EPOCH_UNIX;
 			p += 16;
-			if (!take_string(&p, end, false, &row.topic, &len) ||
-				!take_string(&p, end, true, &row.key, &len) ||
-				!take_string(&p, end, false, &row.event, &row.event_len))
-				return -1;
-			if (rows)
-				rows[n] = row;
+			if (!take_string(&p, end, false, &row->topic, &len) ||
+				!take_string(&p, end, true, &row->key, &len) ||
+				!take_string(&p, end, false, &row->event, &row->event_len))
+				goto malformed;
 			n++;
 		}
 	}
+	*page = pg;
 	return n;
+
+malformed:
+	free(pg);
+	return -1;
 }
 
 /*
@@ -501,7 +513,7 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 		if (r != DB_OK)
 			return r;
 	}
-	n = page_rows(res, NULL);
+	n = page_rows(res, &pg);
 	if (n < 0)
 	{
 		snprintf(last_error, sizeof(last_error), "relay_fetch_page() returned a malformed page");
@@ -510,13 +522,12 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 	}
 	if (n == 0)
 	{
+		free(pg);
 		PQclear(res);
 		return DB_OK;
 	}
-	pg = malloc(offsetof(db_page, rows) + n * sizeof(db_row));
 	pg->res = res;
 	pg->refs = n;
-	(void) page_rows(res, pg->rows);
 	*page = pg;
 	*rows = pg->rows;
 	*nrows = n;

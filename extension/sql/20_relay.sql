@@ -34,13 +34,15 @@ BEGIN
     FOR x IN SELECT u FROM pg_catalog.pg_snapshot_xip(prev) u
               WHERE pg_catalog.pg_visible_in_snapshot(u, cur) LOOP
         q := q || format('(SELECT %s FROM @extschema@.outbox o
-                            WHERE o.txid = %L::pg_catalog.xid8 AND o.id > $2
+                            WHERE o.txid OPERATOR(pg_catalog.=) %L::pg_catalog.xid8
+                              AND o.id OPERATOR(pg_catalog.>) $2
                             ORDER BY o.id LIMIT $5)
                           UNION ALL ', selecting, x);
     END LOOP;
     RETURN 'SELECT * FROM (' || q ||
            format('(SELECT %s FROM @extschema@.outbox o
-                     WHERE o.id > GREATEST($1, $2) AND o.txid >= $4
+                     WHERE o.id OPERATOR(pg_catalog.>) GREATEST($1, $2)
+                       AND o.txid OPERATOR(pg_catalog.>=) $4
                        AND pg_catalog.pg_visible_in_snapshot(o.txid, $3)
                      ORDER BY o.id LIMIT $5)', selecting) ||
            ') b ORDER BY b.id LIMIT $5';
