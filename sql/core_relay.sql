@@ -36,6 +36,9 @@ SELECT count(*) = (SELECT count(*) FROM taskevents.outbox)
                     AND f.created_at = e.created_at) AS page_is_the_events
   FROM taskevents.relay_fetch('rp', 1, 0, 1000000) f JOIN taskevents.outbox_events e USING (id);
 SELECT count(*) AS empty_page_chunks FROM taskevents.relay_fetch_page('rp', 1, :last, 100);
+-- bad arguments: a clear error, nothing read
+SELECT try($$SELECT taskevents.relay_fetch_page(NULL, 1, 0, 10)$$);
+SELECT try($$SELECT taskevents.relay_fetch_page('rp', 1, 0, -1)$$);
 -- a chunk cut short is refused, not read past its end
 SELECT try($$SELECT * FROM taskevents._relay_page_rows(
                 (SELECT substr(c, 1, 30) FROM taskevents.relay_fetch_page('rp', 1, 0, 2) c))$$);
