@@ -519,7 +519,8 @@ config_print_help(void)
 		   "-X sasl.password=...; in the config file write \"property = key=value\".\n");
 	printf("\nProducer defaults (override with -X): enable.idempotence=true,\n"
 		   "partitioner=fnv1a_random (Sarama's and so Dapr's default key hashing),\n"
-		   "message.timeout.ms=300000, linger.ms=1, queue.buffering.max.messages and\n"
-		   "queue.buffering.max.kbytes sized from --max-inflight.\n"
+		   "message.timeout.ms=300000, linger.ms=0, max.in.flight.requests.per.connection=2,\n"
+		   "queue.buffering.max.messages and queue.buffering.max.kbytes sized from\n"
+		   "--max-inflight.\n"
 		   "Signals: SIGTERM/SIGINT drain and exit (twice: exit at once), SIGHUP reload.\n");
 }
