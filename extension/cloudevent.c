@@ -161,6 +161,8 @@ typedef struct Envelope
 } Envelope;
 
 static HTAB *Envelopes = NULL;
+static Envelope *LastEnvelope = NULL;	/* the last one looked up: a page's
+										 * rows mostly share one */
 static MemoryContext EnvelopeContext = NULL;
 static Oid	EnvelopesRelid = InvalidOid;
 static SPIPlanPtr EnvelopePlan = NULL;
@@ -176,6 +178,7 @@ InvalidateEnvelopes(Datum arg, Oid relid)
 		return;
 	hash_destroy(Envelopes);
 	Envelopes = NULL;
+	LastEnvelope = NULL;
 	MemoryContextReset(EnvelopeContext);
 	EnvelopesRelid = InvalidOid;
 }
@@ -224,6 +227,8 @@ GetEnvelope(int32 envelope_id)
 	Datum		d;
 	int			ret;
 
+	if (LastEnvelope != NULL && LastEnvelope->envelope_id == envelope_id)
+		return LastEnvelope;
 	if (Envelopes == NULL)
 	{
 		HASHCTL		ctl;
@@ -237,7 +242,7 @@ GetEnvelope(int32 envelope_id)
 	}
 	env = hash_search(Envelopes, &envelope_id, HASH_FIND, NULL);
 	if (env != NULL)
-		return env;
+		return LastEnvelope = env;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -414,25 +419,34 @@ EnvelopeTopic(const NullableDatum *envelope)
 }
 
 /*
+ * The topic of the outbox row whose nine columns are args (see
+ * AppendOutboxEvent()): the row's own or, when it stores '' (an event with
+ * an envelope), its envelope's.
+ */
+const char *
+OutboxEventTopic(const NullableDatum *args)
+{
+	if (!args[5].isnull && VARSIZE_ANY_EXHDR(DatumGetTextPP(args[5].value)) > 0)
+		return text_to_cstring(DatumGetTextPP(args[5].value));
+	return EnvelopeTopic(&args[1]);
+}
+
+/*
  * Render into buf the event of the outbox row whose nine columns are args
  * (in _event_json()'s order: event_id, envelope, type, subject,
  * created_at, topic, partition_key, traceparent, data; data not null);
- * set *topic to its topic: the row's own or, when it stores '' (an event
- * with an envelope), its envelope's.  With no envelope, data is the
+ * its topic is OutboxEventTopic()'s.  With no envelope, data is the
  * complete event already.
  */
 void
-AppendOutboxEvent(StringInfo buf, const NullableDatum *args, const char **topic)
+AppendOutboxEvent(StringInfo buf, const NullableDatum *args)
 {
 	CloudEventParts parts;
 	Envelope   *env;
 	text	   *data = DatumGetTextPP(args[8].value);
 
-#define TEXT_ARG(i) text_to_cstring(DatumGetTextPP(args[i].value))
 	if (args[1].isnull)
 	{
-		*topic = !args[5].isnull && VARSIZE_ANY_EXHDR(DatumGetTextPP(args[5].value)) > 0
-			? TEXT_ARG(5) : EnvelopeTopic(&args[1]);
 		appendBinaryStringInfo(buf, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 		return;
 	}
@@ -446,12 +460,11 @@ AppendOutboxEvent(StringInfo buf, const NullableDatum *args, const char **topic)
 	parts.id = DatumGetUUIDP(args[0].value);
 	parts.source_json = env->source_json;
 	parts.pubsubname_json = env->pubsubname_json;
+#define TEXT_ARG(i) text_to_cstring(DatumGetTextPP(args[i].value))
 	parts.type = psprintf("%s%s", env->type_prefix, TEXT_ARG(2));
 	parts.subject = args[3].isnull ? NULL : TEXT_ARG(3);
 	parts.time = DatumGetTimestampTz(args[4].value);
-	parts.topic = TEXT_ARG(5);
-	if (parts.topic[0] == '\0')
-		parts.topic = env->topic;
+	parts.topic = OutboxEventTopic(args);
 	parts.partitionkey = args[6].isnull ? NULL : TEXT_ARG(6);
 	parts.traceparent = args[7].isnull ? NULL : TEXT_ARG(7);
 #undef TEXT_ARG
@@ -469,7 +482,6 @@ AppendOutboxEvent(StringInfo buf, const NullableDatum *args, const char **topic)
 		parts.row_key.text = parts.partitionkey;
 	}
 	AppendCloudEvent(buf, &parts);
-	*topic = parts.topic;
 }
 
 /*
@@ -488,7 +500,6 @@ event_json(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
 	text	   *result;
-	const char *topic;
 
 	if (PG_ARGISNULL(8))
 		PG_RETURN_NULL();
@@ -496,7 +507,7 @@ event_json(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(PG_GETARG_TEXT_PP(8));
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, "    ", VARHDRSZ);
-	AppendOutboxEvent(&buf, fcinfo->args, &topic);
+	AppendOutboxEvent(&buf, fcinfo->args);
 	result = (text *) buf.data;
 	SET_VARSIZE(result, buf.len);
 	PG_RETURN_TEXT_P(result);

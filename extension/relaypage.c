@@ -184,42 +184,33 @@ PageReceive(TupleTableSlot *slot, DestReceiver *self)
 	AppendUint64(buf, (uint64) DatumGetTimestampTz(args[4].value));
 
 	/*
-	 * The event is rendered first, into its place after the topic and the
-	 * key, which are only known then: render, then move the event up past the
-	 * topic's and the key's room (one memmove of the event per row).
+	 * The counted topic and key, then the event's length, written once the
+	 * event is rendered after it.
 	 */
 	old = MemoryContextSwitchTo(r->rowcxt);
-	at = buf->len;
-	AppendOutboxEvent(buf, args, &topic);
+	topic = OutboxEventTopic(args);
 	{
-		int			evlen = buf->len - at;
 		int			toplen = strlen(topic);
 		text	   *key = args[6].isnull ? NULL : DatumGetTextPP(args[6].value);
 		int			keylen = key ? VARSIZE_ANY_EXHDR(key) : 0;
-		int			head = 4 + toplen + 1 + 4 + (key ? keylen + 1 : 0) + 4;
-		char	   *p;
 		uint32		w;
 
-		enlargeStringInfo(buf, head + 1);
-		p = buf->data + at;
-		memmove(p + head, p, evlen);
+		enlargeStringInfo(buf, 4 + toplen + 1 + 4 + (key ? keylen + 1 : 0) + 4);
 		w = pg_hton32((uint32) toplen);
-		memcpy(p, &w, 4);
-		memcpy(p + 4, topic, toplen);
-		p[4 + toplen] = '\0';
-		p += 4 + toplen + 1;
+		appendBinaryStringInfo(buf, (char *) &w, 4);
+		appendBinaryStringInfo(buf, topic, toplen + 1);
 		w = pg_hton32(key ? (uint32) keylen : (uint32) -1);
-		memcpy(p, &w, 4);
-		p += 4;
+		appendBinaryStringInfo(buf, (char *) &w, 4);
 		if (key)
 		{
-			memcpy(p, VARDATA_ANY(key), keylen);
-			p[keylen] = '\0';
-			p += keylen + 1;
+			appendBinaryStringInfo(buf, VARDATA_ANY(key), keylen);
+			appendStringInfoCharMacro(buf, '\0');
 		}
-		w = pg_hton32((uint32) evlen);
-		memcpy(p, &w, 4);
-		buf->len += head;
+		at = buf->len;
+		appendBinaryStringInfo(buf, "\0\0\0\0", 4);
+		AppendOutboxEvent(buf, args);
+		w = pg_hton32((uint32) (buf->len - at - 4));
+		memcpy(buf->data + at, &w, 4);
 		appendStringInfoCharMacro(buf, '\0');
 	}
 	MemoryContextSwitchTo(old);
