@@ -197,15 +197,15 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 	 * on the same partition whether the relay or a Dapr publisher wrote it
 	 * (test/0620); _random: a NULL key is spread, as in Sarama.
 	 *
-	 * No linger, and at most two requests in flight per broker: a record
-	 * goes out at once unless two requests are in flight, and records that
-	 * come meanwhile all go in the next request, so batches grow with the
-	 * load by themselves.  Against linger.ms=1 with the idempotent
-	 * producer's five requests in flight, a drain sends a few large requests
-	 * instead of many small ones: the relay used about 40 % less CPU and the
-	 * broker about 25 % less, and a lone record waits for no timer
-	 * (bench/relay/README.md, 3 Dec afternoon).  One request in flight saved
-	 * as much CPU but waited for each response: higher p99 at 200 writes/s.
+	 * No linger, and at most two requests in flight per broker: a record goes
+	 * out at once unless two requests are in flight, and records that come
+	 * meanwhile all go in the next request, so batches grow with the load by
+	 * themselves.  Against linger.ms=1 with the idempotent producer's five
+	 * requests in flight, a drain sends fewer and larger requests: the relay
+	 * and the broker both used less CPU per event, and a lone record waits
+	 * for no timer (bench/relay/README.md, 3 Dec afternoon).  One request in
+	 * flight saved as much CPU but waited for each response: a higher p99 at
+	 * 200 writes/s.
 	 */
 	snprintf(qmax, sizeof(qmax), "%d", cfg->max_inflight + 64);
 	snprintf(qkb, sizeof(qkb), "%ld", queue_kbytes(cfg->max_inflight));
