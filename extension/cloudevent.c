@@ -154,6 +154,7 @@ typedef struct Envelope
 	char	   *type_prefix;
 	int			ncolumns;
 	char	  **column_json;
+	int		   *column_json_len;
 	int			subject_at;		/* derived values, see taskevents.envelopes */
 	char		subject_json;
 	int			key_at;
@@ -268,6 +269,7 @@ GetEnvelope(int32 envelope_id)
 	env->pubsubname_json = EscapedCopy(SPI_getvalue(tup, desc, 2));
 	env->ncolumns = 0;
 	env->column_json = NULL;
+	env->column_json_len = NULL;
 	env->type_prefix = MemoryContextStrdup(EnvelopeContext, SPI_getvalue(tup, desc, 4));
 	env->subject_at = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
 	env->subject_json = DatumGetChar(SPI_getbinval(tup, desc, 6, &isnull));
@@ -285,8 +287,12 @@ GetEnvelope(int32 envelope_id)
 		deconstruct_array(DatumGetArrayTypeP(d), NAMEOID, NAMEDATALEN, false,
 						  TYPALIGN_CHAR, &names, &nulls, &n);
 		env->column_json = MemoryContextAlloc(EnvelopeContext, sizeof(char *) * Max(n, 1));
+		env->column_json_len = MemoryContextAlloc(EnvelopeContext, sizeof(int) * Max(n, 1));
 		for (i = 0; i < n; i++)
+		{
 			env->column_json[i] = EscapedCopy(NameStr(*DatumGetName(names[i])));
+			env->column_json_len[i] = strlen(env->column_json[i]);
+		}
 		env->ncolumns = n;
 	}
 	SPI_finish();
@@ -299,7 +305,7 @@ GetEnvelope(int32 envelope_id)
  * ,"key":"escaped value" and ,"key":<JSON text>.
  */
 #define AppendLiteral(buf, lit) \
-	appendBinaryStringInfo((buf), (lit), sizeof(lit) - 1)
+	AppendBytes((buf), (lit), sizeof(lit) - 1)
 #define AppendString(buf, key, value) \
 	(AppendLiteral((buf), ",\"" key "\":"), EscapeJson((buf), (value)))
 #define AppendJson(buf, key, json) \
@@ -344,7 +350,7 @@ AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
 
 	/* the id and the time are JSON strings as they are */
 	AppendLiteral(buf, "{\"specversion\":\"1.0\",\"id\":\"");
-	appendBinaryStringInfo(buf, idbuf, 36);
+	AppendBytes(buf, idbuf, 36);
 	appendStringInfoCharMacro(buf, '"');
 	if (parts->source_json)
 		AppendJson(buf, "source", parts->source_json);
@@ -369,7 +375,7 @@ AppendCloudEvent(StringInfo buf, const CloudEventParts *parts)
 	AppendLiteral(buf, ",\"data\":");
 	if (parts->row_names)
 	{
-		if (!AppendRowObject(buf, parts->row_names, parts->row_ncolumns,
+		if (!AppendRowObject(buf, parts->row_names, parts->row_name_lens, parts->row_ncolumns,
 							 parts->data_text, parts->data_len,
 							 &parts->row_subject, &parts->row_key))
 			ereport(ERROR,
@@ -473,6 +479,7 @@ AppendOutboxEvent(StringInfo buf, const NullableDatum *args)
 	if (env->column_json)
 	{
 		parts.row_names = env->column_json;
+		parts.row_name_lens = env->column_json_len;
 		parts.row_ncolumns = env->ncolumns;
 		parts.row_subject.at = env->subject_at;
 		parts.row_subject.kind = env->subject_json;

@@ -398,10 +398,12 @@ json_derivable(PG_FUNCTION_ARGS)
 static void
 AppendDerived(StringInfo buf, const DerivedValue *d)
 {
+	int			len;
+
 	if (d->text == NULL)
-		appendStringInfoString(buf, "null");
-	else if (d->kind == 'n' && IsValidJsonNumber(d->text, strlen(d->text)))
-		appendStringInfoString(buf, d->text);
+		AppendBytes(buf, "null", 4);
+	else if (d->kind == 'n' && IsValidJsonNumber(d->text, len = strlen(d->text)))
+		AppendBytes(buf, d->text, len);
 	else
 		EscapeJson(buf, d->text);
 }
@@ -411,14 +413,15 @@ AppendDerived(StringInfo buf, const DerivedValue *d)
  * as long as the next column is derived; returns the next column.
  */
 static int
-AppendDerivedColumns(StringInfo buf, char **escaped_names, int nnames, int col,
+AppendDerivedColumns(StringInfo buf, char **escaped_names, const int *name_lens,
+					 int nnames, int col,
 					 const DerivedValue *d1, const DerivedValue *d2)
 {
 	while (col < nnames && ((d1 && d1->at == col + 1) || (d2 && d2->at == col + 1)))
 	{
 		if (col > 0)
 			appendStringInfoCharMacro(buf, ',');
-		appendStringInfoString(buf, escaped_names[col]);
+		AppendBytes(buf, escaped_names[col], name_lens[col]);
 		appendStringInfoCharMacro(buf, ':');
 		AppendDerived(buf, (d1 && d1->at == col + 1) ? d1 : d2);
 		col++;
@@ -483,8 +486,8 @@ ValueEnd(const char *values, int from, int len)
  * caller can report it.
  */
 bool
-AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
-				const char *values, int len,
+AppendRowObject(StringInfo buf, char **escaped_names, const int *name_lens,
+				int nnames, const char *values, int len,
 				const DerivedValue *d1, const DerivedValue *d2)
 {
 	int			start = buf->len;
@@ -493,7 +496,7 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 
 	appendStringInfoCharMacro(buf, '{');
 	/* derived columns take no text from values */
-	col = AppendDerivedColumns(buf, escaped_names, nnames, 0, d1, d2);
+	col = AppendDerivedColumns(buf, escaped_names, name_lens, nnames, 0, d1, d2);
 	while (col < nnames && from <= len)
 	{
 		int			end = ValueEnd(values, from, len);
@@ -502,11 +505,11 @@ AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
 			break;
 		if (col > 0)
 			appendStringInfoCharMacro(buf, ',');
-		appendStringInfoString(buf, escaped_names[col]);
+		AppendBytes(buf, escaped_names[col], name_lens[col]);
 		appendStringInfoCharMacro(buf, ':');
-		appendBinaryStringInfo(buf, values + from, end - from);
+		AppendBytes(buf, values + from, end - from);
 		from = end + 1;
-		col = AppendDerivedColumns(buf, escaped_names, nnames, col + 1, d1, d2);
+		col = AppendDerivedColumns(buf, escaped_names, name_lens, nnames, col + 1, d1, d2);
 	}
 	if (col != nnames || from < len)
 	{

@@ -185,9 +185,25 @@ extern void FreeRowJsonPlan(RowJsonPlan *plan);
 extern void AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup,
 							TupleDesc desc, AttrNumber skip1, AttrNumber skip2);
 extern char JsonDerivable(Oid typid);
-extern bool AppendRowObject(StringInfo buf, char **escaped_names, int nnames,
+extern bool AppendRowObject(StringInfo buf, char **escaped_names,
+							const int *name_lens, int nnames,
 							const char *values, int len,
 							const DerivedValue *d1, const DerivedValue *d2);
+
+/*
+ * Append n bytes to buf: appendBinaryStringInfo() inlined, for the many
+ * short pieces of a rendered event (enlargeStringInfo() is called only when
+ * they do not fit).
+ */
+static inline void
+AppendBytes(StringInfo buf, const char *data, int n)
+{
+	if (buf->len + n >= buf->maxlen)
+		enlargeStringInfo(buf, n);
+	memcpy(buf->data + buf->len, data, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+}
 
 /* cloudevent.c */
 typedef struct CloudEventParts
@@ -207,6 +223,7 @@ typedef struct CloudEventParts
 								 * row's values (rowjson.c) */
 	int			data_len;
 	char	  **row_names;		/* JSON-escaped column names, or NULL */
+	const int  *row_name_lens;	/* their lengths */
 	int			row_ncolumns;
 	DerivedValue row_subject;	/* the values left out of data_text */
 	DerivedValue row_key;

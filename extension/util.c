@@ -252,7 +252,7 @@ EscapeJson(StringInfo buf, const char *str)
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
 		if (p > run)
-			appendBinaryStringInfo(buf, run, p - run);
+			AppendBytes(buf, run, p - run);
 		if (c == '\0')
 			break;
 		esc[0] = '\\';
@@ -286,7 +286,7 @@ EscapeJson(StringInfo buf, const char *str)
 				esclen = 6;
 				break;
 		}
-		appendBinaryStringInfo(buf, esc, esclen);
+		AppendBytes(buf, esc, esclen);
 		run = p + 1;
 	}
 	appendStringInfoCharMacro(buf, '"');
