@@ -370,6 +370,8 @@ typedef struct relay_maint_metrics
 	atomic_long errors;			/* calls that raised */
 } relay_maint_metrics;
 
+#define LATENCY_BUCKETS 16		/* at least metrics.c's bounds */
+
 typedef struct relay_metrics
 {
 	atomic_long published;
@@ -382,7 +384,7 @@ typedef struct relay_metrics
 	atomic_int	db_up;
 	atomic_int	standby_ok;
 	atomic_long inflight;
-	atomic_long latency_buckets[12];
+	atomic_long latency_buckets[LATENCY_BUCKETS];
 	atomic_long latency_count;
 	atomic_long latency_sum_us;
 	atomic_int	wakeup_mode;	/* wake_mode */

@@ -41,6 +41,24 @@ for line in 'taskevents_relay_retries_total 3' 'taskevents_relay_dead_letters_to
             'taskevents_relay_events_published_total 2' 'taskevents_relay_leader 1' 'taskevents_relay_circuit_state 0'; do
   grep -qx "$line" <<<"$m" || fail "metrics: no '$line'"
 done
+# the delivery latency histogram: the published events only (the dead
+# letter is not a delivery), cumulative buckets at the documented bounds
+python3 - "$m" <<'PY' || fail "metrics: latency histogram"
+import re, sys
+m = sys.argv[1]
+name = "taskevents_relay_delivery_latency_seconds"
+b = [(le, int(c)) for le, c in re.findall(name + r'_bucket\{le="([^"]+)"\} (\d+)', m)]
+want = ["0.001", "0.0025", "0.005", "0.0075", "0.01", "0.015", "0.025", "0.05", "0.1", "0.25", "0.5",
+        "1", "2.5", "5", "10", "+Inf"]
+count = int(re.search(name + r"_count (\d+)", m).group(1))
+total = float(re.search(name + r"_sum (\S+)", m).group(1))
+counts = [c for _, c in b]
+ok = ([le for le, _ in b] == want and counts == sorted(counts) and count == 2 and counts[-1] == count
+      and dict(b)["10"] == 2 and 0 < total < 20)
+if not ok:
+    print("histogram:", b, "count", count, "sum", total, file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
 curl -sf "http://127.0.0.1:$port/healthz" | jq -e '.status == "ok" and .role == "leader"' >/dev/null || fail "/healthz"
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "exit status"
-pass "injected errors: retries after $gaps s, dead letter, later events in order; metrics and healthz"
+pass "injected errors: retries after $gaps s, dead letter, later events in order; metrics (latency histogram included) and healthz"
