@@ -282,6 +282,7 @@ send_event(event * e)
 	{
 		/* QUEUED -> INFLIGHT */
 		e->state = EV_INFLIGHT;
+		e->sent_at = wall_now();
 		e->ks->inflight++;
 		inflight_total++;
 	}
@@ -403,7 +404,12 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 		}
 		/* INFLIGHT -> DONE */
 		atomic_fetch_add(&metrics.published, 1);
-		metrics_observe_latency(wall_now() - e->created_at);
+		{
+			double		now = wall_now();
+
+			metrics_observe(&metrics.delivery, now - e->created_at);
+			metrics_observe(&metrics.produce, now - e->sent_at);
+		}
 		ks = key_resolve(e);
 	}
 	else

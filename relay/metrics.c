@@ -45,18 +45,18 @@ static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.0075, 0.01, 0.01
 _Static_assert(N_BOUNDS <= LATENCY_BUCKETS, "latency_buckets too small");
 
 void
-metrics_observe_latency(double seconds)
+metrics_observe(relay_histogram *h, double seconds)
 {
 	if (seconds < 0)
 		seconds = 0;
 	for (int i = 0; i < N_BOUNDS; i++)
 		if (seconds <= latency_bounds[i])
 		{
-			atomic_fetch_add(&metrics.latency_buckets[i], 1);
+			atomic_fetch_add(&h->buckets[i], 1);
 			break;
 		}
-	atomic_fetch_add(&metrics.latency_count, 1);
-	atomic_fetch_add(&metrics.latency_sum_us, (long) (seconds * 1e6));
+	atomic_fetch_add(&h->count, 1);
+	atomic_fetch_add(&h->sum_us, (long) (seconds * 1e6));
 }
 
 /* The text of /metrics, appended to a fixed buffer (cut when full). */
@@ -91,6 +91,23 @@ scalar(text_buf *b, const char *name, const char *type, const char *help, double
 {
 	family(b, name, type, help);
 	out(b, "%s %.15g\n", name, value);
+}
+
+/* A histogram of latency_bounds[]: cumulative buckets, sum and count. */
+static void
+histogram(text_buf *b, const char *name, const char *help, relay_histogram *h)
+{
+	long		cumulative = 0;
+
+	family(b, name, "histogram", help);
+	for (int i = 0; i < N_BOUNDS; i++)
+	{
+		cumulative += atomic_load(&h->buckets[i]);
+		out(b, "%s_bucket{le=\"%g\"} %ld\n", name, latency_bounds[i], cumulative);
+	}
+	out(b, "%s_bucket{le=\"+Inf\"} %ld\n", name, atomic_load(&h->count));
+	out(b, "%s_sum %.6f\n", name, atomic_load(&h->sum_us) / 1e6);
+	out(b, "%s_count %ld\n", name, atomic_load(&h->count));
 }
 
 /* Per operation of the maintenance list: one family per counter. */
@@ -143,10 +160,8 @@ static size_t
 render_metrics(char *buf, size_t cap)
 {
 	text_buf	b = {buf, 0, cap};
-	long		cumulative = 0;
 	long		oldest = atomic_load(&metrics.oldest_pending_ms);
 	int			n_maint = atomic_load(&metrics.n_maint);
-	const char *lat = "taskevents_relay_delivery_latency_seconds";
 
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
 	{
@@ -158,15 +173,11 @@ render_metrics(char *buf, size_t cap)
 	}
 	scalar(&b, "taskevents_relay_oldest_pending_age_seconds", "gauge",
 		   "Age of the oldest pending event (0 when none).", oldest > 0 ? oldest / 1000.0 : 0.0);
-	family(&b, lat, "histogram", "Outbox write (statement time) to delivery report.");
-	for (int i = 0; i < N_BOUNDS; i++)
-	{
-		cumulative += atomic_load(&metrics.latency_buckets[i]);
-		out(&b, "%s_bucket{le=\"%g\"} %ld\n", lat, latency_bounds[i], cumulative);
-	}
-	out(&b, "%s_bucket{le=\"+Inf\"} %ld\n", lat, atomic_load(&metrics.latency_count));
-	out(&b, "%s_sum %.6f\n", lat, atomic_load(&metrics.latency_sum_us) / 1e6);
-	out(&b, "%s_count %ld\n", lat, atomic_load(&metrics.latency_count));
+	histogram(&b, "taskevents_relay_delivery_latency_seconds",
+			  "Outbox write (statement time) to delivery report.", &metrics.delivery);
+	histogram(&b, "taskevents_relay_produce_latency_seconds",
+			  "Handed to the Kafka producer to delivery report (the Kafka side of the delivery latency).",
+			  &metrics.produce);
 	for (size_t f = 0; f < sizeof(maint_families) / sizeof(maint_families[0]); f++)
 	{
 		family(&b, maint_families[f].name, "counter", maint_families[f].help);

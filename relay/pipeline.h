@@ -71,6 +71,7 @@ typedef struct event
 	size_t		payload_len;
 	db_page    *page;			/* the fetched page; released when resolved */
 	double		created_at;
+	double		sent_at;		/* handed to librdkafka (the last time) */
 	event_state state;
 	bool		marker;			/* end of batch `tick` (no event) */
 	bool		dlq;			/* destination is the dead-letter topic now */

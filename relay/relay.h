@@ -372,6 +372,13 @@ typedef struct relay_maint_metrics
 
 #define LATENCY_BUCKETS 16		/* at least metrics.c's bounds */
 
+typedef struct relay_histogram
+{
+	atomic_long buckets[LATENCY_BUCKETS];
+	atomic_long count;
+	atomic_long sum_us;
+} relay_histogram;
+
 typedef struct relay_metrics
 {
 	atomic_long published;
@@ -384,9 +391,8 @@ typedef struct relay_metrics
 	atomic_int	db_up;
 	atomic_int	standby_ok;
 	atomic_long inflight;
-	atomic_long latency_buckets[LATENCY_BUCKETS];
-	atomic_long latency_count;
-	atomic_long latency_sum_us;
+	relay_histogram delivery;	/* outbox write -> delivery report */
+	relay_histogram produce;	/* handed to librdkafka -> delivery report */
 	atomic_int	wakeup_mode;	/* wake_mode */
 	atomic_long wakeups;		/* relay_wait() answers */
 	atomic_long db_calls;		/* statements on the main connection */
@@ -398,6 +404,6 @@ extern relay_metrics metrics;
 
 extern int	metrics_start(const char *addr, char *errbuf, size_t errlen);
 extern void metrics_stop(void);
-extern void metrics_observe_latency(double seconds);
+extern void metrics_observe(relay_histogram *h, double seconds);
 
 #endif							/* TASKEVENTS_RELAY_H */

@@ -100,22 +100,26 @@ PY
 }
 
 # the relay's own histogram (write -> delivery report) since hist_mark
-hist_mark() { curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist0"; }
+hist_mark() { curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_.*_latency_seconds_bucket' >"$WORK/hist0"; }
 relay_hist() {
-  curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_delivery_latency_seconds_bucket' >"$WORK/hist"
+  curl -s "http://127.0.0.1:$MPORT/metrics" | grep '^taskevents_relay_.*_latency_seconds_bucket' >"$WORK/hist"
   python3 - "$WORK/hist" "$WORK/hist0" <<'PY'
 import sys, re
-def load(f):
+def load(f, name):
     return [(float(m.group(1)) if m.group(1) != "+Inf" else float("inf"), int(m.group(2)))
-            for m in (re.search(r'le="([^"]+)"} (\d+)', l) for l in open(f)) if m]
-b = [(le, c - c0) for (le, c), (_, c0) in zip(load(sys.argv[1]), load(sys.argv[2]))]
-total = b[-1][1]
-def q(f):
-    for le, c in b:
-        if c >= f * total:
-            return le
-print("  relay histogram (write -> delivery report): %d events, p50 <= %gs, p99 <= %gs, %.1f%% under 10 ms, %.1f%% under 50 ms"
-      % (total, q(0.5), q(0.99), 100.0 * dict(b)[0.01] / total, 100.0 * dict(b)[0.05] / total))
+            for m in (re.search(name + r'_bucket\{le="([^"]+)"} (\d+)', l) for l in open(f)) if m]
+for name, what in (("delivery", "write -> delivery report"), ("produce", "handed to librdkafka -> delivery report")):
+    full = "taskevents_relay_%s_latency_seconds" % name
+    b = [(le, c - c0) for (le, c), (_, c0) in zip(load(sys.argv[1], full), load(sys.argv[2], full))]
+    total = b[-1][1] if b else 0
+    if total == 0:
+        continue
+    def q(f):
+        for le, c in b:
+            if c >= f * total:
+                return le
+    print("  relay histogram (%s): %d events, p50 <= %gs, p99 <= %gs, %.1f%% under 10 ms, %.1f%% under 50 ms"
+          % (what, total, q(0.5), q(0.99), 100.0 * dict(b)[0.01] / total, 100.0 * dict(b)[0.05] / total))
 PY
 }
 
