@@ -441,11 +441,11 @@ OutboxEventTopic(const NullableDatum *args)
  * Render into buf the event of the outbox row whose nine columns are args
  * (in _event_json()'s order: event_id, envelope, type, subject,
  * created_at, topic, partition_key, traceparent, data; data not null);
- * its topic is OutboxEventTopic()'s.  With no envelope, data is the
- * complete event already.
+ * topic is its OutboxEventTopic(), which the caller has already.  With no
+ * envelope, data is the complete event already.
  */
 void
-AppendOutboxEvent(StringInfo buf, const NullableDatum *args)
+AppendOutboxEvent(StringInfo buf, const NullableDatum *args, const char *topic)
 {
 	CloudEventParts parts;
 	Envelope   *env;
@@ -470,7 +470,7 @@ AppendOutboxEvent(StringInfo buf, const NullableDatum *args)
 	parts.type = psprintf("%s%s", env->type_prefix, TEXT_ARG(2));
 	parts.subject = args[3].isnull ? NULL : TEXT_ARG(3);
 	parts.time = DatumGetTimestampTz(args[4].value);
-	parts.topic = OutboxEventTopic(args);
+	parts.topic = topic;
 	parts.partitionkey = args[6].isnull ? NULL : TEXT_ARG(6);
 	parts.traceparent = args[7].isnull ? NULL : TEXT_ARG(7);
 #undef TEXT_ARG
@@ -514,7 +514,7 @@ event_json(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(PG_GETARG_TEXT_PP(8));
 	initStringInfo(&buf);
 	appendBinaryStringInfo(&buf, "    ", VARHDRSZ);
-	AppendOutboxEvent(&buf, fcinfo->args);
+	AppendOutboxEvent(&buf, fcinfo->args, OutboxEventTopic(fcinfo->args));
 	result = (text *) buf.data;
 	SET_VARSIZE(result, buf.len);
 	PG_RETURN_TEXT_P(result);

@@ -208,7 +208,7 @@ PageReceive(TupleTableSlot *slot, DestReceiver *self)
 		}
 		at = buf->len;
 		appendBinaryStringInfo(buf, "\0\0\0\0", 4);
-		AppendOutboxEvent(buf, args);
+		AppendOutboxEvent(buf, args, topic);
 		w = pg_hton32((uint32) (buf->len - at - 4));
 		memcpy(buf->data + at, &w, 4);
 		appendStringInfoCharMacro(buf, '\0');

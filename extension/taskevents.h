@@ -231,7 +231,8 @@ typedef struct CloudEventParts
 } CloudEventParts;
 
 extern text *BuildCloudEvent(const CloudEventParts *parts);
-extern void AppendOutboxEvent(StringInfo buf, const NullableDatum *args);
+extern void AppendOutboxEvent(StringInfo buf, const NullableDatum *args,
+							  const char *topic);
 extern const char *OutboxEventTopic(const NullableDatum *args);
 extern void GenerateUuidV7(pg_uuid_t *uuid);
 extern void ValidateTopicName(const char *topic);

@@ -38,8 +38,10 @@ postmaster=$(head -1 "$PGTE_PGSTATE/data/postmaster.pid")
 broker=$(cat "$KAFKA_STATE_DIR/kafka.pid")
 # CPU seconds so far: the postmaster's reaped children (cutime + cstime),
 # the broker's JVM (utime + stime)
-pg_cpu() { awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[14] + f[15]) / t }' "/proc/$postmaster/stat"; }
-jvm_cpu() { awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[12] + f[13]) / t }' "/proc/$broker/stat"; }
+# (proc_cpu PID I: fields I and I + 1 of /proc/PID/stat after the name)
+proc_cpu() { awk -v t="$(getconf CLK_TCK)" -v i="$2" '{ sub(/.*\) /, ""); split($0, f, " "); print (f[i] + f[i + 1]) / t }' "/proc/$1/stat"; }
+pg_cpu() { proc_cpu "$postmaster" 14; }
+jvm_cpu() { proc_cpu "$broker" 12; }
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $n events, $(( $(stat -c %s "$WORK/messages.tsv") / n )) bytes each on average"
 
 run() {   # run LABEL CMD...: one timed run, its line into $WORK/runs
