@@ -104,8 +104,14 @@ BEGIN
     END IF;
     PERFORM @extschema@._init_consumer(consumer);
     -- the row lock serialises lease changes of a consumer; the row itself
-    -- changes only on a take-over
-    SELECT * INTO c FROM @extschema@.relay_consumers r WHERE r.consumer = relay_lease.consumer FOR UPDATE;
+    -- changes only on a take-over, and never its key.  FOR NO KEY UPDATE,
+    -- not FOR UPDATE: the foreign keys of relay_leases, relay_ticks and
+    -- relay_acks take FOR KEY SHARE on this row, and rotate_relay_state
+    -- inserts into them while it holds an old slot's partitions ACCESS
+    -- EXCLUSIVE, which the SELECT below then waits for: with FOR UPDATE the
+    -- two deadlocked (specs/relay_state_rotation_race.spec, r_lease_blocked).
+    SELECT * INTO c FROM @extschema@.relay_consumers r WHERE r.consumer = relay_lease.consumer
+       FOR NO KEY UPDATE;
     SELECT * INTO l FROM @extschema@.relay_leases x
      WHERE x.consumer = relay_lease.consumer ORDER BY x.renewal_id DESC LIMIT 1;
     IF c.holder = relay_lease.holder AND c.epoch = relay_lease.epoch THEN
