@@ -28,6 +28,7 @@
 
 static PGconn *conn;
 static char last_error[512];
+static char last_sqlstate[6];	/* of the last failed call, "" if none */
 static int64_t wait_us;			/* time spent waiting for the main connection */
 
 struct db_page
@@ -76,6 +77,27 @@ db_last_error(void)
 	return last_error;
 }
 
+/*
+ * Did the last failed call fail for a reason that goes away by itself, so
+ * that the same call may simply be tried again: a deadlock or
+ * serialization failure (class 40), a lock_timeout (55P03) or a cancelled
+ * statement (57014: statement_timeout, pg_cancel_backend())?
+ */
+bool
+db_last_transient(void)
+{
+	return strncmp(last_sqlstate, "40", 2) == 0 ||
+		strcmp(last_sqlstate, "55P03") == 0 ||
+		strcmp(last_sqlstate, "57014") == 0;
+}
+
+/* The SQLSTATE of the last failed call ("" when there was none). */
+const char *
+db_last_sqlstate(void)
+{
+	return last_sqlstate;
+}
+
 /* Microseconds spent waiting for results on the main connection so far. */
 int64_t
 db_wait_us(void)
@@ -113,7 +135,10 @@ static void
 note_error(PGresult *res)
 {
 	const char *m = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	size_t		n;
+
+	snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state ? state : "");
 
 	snprintf(last_error, sizeof(last_error), "%s", m && *m ? m : "unknown error");
 	n = strlen(last_error);

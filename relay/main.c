@@ -42,6 +42,7 @@ static int64_t last_epoch;		/* kept across a reconnect: renew if still
 								 * ours */
 static int64_t lease_ok_at;		/* start of the last successful lease call */
 static int64_t next_renew;
+static int	renew_retry_ms = 100;	/* after a transient renewal failure */
 static int64_t next_lease_try;
 static int64_t reconnect_at;
 static int	reconnect_backoff = 100;
@@ -230,8 +231,30 @@ leader_housekeeping(int64_t now)
 		int64_t		got = 0;
 		int64_t		started = mono_ms();
 
-		if (!db_check(db_lease(cfg.consumer, holder, epoch, cfg.lease_ttl_ms, &got), "relay_lease"))
+		db_result	r = db_lease(cfg.consumer, holder, epoch, cfg.lease_ttl_ms, &got);
+
+		if (r == DB_FAILED && db_last_transient())
+		{
+			/*
+			 * A deadlock, lock timeout or cancelled statement: the lease is
+			 * still ours until lease_ok_at + ttl (the check above gives it up
+			 * then), and every ack stays fenced by the epoch, so try again
+			 * soon rather than drop the window and lead again (which re-sends
+			 * what is in flight).
+			 */
+			log_warn("lease renewal failed, will retry", "{s:s, s:s, s:I, s:i}",
+					 "sqlstate", db_last_sqlstate(), "error", db_last_error(),
+					 "lease_left_ms", (json_int_t) (lease_ok_at + cfg.lease_ttl_ms - now),
+					 "retry_in_ms", renew_retry_ms);
+			atomic_fetch_add(&metrics.lease_retries, 1);
+			next_renew = now + renew_retry_ms;
+			renew_retry_ms = renew_retry_ms * 2 > 1000 ? 1000 : renew_retry_ms * 2;
+			db_side_step(&cfg, now, last_activity, leader_quiet());
+			return true;
+		}
+		if (!db_check(r, "relay_lease"))
 			return false;
+		renew_retry_ms = 100;
 		if (got != epoch)
 		{
 			last_epoch = 0;

@@ -178,6 +178,8 @@ extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t out
 								const char *event, const char *reason, int attempts,
 								double first_failed_at);
 extern const char *db_last_error(void);
+extern const char *db_last_sqlstate(void);
+extern bool db_last_transient(void);
 extern int64_t db_wait_us(void);
 
 /* ------------------------------------------------------------- dbside.c */
@@ -396,6 +398,8 @@ typedef struct relay_metrics
 	atomic_int	wakeup_mode;	/* wake_mode */
 	atomic_long wakeups;		/* relay_wait() answers */
 	atomic_long db_calls;		/* statements on the main connection */
+	atomic_long lease_retries;	/* renewals tried again after a transient
+								 * failure */
 	atomic_int	n_maint;
 	relay_maint_metrics maint[RELAY_MAX_MAINT_OPS];
 } relay_metrics;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A lease renewal that fails for a reason that passes keeps the lease.
+# A DBA session holds taskevents.relay_leases ACCESS EXCLUSIVE while the
+# relay's role runs with lock_timeout = 150ms, so every renewal in that
+# time fails with SQLSTATE 55P03 (a deadlock, 40P01, took this path in CI
+# before relay_lease() stopped taking FOR UPDATE).  The relay must try
+# again while its lease lasts: "lease renewal failed, will retry" with the
+# SQLSTATE, the retry counter in /metrics, still the leader at the same
+# epoch, events written meanwhile delivered once each while the lock is
+# held; after the lock goes, a renewal succeeds.  Before, the first
+# failure made it stand down ("leadership lost") and lead again, re-sending
+# what was in flight.
+set -euo pipefail
+source "$(dirname "$0")/lib/relay.sh"
+rl_setup lease_retry nokafka
+
+metrics_port=$((KAFKA_PORT + 352))
+metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }
+retries_logged() { [ "$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")" -ge "$1" ]; }
+delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
+newest_renewal() {
+  q -d "$DB" -c "SELECT coalesce(max(renewal_id), 0) FROM taskevents.relay_leases WHERE consumer = 'default'"
+}
+
+# renewals every 2 s; the lock below is held from a retry on, so the lease
+# (6 s from the last renewal) outlives it by seconds
+rl_relay relay --dev-mock-kafka --metrics-addr "127.0.0.1:$metrics_port" --lease-ttl-ms 6000 \
+  --db "dbname=$DB options='-c lock_timeout=150'"
+rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
+KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
+rl_write 20
+rl_wait 20 delivered 20 || fail "the first 20 events were not delivered"
+epoch=$(q -d "$DB" -c "SELECT epoch FROM taskevents.relay_consumers WHERE consumer = 'default'")
+
+# the DBA's session, kept open on a coprocess
+coproc DBA { psql -X -q -At -v ON_ERROR_STOP=1 -d "$DB" 2>&1; }
+# (only this session can read relay_leases while it holds the lock: the
+# newest renewal is read here)
+echo "BEGIN; LOCK TABLE taskevents.relay_leases IN ACCESS EXCLUSIVE MODE;
+      SELECT 'locked ' || coalesce(max(renewal_id), 0) FROM taskevents.relay_leases WHERE consumer = 'default';" >&"${DBA[1]}"
+read -r -t 10 line <&"${DBA[0]}" && [[ "$line" == "locked "* ]] || fail "the DBA session did not take the lock: $line"
+before=${line#locked }
+rl_wait 10 retries_logged 2 || fail "no renewal failed and was retried while relay_leases was locked"
+# still leading: events committed now are delivered while the lock is held
+rl_write 30
+rl_wait 20 delivered 50 || fail "events written while the renewals failed were not delivered"
+retries_logged 2 || fail "lost the retry lines"
+[ "$(metric taskevents_relay_leader)" = 1 ] || fail "/metrics: no longer the leader"
+echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
+read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
+# a renewal after the lock: a newer lease row
+rl_wait 10 eval '[ "$(newest_renewal)" -gt "$before" ]' || fail "no renewal succeeded after the lock was released"
+echo '\q' >&"${DBA[1]}"
+
+! rl_log_has relay '"leadership lost"' || fail "the relay stood down: $(grep '"leadership lost"' "$WORK/relay.log")"
+[ "$(grep -c '"became leader"' "$WORK/relay.log")" = 1 ] || fail "the relay took the lease more than once"
+[ "$(q -d "$DB" -c "SELECT epoch FROM taskevents.relay_consumers WHERE consumer = 'default'")" = "$epoch" ] \
+  || fail "the epoch moved"
+grep '"lease renewal failed, will retry"' "$WORK/relay.log" | jq -e -s \
+  'all(.sqlstate == "55P03" and .lease_left_ms > 0 and .retry_in_ms >= 100)' >/dev/null \
+  || fail "retry lines without SQLSTATE 55P03 or the lease left: $(grep -m2 'will retry' "$WORK/relay.log")"
+n=$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")
+[ "$(metric taskevents_relay_lease_renewal_retries_total)" = "$n" ] \
+  || fail "/metrics counts $(metric taskevents_relay_lease_renewal_retries_total) retries, the log $n"
+rl_verify tasks
+pass "renewals failed $n times with 55P03 while relay_leases was locked; the relay kept leading at epoch $epoch and delivered 50 events once each"
