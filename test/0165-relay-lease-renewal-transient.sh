@@ -21,6 +21,7 @@ delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
 newest_renewal() {
   q -d "$DB" -c "SELECT coalesce(max(renewal_id), 0) FROM taskevents.relay_leases WHERE consumer = 'default'"
 }
+renewed_since() { [ "$(newest_renewal)" -gt "$1" ]; }
 
 # renewals every 2 s; the lock below is held from a retry on, so the lease
 # (6 s from the last renewal) outlives it by seconds
@@ -49,7 +50,7 @@ retries_logged 2 || fail "lost the retry lines"
 echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
 read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
 # a renewal after the lock: a newer lease row
-rl_wait 10 eval '[ "$(newest_renewal)" -gt "$before" ]' || fail "no renewal succeeded after the lock was released"
+rl_wait 10 renewed_since "$before" || fail "no renewal succeeded after the lock was released"
 echo '\q' >&"${DBA[1]}"
 
 ! rl_log_has relay '"leadership lost"' || fail "the relay stood down: $(grep '"leadership lost"' "$WORK/relay.log")"
