@@ -3,7 +3,8 @@
 #  1. idle cost: the relay leads with nothing to send for IDLE_SECONDS (10):
 #     transactions/s of the bench database (pg_stat_database.xact_commit),
 #     CPU of the relay and of its PostgreSQL backends, the relay's RSS; then
-#     commit -> consumer latency of the first event after that quiet time;
+#     commit -> consumer latency of the first event after that quiet time
+#     (and after FIRST_SAMPLES - 1 more quiet times);
 #  2. latency at a steady RATE (200) writes/s (pgbench -R), p50/p99/max:
 #     statement start (the event's time) -> consumer, commit (pgbench's log)
 #     -> consumer, and the relay's own histogram over the same window;
@@ -15,7 +16,7 @@
 #     same records) to the same broker in the same run, once before the
 #     drain and once after it: events/s of each and the ratios to kcat's
 #     means; the relay's peak RSS and where its time went.
-# Usage: [BENCH_EXTRA_SQL=file.sql] [IDLE_SECONDS=10] [MAX_CLIENTS=4]
+# Usage: [BENCH_EXTRA_SQL=file.sql] [IDLE_SECONDS=10] [FIRST_SAMPLES=3] [MAX_CLIENTS=4]
 #        [BASELINE_RELAY=/path/to/another/taskevents-relay] [DRAIN_FLAGS="..."]
 #        bench/relay/run.sh [N] [RATE] [SECONDS]
 # BASELINE_RELAY: a second binary (an older build) that also drains the same
@@ -29,6 +30,7 @@ N=${1:-1000000}
 RATE=${2:-200}
 SECS=${3:-20}
 IDLE_SECONDS=${IDLE_SECONDS:-10}
+FIRST_SAMPLES=${FIRST_SAMPLES:-3}
 MAX_CLIENTS=${MAX_CLIENTS:-4}
 # the drain runs with the relay's defaults (--batch-size 1000,
 # --max-inflight 20000) unless DRAIN_FLAGS says otherwise
@@ -71,9 +73,25 @@ PY
 # $WORK/$1.* (client_id transaction_no latency_us script_no epoch us ...,
 # written when the client saw the commit return), joined with the
 # consumer's arrivals by the title's client id and transaction number
+# commit_latency PREFIX [LABEL]: with LABEL, one line for a run of one
+# transaction (matched by its time alone), its commit -> consumer and its
+# statement start -> consumer
 commit_latency() {
-  python3 - "$WORK/arrivals.txt" "$WORK/$1" <<'PY'
+  python3 - "$WORK/arrivals.txt" "$WORK/$1" "${2:-}" <<'PY'
 import sys, glob
+if sys.argv[3]:
+    runs = [l.split() for f in glob.glob(sys.argv[2] + ".*") for l in open(f)]
+    c, n, lat, _, ep, us = runs[0][:6]
+    end = int(ep) + int(us) / 1e6
+    start = end - int(lat) / 1e6
+    got = [(float(recv), float(t)) for recv, t, cl, k in (l.split() for l in open(sys.argv[1]))
+           if int(cl) == int(c) and abs(start - float(t)) < 0.5]
+    if not got:
+        print("%s: no sample" % sys.argv[3]); sys.exit(0)
+    recv, t = got[-1]
+    print("%s: commit -> consumer %.1f ms (statement start -> consumer %.1f ms)"
+          % (sys.argv[3], (recv - end) * 1000, (recv - t) * 1000))
+    sys.exit(0)
 done = {}
 for f in glob.glob(sys.argv[2] + ".*"):
     for line in open(f):
@@ -183,19 +201,17 @@ awk -v x=$((x1 - x0)) -v ms=$((t1 - t0)) -v r=$((r1 - r0)) -v b=$((b1 - b0)) -v 
   s = ms / 1000.0
   printf "idle %.1f s: %.1f transactions/s in the bench database; CPU: relay %.2f %%, its %d backends %.2f %% of a core; relay RSS %.1f MB\n",
     s, x / s, 100.0 * r / tck / s, nb, 100.0 * b / tck / s, rss / 1024.0 }'
-skip=$(lat_lines)
-# The event's time is the statement's start; the first statement of a new
-# session also pays for loading the trigger's caches.  How long it took,
-# triggers included, is read in its transaction just before the commit, so
-# the line also gives "from the end of the statement", about commit ->
-# consumer.
-stmt_ms=$(q -d $DB -c "BEGIN" -c "INSERT INTO tasks (user_id, title) VALUES ('user1', 'after idle')" \
-            -c "SELECT (extract(epoch FROM clock_timestamp() - max(o.created_at)) * 1000)::numeric(10,1)
-                  FROM taskevents.outbox o WHERE o.txid = pg_current_xact_id()" -c "COMMIT")
-wait_lines $((skip + 1))
-percentiles "$skip" "first event after ${IDLE_SECONDS} s idle"
-tail -n +$((skip + 1)) "$WORK/lat.txt" | head -1 | awk -v s="$stmt_ms" '{
-  printf "  the INSERT (a new session) took %.1f ms: from the end of the statement %.1f ms\n", s, $1 - s }'
+# commit -> consumer of the first event after each quiet time: a
+# one-transaction pgbench run (a new session, like an application's first
+# write after a pause), FIRST_SAMPLES (3) times, IDLE_SECONDS apart; the
+# first sample follows the idle-cost window above
+for i in $(seq 1 "$FIRST_SAMPLES"); do
+  [ "$i" -gt 1 ] && sleep "$IDLE_SECONDS"
+  skip=$(lat_lines)
+  pgbench -n -f "$WORK/ins.sql" -D k=0 -l --log-prefix="$WORK/first-$i" -t 1 -c 1 $DB >"$WORK/pgbench-first-$i.log" 2>&1
+  wait_lines $((skip + 1))
+  commit_latency "first-$i" "first event after ${IDLE_SECONDS} s idle ($i of $FIRST_SAMPLES)"
+done
 
 # 2. steady RATE
 skip=$(lat_lines); oc=$(outbox_count)
