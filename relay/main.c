@@ -43,6 +43,8 @@ static int64_t last_epoch;		/* kept across a reconnect: renew if still
 static int64_t lease_ok_at;		/* start of the last successful lease call */
 static int64_t next_renew;
 static int	renew_retry_ms = 100;	/* after a transient renewal failure */
+static int64_t db_retry_at;		/* tick, fetch, ack: not before (0: now) */
+static int	db_retry_ms = 100;
 static int64_t next_lease_try;
 static int64_t reconnect_at;
 static int	reconnect_backoff = 100;
@@ -121,6 +123,8 @@ become_standby(const char *why)
 	wake_close();				/* a leader again fetches before it waits */
 	role = db_connected() ? ROLE_STANDBY : ROLE_DISCONNECTED;
 	epoch = 0;
+	db_retry_at = 0;
+	db_retry_ms = renew_retry_ms = 100;
 	next_lease_try = mono_ms();
 	atomic_store(&metrics.leader, 0);
 }
@@ -157,6 +161,27 @@ db_check(db_result r, const char *what)
 			return false;
 	}
 	return false;
+}
+
+/*
+ * A tick, fetch or ack that failed for a reason that passes (a deadlock,
+ * a lock or statement timeout, a cancelled statement: db_last_transient())
+ * moved nothing: the batch, the cursor and the acknowledged position are
+ * those of before the call.  The leader keeps its window and its lease and
+ * tries again after a pause that doubles up to a second.  False for every
+ * other result, for db_check().
+ */
+static bool
+db_retry_later(db_result r, const char *what, int64_t now)
+{
+	if (r != DB_FAILED || !db_last_transient())
+		return false;
+	log_warn("database call failed, will retry", "{s:s, s:s, s:s, s:i}", "call", what,
+			 "sqlstate", db_last_sqlstate(), "error", db_last_error(), "retry_in_ms", db_retry_ms);
+	atomic_fetch_add(&metrics.db_retries, 1);
+	db_retry_at = now + db_retry_ms;
+	db_retry_ms = db_retry_ms * 2 > 1000 ? 1000 : db_retry_ms * 2;
+	return true;
 }
 
 static void
@@ -280,6 +305,8 @@ leader_next_due(void)
 
 	if (next_renew < next)
 		next = next_renew;
+	if (db_retry_at > 0 && db_retry_at < next)
+		next = db_retry_at;
 	return next;
 }
 
@@ -300,6 +327,8 @@ leader_turn(int64_t now, bool *finished)
 	pipeline_circuit_step(now);
 	if (!db_check(pipeline_step(now), "relay_dead_letter"))
 		return false;
+	if (db_retry_at > now)
+		return false;			/* a tick, fetch or ack to try again later */
 
 	/*
 	 * Fetch unless a wait for a commit is outstanding (wake.c): the last tick
@@ -312,7 +341,8 @@ leader_turn(int64_t now, bool *finished)
 		n = pipeline_fetch(&r, &idle);
 		if (n < 0)
 		{
-			db_check(r, "relay_tick/relay_fetch");
+			if (!db_retry_later(r, "relay_tick/relay_fetch", now))
+				db_check(r, "relay_tick/relay_fetch");
 			return false;
 		}
 		if (n > 0)
@@ -320,8 +350,15 @@ leader_turn(int64_t now, bool *finished)
 		if (idle && !cfg.once)
 			wake_arm(cfg.db);
 	}
-	if (!db_check(pipeline_ack(now, draining || cfg.once), "relay_ack"))
+	r = pipeline_ack(now, draining || cfg.once);
+	if (r != DB_OK)
+	{
+		if (!db_retry_later(r, "relay_ack", now))
+			db_check(r, "relay_ack");
 		return false;
+	}
+	db_retry_at = 0;
+	db_retry_ms = 100;
 	if (draining && pipeline_empty())
 		*finished = true;
 	if (cfg.once && idle && pipeline_empty())

@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# A lease renewal that fails for a reason that passes keeps the lease.
-# A DBA session holds taskevents.relay_leases ACCESS EXCLUSIVE while the
-# relay's role runs with lock_timeout = 150ms, so every renewal in that
-# time fails with SQLSTATE 55P03 (a deadlock, 40P01, took this path in CI
-# before relay_lease() stopped taking FOR UPDATE).  The relay must try
-# again while its lease lasts: "lease renewal failed, will retry" with the
-# SQLSTATE, the retry counter in /metrics, still the leader at the same
-# epoch, events written meanwhile delivered once each while the lock is
-# held; after the lock goes, a renewal succeeds.  Before, the first
-# failure made it stand down ("leadership lost") and lead again, re-sending
-# what was in flight.
+# Calls that fail for a reason that passes are tried again; the relay keeps
+# its lease and its window.  The relay's role runs with lock_timeout =
+# 150ms and a DBA session holds one of the relay's tables ACCESS EXCLUSIVE,
+# so the calls that read it fail with SQLSTATE 55P03 (a deadlock, 40P01,
+# took the same path in CI before relay_lease() stopped taking FOR UPDATE):
+#  1. relay_leases: every renewal fails.  "lease renewal failed, will
+#     retry" with the SQLSTATE and the lease left, the retry counter in
+#     /metrics; still the leader at the same epoch, and events written
+#     meanwhile are delivered while the lock is held; after it, a renewal
+#     succeeds.
+#  2. relay_ticks: every tick fails.  "database call failed, will retry"
+#     (call relay_tick/relay_fetch), its counter; nothing is delivered
+#     while the lock is held, everything once it is gone.
+# At the end: one "became leader", no "leadership lost", the epoch
+# unchanged, every event delivered exactly once, in order per user.
+# Before, the first such failure made the relay stand down and lead again,
+# re-sending what was in flight.
 set -euo pipefail
 source "$(dirname "$0")/lib/relay.sh"
-rl_setup lease_retry nokafka
+rl_setup transient nokafka
 
 metrics_port=$((KAFKA_PORT + 352))
 metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }
 retries_logged() { [ "$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")" -ge "$1" ]; }
+call_retries_logged() { [ "$(grep -c '"database call failed, will retry"' "$WORK/relay.log")" -ge "$1" ]; }
 delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
 newest_renewal() {
   q -d "$DB" -c "SELECT coalesce(max(renewal_id), 0) FROM taskevents.relay_leases WHERE consumer = 'default'"
@@ -51,6 +58,17 @@ echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
 read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
 # a renewal after the lock: a newer lease row
 rl_wait 10 renewed_since "$before" || fail "no renewal succeeded after the lock was released"
+
+# 2. relay_ticks locked: the ticks of the commits below fail
+echo "BEGIN; LOCK TABLE taskevents.relay_ticks IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&"${DBA[1]}"
+read -r -t 10 line <&"${DBA[0]}" && [ "$line" = locked ] || fail "the DBA session did not lock relay_ticks: $line"
+rl_write 20
+rl_wait 10 call_retries_logged 2 || fail "no tick failed and was retried while relay_ticks was locked"
+[ "$(kafka_topic_count tasks)" -eq 50 ] || fail "events delivered while relay_ticks was locked: the lock did not hold the ticks"
+[ "$(metric taskevents_relay_leader)" = 1 ] || fail "/metrics: no longer the leader while the ticks failed"
+echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
+read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
+rl_wait 20 delivered 70 || fail "the events written while the ticks failed were not delivered after the lock"
 echo '\q' >&"${DBA[1]}"
 
 ! rl_log_has relay '"leadership lost"' || fail "the relay stood down: $(grep '"leadership lost"' "$WORK/relay.log")"
@@ -63,5 +81,11 @@ grep '"lease renewal failed, will retry"' "$WORK/relay.log" | jq -e -s \
 n=$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")
 [ "$(metric taskevents_relay_lease_renewal_retries_total)" = "$n" ] \
   || fail "/metrics counts $(metric taskevents_relay_lease_renewal_retries_total) retries, the log $n"
+grep '"database call failed, will retry"' "$WORK/relay.log" | jq -e -s \
+  'all(.call == "relay_tick/relay_fetch" and .sqlstate == "55P03" and .retry_in_ms >= 100)' >/dev/null \
+  || fail "tick retry lines without the call or SQLSTATE 55P03: $(grep -m2 'database call failed' "$WORK/relay.log")"
+m=$(grep -c '"database call failed, will retry"' "$WORK/relay.log")
+[ "$(metric taskevents_relay_db_retries_total)" = "$m" ] \
+  || fail "/metrics counts $(metric taskevents_relay_db_retries_total) call retries, the log $m"
 rl_verify tasks
-pass "renewals failed $n times with 55P03 while relay_leases was locked; the relay kept leading at epoch $epoch and delivered 50 events once each"
+pass "renewals failed $n times and ticks $m times with 55P03 while relay_leases, then relay_ticks, were locked; the relay kept leading at epoch $epoch and delivered 70 events once each"
