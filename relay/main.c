@@ -164,10 +164,11 @@ db_check(db_result r, const char *what)
 }
 
 /*
- * A tick, fetch or ack that failed for a reason that passes (a deadlock,
- * a lock or statement timeout, a cancelled statement: db_last_transient())
- * moved nothing: the batch, the cursor and the acknowledged position are
- * those of before the call.  The leader keeps its window and its lease and
+ * A tick, fetch, ack or dead-letter record that failed for a reason that
+ * passes (a deadlock, a lock or statement timeout, a cancelled statement:
+ * db_last_transient()) moved nothing: the batch, the cursor, the
+ * acknowledged position are those of before the call, and the dead letter
+ * is still to be recorded.  The leader keeps its window and its lease and
  * tries again after a pause that doubles up to a second.  False for every
  * other result, for db_check().
  */
@@ -325,10 +326,16 @@ leader_turn(int64_t now, bool *finished)
 	if (!leader_housekeeping(now))
 		return false;
 	pipeline_circuit_step(now);
-	if (!db_check(pipeline_step(now), "relay_dead_letter"))
-		return false;
 	if (db_retry_at > now)
-		return false;			/* a tick, fetch or ack to try again later */
+		return false;			/* a call to try again later */
+	r = pipeline_step(now);
+	if (r != DB_OK)
+	{
+		/* the event stays to be recorded (EV_RECORD) */
+		if (!db_retry_later(r, "relay_dead_letter", now))
+			db_check(r, "relay_dead_letter");
+		return false;
+	}
 
 	/*
 	 * Fetch unless a wait for a commit is outstanding (wake.c): the last tick

@@ -155,7 +155,7 @@ static const struct
 	SCALAR("taskevents_relay_wakeups_total", "counter", "Answers of relay_wait() (a commit that wrote events, or its timeout).", wakeups),
 	SCALAR("taskevents_relay_db_calls_total", "counter", "Statements on the main connection (lease, tick, fetch, ack, ...), one transaction each.", db_calls),
 	SCALAR("taskevents_relay_lease_renewal_retries_total", "counter", "Lease renewals that failed for a transient reason (deadlock, serialization failure, lock or statement timeout) and were tried again while the lease was still held.", lease_retries),
-	SCALAR("taskevents_relay_db_retries_total", "counter", "Ticks, fetches and acks that failed for a transient reason (deadlock, serialization failure, lock or statement timeout) and were tried again, the window kept.", db_retries),
+	SCALAR("taskevents_relay_db_retries_total", "counter", "Ticks, fetches, acks and dead-letter records that failed for a transient reason (deadlock, serialization failure, lock or statement timeout) and were tried again, the window kept.", db_retries),
 };
 
 static size_t

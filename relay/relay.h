@@ -400,8 +400,8 @@ typedef struct relay_metrics
 	atomic_long db_calls;		/* statements on the main connection */
 	atomic_long lease_retries;	/* renewals tried again after a transient
 								 * failure */
-	atomic_long db_retries;		/* ticks, fetches, acks tried again after a
-								 * transient failure */
+	atomic_long db_retries;		/* ticks, fetches, acks, dead-letter records
+								 * tried again after a transient failure */
 	atomic_int	n_maint;
 	relay_maint_metrics maint[RELAY_MAX_MAINT_OPS];
 } relay_metrics;

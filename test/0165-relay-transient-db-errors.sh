@@ -12,6 +12,9 @@
 #  2. relay_ticks: every tick fails.  "database call failed, will retry"
 #     (call relay_tick/relay_fetch), its counter; nothing is delivered
 #     while the lock is held, everything once it is gone.
+#  3. dead_letters: a malformed outbox row goes to tasks-dlq but cannot be
+#     recorded (call relay_dead_letter); once the lock is gone it is
+#     recorded once, and produced to tasks-dlq once.
 # At the end: one "became leader", no "leadership lost", the epoch
 # unchanged, every event delivered exactly once, in order per user.
 # Before, the first such failure made the relay stand down and lead again,
@@ -23,7 +26,8 @@ rl_setup transient nokafka
 metrics_port=$((KAFKA_PORT + 352))
 metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }
 retries_logged() { [ "$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")" -ge "$1" ]; }
-call_retries_logged() { [ "$(grep -c '"database call failed, will retry"' "$WORK/relay.log")" -ge "$1" ]; }
+call_retries_logged() { [ "$(grep '"database call failed, will retry"' "$WORK/relay.log" | grep -c "\"call\":\"$1\"")" -ge "$2" ]; }
+dead_letters_recorded() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.dead_letters")" -ge "$1" ]; }
 delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
 newest_renewal() {
   q -d "$DB" -c "SELECT coalesce(max(renewal_id), 0) FROM taskevents.relay_leases WHERE consumer = 'default'"
@@ -63,12 +67,26 @@ rl_wait 10 renewed_since "$before" || fail "no renewal succeeded after the lock 
 echo "BEGIN; LOCK TABLE taskevents.relay_ticks IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&"${DBA[1]}"
 read -r -t 10 line <&"${DBA[0]}" && [ "$line" = locked ] || fail "the DBA session did not lock relay_ticks: $line"
 rl_write 20
-rl_wait 10 call_retries_logged 2 || fail "no tick failed and was retried while relay_ticks was locked"
+rl_wait 10 call_retries_logged relay_tick/relay_fetch 2 || fail "no tick failed and was retried while relay_ticks was locked"
 [ "$(kafka_topic_count tasks)" -eq 50 ] || fail "events delivered while relay_ticks was locked: the lock did not hold the ticks"
 [ "$(metric taskevents_relay_leader)" = 1 ] || fail "/metrics: no longer the leader while the ticks failed"
 echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
 read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
 rl_wait 20 delivered 70 || fail "the events written while the ticks failed were not delivered after the lock"
+
+# 3. dead_letters locked: an event that is not a CloudEvent is produced to
+# tasks-dlq, and its record waits
+echo "BEGIN; LOCK TABLE taskevents.dead_letters IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&"${DBA[1]}"
+read -r -t 10 line <&"${DBA[0]}" && [ "$line" = locked ] || fail "the DBA session did not lock dead_letters: $line"
+q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, data)
+  VALUES (taskevents._current_slot(), 'tasks', 'poison', '{\"specversion\": \"0.3\", \"id\": \"m1\", \"source\": \"s\", \"type\": \"t\"}')" >/dev/null
+rl_write 10
+rl_wait 10 call_retries_logged relay_dead_letter 2 || fail "no dead-letter record failed and was retried while dead_letters was locked"
+[ "$(metric taskevents_relay_leader)" = 1 ] || fail "/metrics: no longer the leader while the record failed"
+echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
+read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
+rl_wait 20 dead_letters_recorded 1 || fail "the dead letter was not recorded after the lock"
+rl_wait 20 delivered 80 || fail "the events written while the record failed were not delivered"
 echo '\q' >&"${DBA[1]}"
 
 ! rl_log_has relay '"leadership lost"' || fail "the relay stood down: $(grep '"leadership lost"' "$WORK/relay.log")"
@@ -82,10 +100,13 @@ n=$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")
 [ "$(metric taskevents_relay_lease_renewal_retries_total)" = "$n" ] \
   || fail "/metrics counts $(metric taskevents_relay_lease_renewal_retries_total) retries, the log $n"
 grep '"database call failed, will retry"' "$WORK/relay.log" | jq -e -s \
-  'all(.call == "relay_tick/relay_fetch" and .sqlstate == "55P03" and .retry_in_ms >= 100)' >/dev/null \
-  || fail "tick retry lines without the call or SQLSTATE 55P03: $(grep -m2 'database call failed' "$WORK/relay.log")"
+  'all((.call == "relay_tick/relay_fetch" or .call == "relay_dead_letter") and .sqlstate == "55P03" and .retry_in_ms >= 100)' >/dev/null \
+  || fail "call retry lines without the call or SQLSTATE 55P03: $(grep -m2 'database call failed' "$WORK/relay.log")"
+[ "$(q -d "$DB" -c "SELECT count(*) || ' ' || string_agg(partition_key || ' ' || (reason LIKE 'invalid cloudevent%')::text, ',') FROM taskevents.dead_letters")" = "1 poison true" ] \
+  || fail "dead letters: $(q -d "$DB" -c "SELECT count(*), string_agg(partition_key || ': ' || reason, ', ') FROM taskevents.dead_letters")"
+[ "$(kafka_topic_count tasks-dlq)" = 1 ] || fail "tasks-dlq holds $(kafka_topic_count tasks-dlq) messages, 1 expected"
 m=$(grep -c '"database call failed, will retry"' "$WORK/relay.log")
 [ "$(metric taskevents_relay_db_retries_total)" = "$m" ] \
   || fail "/metrics counts $(metric taskevents_relay_db_retries_total) call retries, the log $m"
 rl_verify tasks
-pass "renewals failed $n times and ticks $m times with 55P03 while relay_leases, then relay_ticks, were locked; the relay kept leading at epoch $epoch and delivered 70 events once each"
+pass "renewals failed $n times, ticks and dead-letter records $m times with 55P03 while relay_leases, relay_ticks, dead_letters were locked; the relay kept leading at epoch $epoch, delivered 80 events once each and recorded the dead letter once"
