@@ -15,7 +15,11 @@
  *
  * Results are classified for the caller: DB_FENCED for SQLSTATE 55000 (the
  * lease epoch moved on: another relay took over), DB_CONN when the
- * connection is gone, DB_FAILED for anything else.
+ * connection is gone, DB_TRANSIENT for an error that passes by itself (a
+ * deadlock or serialization failure, class 40; a lock_timeout, 55P03; a
+ * cancelled statement, 57014: statement_timeout, pg_cancel_backend()), so
+ * that the same call may simply be tried again, DB_FAILED for anything
+ * else.
  */
 #include "relay.h"
 
@@ -77,20 +81,6 @@ db_last_error(void)
 	return last_error;
 }
 
-/*
- * Did the last failed call fail for a reason that goes away by itself, so
- * that the same call may simply be tried again: a deadlock or
- * serialization failure (class 40), a lock_timeout (55P03) or a cancelled
- * statement (57014: statement_timeout, pg_cancel_backend())?
- */
-bool
-db_last_transient(void)
-{
-	return strncmp(last_sqlstate, "40", 2) == 0 ||
-		strcmp(last_sqlstate, "55P03") == 0 ||
-		strcmp(last_sqlstate, "57014") == 0;
-}
-
 /* The SQLSTATE of the last failed call ("" when there was none). */
 const char *
 db_last_sqlstate(void)
@@ -139,7 +129,6 @@ note_error(PGresult *res)
 	size_t		n;
 
 	snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state ? state : "");
-
 	snprintf(last_error, sizeof(last_error), "%s", m && *m ? m : "unknown error");
 	n = strlen(last_error);
 	while (n > 0 && (last_error[n - 1] == '\n' || last_error[n - 1] == ' '))
@@ -230,10 +219,13 @@ prefetch_discard(void)
 static db_result
 failed(PGresult *res)
 {
-	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	bool		fenced = state && strcmp(state, "55000") == 0;
+	bool		fenced,
+				transient;
 
 	note_error(res);
+	fenced = strcmp(last_sqlstate, "55000") == 0;
+	transient = strncmp(last_sqlstate, "40", 2) == 0 ||
+		strcmp(last_sqlstate, "55P03") == 0 || strcmp(last_sqlstate, "57014") == 0;
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
 		PQclear(res);
@@ -241,7 +233,7 @@ failed(PGresult *res)
 		return DB_CONN;
 	}
 	PQclear(res);
-	return fenced ? DB_FENCED : DB_FAILED;
+	return fenced ? DB_FENCED : transient ? DB_TRANSIENT : DB_FAILED;
 }
 
 /*

@@ -154,6 +154,7 @@ db_check(db_result r, const char *what)
 		case DB_CONN:
 			connection_lost();
 			return false;
+		case DB_TRANSIENT:		/* where the caller does not try again */
 		case DB_FAILED:
 			log_error("database call failed", "{s:s, s:s}", "call", what, "error", db_last_error());
 			become_standby("database call failed");
@@ -164,24 +165,34 @@ db_check(db_result r, const char *what)
 }
 
 /*
- * A tick, fetch, ack or dead-letter record that failed for a reason that
- * passes (a deadlock, a lock or statement timeout, a cancelled statement:
- * db_last_transient()) moved nothing: the batch, the cursor, the
- * acknowledged position are those of before the call, and the dead letter
- * is still to be recorded.  The leader keeps its window and its lease and
- * tries again after a pause that doubles up to a second.  False for every
- * other result, for db_check().
+ * The pause before a call is tried again: *ms, which doubles for the next
+ * time, up to a second.
+ */
+static int
+retry_pause(int *ms)
+{
+	int			pause = *ms;
+
+	*ms = pause * 2 > 1000 ? 1000 : pause * 2;
+	return pause;
+}
+
+/*
+ * A tick, fetch, ack or dead-letter record that failed with DB_TRANSIENT
+ * moved nothing: the batch, the cursor, the acknowledged position are
+ * those of before the call, and the dead letter is still to be recorded.
+ * The leader keeps its window and its lease and tries again after
+ * retry_pause().  False for every other result, for db_check().
  */
 static bool
 db_retry_later(db_result r, const char *what, int64_t now)
 {
-	if (r != DB_FAILED || !db_last_transient())
+	if (r != DB_TRANSIENT)
 		return false;
 	log_warn("database call failed, will retry", "{s:s, s:s, s:s, s:i}", "call", what,
 			 "sqlstate", db_last_sqlstate(), "error", db_last_error(), "retry_in_ms", db_retry_ms);
 	atomic_fetch_add(&metrics.db_retries, 1);
-	db_retry_at = now + db_retry_ms;
-	db_retry_ms = db_retry_ms * 2 > 1000 ? 1000 : db_retry_ms * 2;
+	db_retry_at = now + retry_pause(&db_retry_ms);
 	return true;
 }
 
@@ -256,39 +267,37 @@ leader_housekeeping(int64_t now)
 	{
 		int64_t		got = 0;
 		int64_t		started = mono_ms();
-
 		db_result	r = db_lease(cfg.consumer, holder, epoch, cfg.lease_ttl_ms, &got);
 
-		if (r == DB_FAILED && db_last_transient())
+		if (r == DB_TRANSIENT)
 		{
 			/*
-			 * A deadlock, lock timeout or cancelled statement: the lease is
-			 * still ours until lease_ok_at + ttl (the check above gives it up
-			 * then), and every ack stays fenced by the epoch, so try again
-			 * soon rather than drop the window and lead again (which re-sends
-			 * what is in flight).
+			 * The lease is still ours until lease_ok_at + ttl (the check
+			 * above gives it up then), and every ack stays fenced by the
+			 * epoch, so try again soon rather than drop the window and lead
+			 * again (which re-sends what is in flight).
 			 */
 			log_warn("lease renewal failed, will retry", "{s:s, s:s, s:I, s:i}",
 					 "sqlstate", db_last_sqlstate(), "error", db_last_error(),
 					 "lease_left_ms", (json_int_t) (lease_ok_at + cfg.lease_ttl_ms - now),
 					 "retry_in_ms", renew_retry_ms);
 			atomic_fetch_add(&metrics.lease_retries, 1);
-			next_renew = now + renew_retry_ms;
-			renew_retry_ms = renew_retry_ms * 2 > 1000 ? 1000 : renew_retry_ms * 2;
-			db_side_step(&cfg, now, last_activity, leader_quiet());
-			return true;
+			next_renew = now + retry_pause(&renew_retry_ms);
 		}
-		if (!db_check(r, "relay_lease"))
-			return false;
-		renew_retry_ms = 100;
-		if (got != epoch)
+		else
 		{
-			last_epoch = 0;
-			become_standby("lease taken by another relay");
-			return false;
+			if (!db_check(r, "relay_lease"))
+				return false;
+			if (got != epoch)
+			{
+				last_epoch = 0;
+				become_standby("lease taken by another relay");
+				return false;
+			}
+			renew_retry_ms = 100;
+			lease_ok_at = started;
+			next_renew = started + cfg.lease_ttl_ms / 3;
 		}
-		lease_ok_at = started;
-		next_renew = started + cfg.lease_ttl_ms / 3;
 	}
 	/* the side connection: the maintenance list, the backlog sample */
 	db_side_step(&cfg, now, last_activity, leader_quiet());

@@ -136,6 +136,9 @@ typedef enum
 {
 	DB_OK = 0,
 	DB_FENCED,					/* SQLSTATE 55000: the lease is no longer ours */
+	DB_TRANSIENT,				/* an error that passes (deadlock, serialization
+								 * failure, lock or statement timeout): the
+								 * same call may be tried again */
 	DB_FAILED,					/* any other error, connection still up */
 	DB_CONN						/* the connection is broken */
 } db_result;
@@ -179,7 +182,6 @@ extern db_result db_dead_letter(const char *consumer, int64_t epoch, int64_t out
 								double first_failed_at);
 extern const char *db_last_error(void);
 extern const char *db_last_sqlstate(void);
-extern bool db_last_transient(void);
 extern int64_t db_wait_us(void);
 
 /* ------------------------------------------------------------- dbside.c */
