@@ -136,9 +136,9 @@ typedef enum
 {
 	DB_OK = 0,
 	DB_FENCED,					/* SQLSTATE 55000: the lease is no longer ours */
-	DB_TRANSIENT,				/* an error that passes (deadlock, serialization
-								 * failure, lock or statement timeout): the
-								 * same call may be tried again */
+	DB_TRANSIENT,				/* an error that passes (deadlock,
+								 * serialization failure, lock or statement
+								 * timeout): the same call may be tried again */
 	DB_FAILED,					/* any other error, connection still up */
 	DB_CONN						/* the connection is broken */
 } db_result;
