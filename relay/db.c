@@ -68,7 +68,18 @@ static const statement statements[] = {
 	{"release", "SELECT taskevents.relay_release($1, $2)"},
 	{"position", "SELECT tick_id, cursor_id, batch_done FROM taskevents.relay_position($1)"},
 	{"last_tick", "SELECT taskevents.relay_last_tick($1)"},
-	{"tick", "SELECT taskevents.relay_tick($1, $2)"},
+
+	/*
+	 * A new batch and its first page in one round trip: relay_tick()'s row
+	 * first (a NULL tick: nothing new), then relay_fetch_page()'s chunks of
+	 * that tick, whose row it reads in the same transaction (each of its
+	 * statements takes a new snapshot).  The first page is collected in no
+	 * tuplestore either: the chunks come from the select list.
+	 */
+	{"tick", "WITH t AS MATERIALIZED (SELECT taskevents.relay_tick($1, $2) AS tick) "
+		"SELECT t.tick, NULL::pg_catalog.bytea FROM t UNION ALL "
+		"SELECT NULL, taskevents.relay_fetch_page($1, t.tick, 0::pg_catalog.int8, $3) "
+	"FROM t WHERE t.tick IS NOT NULL"},
 	{"fetch", "SELECT taskevents.relay_fetch_page($1, $2, $3, $4)"},
 	{"ack", "SELECT taskevents.relay_ack($1, $2, $3, $4, $5)"},
 	{"dead_letter", "SELECT taskevents.relay_dead_letter($1, $2, $3, $4, $5, $6, $7, $8, $9, "
@@ -348,17 +359,6 @@ db_last_tick(const char *consumer, int64_t *tick)
 	return run_row("last_tick", 1, p, tick, 1);
 }
 
-/* *tick = the new tick, or 0 when nothing new committed. */
-db_result
-db_tick(const char *consumer, int64_t epoch, int64_t *tick)
-{
-	char		e[32];
-	const char *p[2] = {consumer, e};
-
-	snprintf(e, sizeof(e), "%lld", (long long) epoch);
-	return run_row("tick", 2, p, tick, 1);
-}
-
 /* Send the fetch of a page ahead; db_fetch() picks it up. */
 void
 db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit)
@@ -433,26 +433,27 @@ take_string(const unsigned char **p, const unsigned char *end, bool nullable,
 
 /*
  * The rows of a page from relay_fetch_page(): chunks of whole records
- * (their layout: extension/relaypage.c), one a row, read in one pass into
+ * (their layout: extension/relaypage.c), one a row in column col from row
+ * first on, read in one pass into
  * *page (NULL when there is none); the strings stay where they are in res.
  * Returns the number of rows, -1 when the page is malformed.
  */
 static int
-page_rows(PGresult *res, db_page **page)
+page_rows(PGresult *res, int first, int col, db_page **page)
 {
 	db_page    *pg = NULL;
 	int			n = 0,
 				cap = 0;
 
 	*page = NULL;
-	if (PQnfields(res) != 1 || PQfformat(res, 0) != 1)
+	if (PQnfields(res) != col + 1 || PQfformat(res, col) != 1)
 		return -1;
-	for (int c = 0; c < PQntuples(res); c++)
+	for (int c = first; c < PQntuples(res); c++)
 	{
-		const unsigned char *p = (const unsigned char *) PQgetvalue(res, c, 0);
-		const unsigned char *end = p + PQgetlength(res, c, 0);
+		const unsigned char *p = (const unsigned char *) PQgetvalue(res, c, col);
+		const unsigned char *end = p + PQgetlength(res, c, col);
 
-		if (PQgetisnull(res, c, 0) || p == end)
+		if (PQgetisnull(res, c, col) || p == end)
 			goto malformed;
 		while (p < end)
 		{
@@ -486,6 +487,37 @@ malformed:
 }
 
 /*
+ * The page in res (see page_rows()) as *page, *rows and *nrows: *page
+ * keeps res, with one reference per row; none when it has no row.  Takes
+ * res.
+ */
+static db_result
+take_page(PGresult *res, int first, int col, db_page **page, db_row **rows, int *nrows)
+{
+	db_page    *pg;
+	int			n = page_rows(res, first, col, &pg);
+
+	if (n < 0)
+	{
+		snprintf(last_error, sizeof(last_error), "relay_fetch_page() returned a malformed page");
+		PQclear(res);
+		return DB_FAILED;
+	}
+	if (n == 0)
+	{
+		free(pg);
+		PQclear(res);
+		return DB_OK;
+	}
+	pg->res = res;
+	pg->refs = n;
+	*page = pg;
+	*rows = pg->rows;
+	*nrows = n;
+	return DB_OK;
+}
+
+/*
  * The page of batch tick after id `after`, at most `limit` rows.  A page
  * fetched ahead is used when it is the same page with a limit no larger;
  * *used_limit says which limit applied (fewer rows = end of the batch).
@@ -502,8 +534,6 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 	const char *p[4] = {consumer, t, a, l};
 	PGresult   *res;
 	db_result	r;
-	db_page    *pg;
-	int			n;
 
 	*page = NULL;
 	*rows = NULL;
@@ -530,25 +560,50 @@ db_fetch(const char *consumer, int64_t tick, int64_t after, int limit, db_page *
 		if (r != DB_OK)
 			return r;
 	}
-	n = page_rows(res, &pg);
-	if (n < 0)
+	return take_page(res, 0, 0, page, rows, nrows);
+}
+
+/*
+ * Cut a new batch and read its first page, at most `limit` rows, in one
+ * round trip: *tick = the new tick, or 0 when nothing new committed (then
+ * there is no page); the page as db_fetch() gives it.
+ */
+db_result
+db_tick_fetch(const char *consumer, int64_t epoch, int limit, int64_t *tick,
+			  db_page **page, db_row **rows, int *nrows)
+{
+	char		e[32],
+				l[32];
+	const char *p[3] = {consumer, e, l};
+	PGresult   *res;
+	db_result	r;
+
+	*tick = 0;
+	*page = NULL;
+	*rows = NULL;
+	*nrows = 0;
+	if (conn == NULL)
+		return DB_CONN;
+	prefetch_discard();			/* a page of an earlier batch, unused */
+	snprintf(e, sizeof(e), "%lld", (long long) epoch);
+	snprintf(l, sizeof(l), "%d", limit);
+	r = run_format("tick", 3, p, 1, &res);
+	if (r != DB_OK)
+		return r;
+	if (PQntuples(res) < 1 || PQnfields(res) != 2 || PQfformat(res, 0) != 1 ||
+		(!PQgetisnull(res, 0, 0) && PQgetlength(res, 0, 0) != 8))
 	{
-		snprintf(last_error, sizeof(last_error), "relay_fetch_page() returned a malformed page");
+		snprintf(last_error, sizeof(last_error), "relay_tick() returned a malformed row");
 		PQclear(res);
 		return DB_FAILED;
 	}
-	if (n == 0)
+	if (PQgetisnull(res, 0, 0))
 	{
-		free(pg);
 		PQclear(res);
 		return DB_OK;
 	}
-	pg->res = res;
-	pg->refs = n;
-	*page = pg;
-	*rows = pg->rows;
-	*nrows = n;
-	return DB_OK;
+	*tick = (int64_t) take_u64((const unsigned char *) PQgetvalue(res, 0, 0));
+	return take_page(res, 1, 1, page, rows, nrows);
 }
 
 /* One row of the page is done with; the last one frees the page. */

@@ -177,17 +177,19 @@ backlog_sampled(const relay_config *cfg)
 /*
  * When the backlog is next sampled: its interval after the last sample,
  * stretched like an idle operation's while the leader is quiet (it waits
- * for a commit with nothing in flight: the backlog is 0 and only a commit,
- * which ends the wait, can change it).  Not stretched merely because
- * nothing was fetched lately: during a broker outage the backlog grows and
- * is what an operator watches.
+ * for a commit with nothing in flight or unacknowledged: the backlog is 0
+ * and only a commit, which ends the wait, can change it) and the last
+ * sample said so; a sample taken while events were in flight is followed
+ * by one at the usual interval, which sees them acknowledged.  Not
+ * stretched merely because nothing was fetched lately: during a broker
+ * outage the backlog grows and is what an operator watches.
  */
 static int64_t
 backlog_due_at(const relay_config *cfg, bool quiet)
 {
 	int64_t		every = cfg->backlog_interval_ms;
 
-	if (quiet)
+	if (quiet && atomic_load(&metrics.backlog) == 0)
 		every = every * IDLE_STRETCH < IDLE_MAX_MS ? every * IDLE_STRETCH : IDLE_MAX_MS;
 	return last_backlog == 0 ? 0 : last_backlog + every;
 }

@@ -245,12 +245,13 @@ try_lease(int64_t now)
 
 /*
  * Is the leader quiet: waiting for a commit (wake.c) with nothing in
- * flight?  Then nothing but a commit, which ends the wait, can give it work.
+ * flight or left to acknowledge?  Then nothing but a commit, which ends the
+ * wait, can give it work.
  */
 static bool
 leader_quiet(void)
 {
-	return wake_waiting() && pipeline_unresolved() == 0;
+	return wake_waiting() && pipeline_unresolved() == 0 && pipeline_ack_due() == INT64_MAX;
 }
 
 /* The periodic work of the leader other than moving events. */
@@ -315,6 +316,8 @@ leader_next_due(void)
 
 	if (next_renew < next)
 		next = next_renew;
+	if (pipeline_ack_due() < next)
+		next = pipeline_ack_due();
 	if (db_retry_at > 0 && db_retry_at < next)
 		next = db_retry_at;
 	return next;

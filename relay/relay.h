@@ -170,7 +170,8 @@ extern db_result db_lease(const char *consumer, const char *holder, int64_t epoc
 extern db_result db_release(const char *consumer, int64_t epoch);
 extern db_result db_position(const char *consumer, int64_t *tick, int64_t *cursor, bool *done);
 extern db_result db_last_tick(const char *consumer, int64_t *tick);
-extern db_result db_tick(const char *consumer, int64_t epoch, int64_t *tick);
+extern db_result db_tick_fetch(const char *consumer, int64_t epoch, int limit, int64_t *tick,
+							   db_page **page, db_row **rows, int *nrows);
 extern void db_prefetch(const char *consumer, int64_t tick, int64_t after, int limit);
 extern db_result db_fetch(const char *consumer, int64_t tick, int64_t after, int limit,
 						  db_page **page, db_row **rows, int *nrows, int *used_limit);
@@ -348,6 +349,7 @@ extern int	pipeline_unresolved(void);
 /* Returns the number of rows fetched (0 when idle), or -1 on a DB problem. */
 extern int	pipeline_fetch(db_result *dbr, bool *idle);
 extern db_result pipeline_ack(int64_t now, bool force);
+extern int64_t pipeline_ack_due(void);
 
 /* keys.c: per-key order; the producer's delivery_cb */
 extern void pipeline_on_delivery(uint64_t opaque, delivery_status status, const char *error);

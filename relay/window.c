@@ -13,8 +13,9 @@
  * Fetching follows the batches the database cuts (README, "Relay
  * protocol"): read batch cur_tick in pages after cur_after; when it is
  * read, move on to the next existing tick, or ask relay_tick() for a new
- * one.  relay_tick() finding nothing is the idle point of the loop: this is
- * where a "wait for a commit" step would block instead of main.c's sleep.
+ * one, with the new batch's first page in the same round trip
+ * (db_tick_fetch).  relay_tick() finding nothing is the idle point of the
+ * loop: the leader then waits for a commit (wake.c), or polls.
  */
 #include "pipeline.h"
 
@@ -185,32 +186,37 @@ pipeline_fetch(db_result *dbr, bool *idle)
 	if (keys_producer_full() &&
 		unresolved - keys_inflight() >= (long) FETCH_AHEAD_PAGES * cfg->batch_size)
 		return 0;
-	if (batch_read)
+	/* one slot stays free for the end-of-batch marker */
+	lim = freeslots - 1 < cfg->batch_size ? freeslots - 1 : cfg->batch_size;
+	if (batch_read && cur_tick >= last_tick)
 	{
-		if (cur_tick < last_tick)
-			cur_tick++;
-		else
-		{
-			int64_t		t;
+		int64_t		t;
 
-			*dbr = db_tick(cfg->consumer, pipeline_epoch, &t);
-			if (*dbr != DB_OK)
-				return -1;
-			if (t == 0)
-			{
-				*idle = true;
-				return 0;
-			}
-			last_tick = cur_tick = t;
+		/* a new batch, if anything committed, with its first page */
+		*dbr = db_tick_fetch(cfg->consumer, pipeline_epoch, lim, &t, &page, &rows, &n);
+		if (*dbr != DB_OK)
+			return -1;
+		if (t == 0)
+		{
+			*idle = true;
+			return 0;
 		}
+		last_tick = cur_tick = t;
 		cur_after = 0;
 		batch_read = false;
 	}
-	/* one slot stays free for the end-of-batch marker */
-	lim = freeslots - 1 < cfg->batch_size ? freeslots - 1 : cfg->batch_size;
-	*dbr = db_fetch(cfg->consumer, cur_tick, cur_after, lim, &page, &rows, &n, &lim);
-	if (*dbr != DB_OK)
-		return -1;
+	else
+	{
+		if (batch_read)
+		{
+			cur_tick++;
+			cur_after = 0;
+			batch_read = false;
+		}
+		*dbr = db_fetch(cfg->consumer, cur_tick, cur_after, lim, &page, &rows, &n, &lim);
+		if (*dbr != DB_OK)
+			return -1;
+	}
 	/* a full page: have PostgreSQL read the next one while we send these */
 	if (n > 0 && n == lim && freeslots - n - 1 >= 1)
 		db_prefetch(cfg->consumer, cur_tick, rows[n - 1].id,
@@ -254,8 +260,11 @@ pipeline_fetch(db_result *dbr, bool *idle)
 
 /*
  * Pop resolved events and markers off the window head; acknowledge the new
- * position (at most every ACK_INTERVAL_MS unless forced or the window is
- * empty).
+ * position, at most every ACK_INTERVAL_MS unless forced.  Also when the
+ * window is empty: at a low rate an ack per event would be a write
+ * transaction per event on the connection the next tick needs, so the
+ * position of a quiet leader lags its deliveries by at most
+ * ACK_INTERVAL_MS (pipeline_ack_due() tells main.c when to wake for it).
  */
 db_result
 pipeline_ack(int64_t now, bool force)
@@ -277,7 +286,7 @@ pipeline_ack(int64_t now, bool force)
 	atomic_store(&metrics.inflight, unresolved);
 	if (!pipeline_leader || (pos_tick == ack_tick && pos_cursor == ack_cursor && pos_done == ack_done))
 		return DB_OK;
-	if (!force && head != tail && now - last_ack_ms < ACK_INTERVAL_MS)
+	if (!force && now - last_ack_ms < ACK_INTERVAL_MS)
 		return DB_OK;
 	r = db_ack(pipeline_cfg->consumer, pipeline_epoch, pos_tick, pos_cursor, pos_done);
 	if (r != DB_OK)
@@ -289,6 +298,18 @@ pipeline_ack(int64_t now, bool force)
 	log_debug("acked", "{s:I, s:I, s:b}", "tick", (json_int_t) ack_tick,
 			  "cursor", (json_int_t) ack_cursor, "batch_done", ack_done);
 	return DB_OK;
+}
+
+/*
+ * When the next acknowledgement is due (ms, monotonic): INT64_MAX when the
+ * position popped last is acknowledged (or this relay does not lead).
+ */
+int64_t
+pipeline_ack_due(void)
+{
+	if (!pipeline_leader || (pos_tick == ack_tick && pos_cursor == ack_cursor && pos_done == ack_done))
+		return INT64_MAX;
+	return last_ack_ms + ACK_INTERVAL_MS;
 }
 
 /* Free the window and key table (at exit, after pipeline_drop()). */
