@@ -77,8 +77,8 @@ PY
 # transaction (matched by its time alone), its commit -> consumer and its
 # statement start -> consumer
 commit_latency() {
-  python3 - "$WORK/arrivals.txt" "$WORK/$1" "${2:-}" <<'PY'
-import sys, glob
+  python3 - "$WORK/arrivals.txt" "$WORK/$1" "${2:-}" "$KAFKA_STATE_DIR/logs/gc.log" <<'PY'
+import sys, glob, re, datetime
 if sys.argv[3]:
     runs = [l.split() for f in glob.glob(sys.argv[2] + ".*") for l in open(f)]
     c, n, lat, _, ep, us = runs[0][:6]
@@ -104,16 +104,40 @@ def gap(cand):   # how far the matched transactions' starts are from the events'
                for _, t, c, k in arrivals[-200:] for key in [(int(c), int(k) - 1 + cand)] if key in done)
     return g[len(g) // 2] if len(g) > 100 else float("inf")
 off = min((0, 1, -1), key=gap)   # transaction_no of the client's k-th transaction
+# the broker's stop-the-world pauses (test/kafka/kafka.sh logs them):
+# [end time] ... Pause ... N.NNNms
+pauses = []
+try:
+    for l in open(sys.argv[4]):
+        m = re.match(r"\[(\S+)\].* Pause .* ([0-9.]+)ms$", l.strip())
+        if m:
+            end = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            pauses.append((end - float(m.group(2)) / 1000, end))
+except OSError:
+    pass
+spans = []
 for recv, t, c, k in arrivals:
     d = done.get((int(c), int(k) - 1 + off))
     if d and abs(d[0] - d[1] - float(t)) < 0.5:   # this run's transaction, not an earlier run's
         v.append((float(recv) - d[0]) * 1000)
+        spans.append((d[0], float(recv)))
 v.sort()
 if not v:
     print("  commit -> consumer: no samples"); sys.exit(0)
 p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
 print("  commit -> consumer (pgbench saw the commit return): %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms"
       % (len(v), p(0.50), p(0.99), v[-1]))
+if pauses and spans:
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    run = [(a, b) for a, b in pauses if b > lo and a < hi]
+    hit = lambda a, b: any(s < b and e > a for s, e in run)
+    slow = [(a, b) for a, b in spans if b - a > 0.010]
+    clear = sorted((b - a) * 1000 for a, b in spans if not hit(a, b))
+    print("  broker GC: %d stop-the-world pauses in the run (%.0f ms in all, longest %.0f ms); of the %d events over 10 ms, %d spanned one;"
+          " the %d that spanned none: p99 %.1f ms"
+          % (len(run), sum(e - s for s, e in run) * 1000, max([(e - s) * 1000 for s, e in run] or [0]),
+             len(slow), sum(1 for a, b in slow if hit(a, b)), len(clear),
+             clear[min(len(clear) - 1, int(0.99 * len(clear)))] if clear else 0))
 PY
 }
 

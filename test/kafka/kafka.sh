@@ -126,8 +126,12 @@ start() {
             kafka.tools.StorageTool format -t "$(cluster_id)" -c "$STATE/server.properties" \
             >"$STATE/logs/format.log" 2>&1 || { cat "$STATE/logs/format.log" >&2; die "storage format failed"; }
     fi
+    # GC pauses go to logs/gc.log, as Kafka's own scripts log them: the
+    # relay benchmark sets the broker's stop-the-world pauses against its
+    # latency tail (bench/relay/run.sh)
     # shellcheck disable=SC2086
-    java $HEAP_OPTS $JVM_OPTS -Dlog4j.configuration="file:$HERE/log4j.properties" \
+    java $HEAP_OPTS $JVM_OPTS -Xlog:gc:file="$STATE/logs/gc.log":utctime \
+        -Dlog4j.configuration="file:$HERE/log4j.properties" \
         -Dkafka.logs.dir="$STATE/logs" -cp "$cp" kafka.Kafka "$STATE/server.properties" \
         </dev/null >"$STATE/logs/stdout.log" 2>&1 &
     echo $! >"$PIDFILE"
