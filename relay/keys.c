@@ -164,9 +164,15 @@ keys_clear(void)
 	inflight_total = 0;
 }
 
+/*
+ * Free the key table at exit, with the keys still in it: a second shutdown
+ * signal exits without dropping the window first.
+ */
 void
 keys_shutdown(void)
 {
+	if (buckets)
+		keys_clear();
 	free(buckets);
 	buckets = NULL;
 }
