@@ -434,9 +434,9 @@ take_string(const unsigned char **p, const unsigned char *end, bool nullable,
 /*
  * The rows of a page from relay_fetch_page(): chunks of whole records
  * (their layout: extension/relaypage.c), one a row in column col from row
- * first on, read in one pass into
- * *page (NULL when there is none); the strings stay where they are in res.
- * Returns the number of rows, -1 when the page is malformed.
+ * first on, read in one pass into *page (NULL when there is none); the
+ * strings stay where they are in res.  Returns the number of rows, -1 when
+ * the page is malformed.
  */
 static int
 page_rows(PGresult *res, int first, int col, db_page **page)

@@ -274,6 +274,14 @@ pipeline_fetch(db_result *dbr, bool *idle)
 	return n;
 }
 
+/* Is the position popped last not yet acknowledged (by a leader)? */
+static bool
+ack_owed(void)
+{
+	return pipeline_leader &&
+		(pos_tick != ack_tick || pos_cursor != ack_cursor || pos_done != ack_done);
+}
+
 /*
  * Pop resolved events and markers off the window head; acknowledge the new
  * position, at most every ACK_INTERVAL_MS unless forced.  Also when the
@@ -300,7 +308,7 @@ pipeline_ack(int64_t now, bool force)
 		head++;
 	}
 	atomic_store(&metrics.inflight, unresolved);
-	if (!pipeline_leader || (pos_tick == ack_tick && pos_cursor == ack_cursor && pos_done == ack_done))
+	if (!ack_owed())
 		return DB_OK;
 	if (!force && now - last_ack_ms < ACK_INTERVAL_MS)
 		return DB_OK;
@@ -323,7 +331,7 @@ pipeline_ack(int64_t now, bool force)
 int64_t
 pipeline_ack_due(void)
 {
-	if (!pipeline_leader || (pos_tick == ack_tick && pos_cursor == ack_cursor && pos_done == ack_done))
+	if (!ack_owed())
 		return INT64_MAX;
 	return last_ack_ms + ACK_INTERVAL_MS;
 }

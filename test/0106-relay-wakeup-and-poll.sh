@@ -28,8 +28,6 @@ metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }
 calls() { metric taskevents_relay_db_calls_total; }
 # maintenance operations run so far (side connection)
 maint_runs() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '$1 ~ /^taskevents_relay_maintenance_runs_total/ { n += $2 } END { print n + 0 }'; }
-delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
-acked() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 ]; }
 # the leader's CALL relay_wait() is outstanding (its backend waits in it)
 waiting() { [ "$(q -d "$DB" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'CALL taskevents.relay_wait%' AND state = 'active'")" = 1 ]; }
 
@@ -54,9 +52,9 @@ if [ "$(q -d "$DB" -c "SELECT taskevents.relay_wakeup_mode()")" = latch ]; then
   for i in 1 2 3; do
     c0=$(calls)
     q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('wake', 'after idle $i')"
-    rl_wait 10 delivered "$i" || fail "event $i after an idle period not delivered"
+    rl_wait 10 rl_delivered tasks "$i" || fail "event $i after an idle period not delivered"
     # acknowledged (at most 100 ms after the delivery), then quiet again
-    rl_wait 10 acked || fail "event $i not acknowledged"
+    rl_wait 10 rl_none_pending || fail "event $i not acknowledged"
     rl_wait 10 waiting || fail "the leader did not wait again after event $i"
     per_commit=$(( $(calls) - c0 ))
     [ "$per_commit" -le 3 ] || fail "a commit after idle cost $per_commit statements on the main connection (tick with first page, empty tick, ack: 3)"
@@ -71,8 +69,8 @@ if [ "$(q -d "$DB" -c "SELECT taskevents.relay_wakeup_mode()")" = latch ]; then
     burst+=(-c "INSERT INTO tasks (user_id, title) VALUES ('wake', 'burst $i')" -c "SELECT pg_catalog.pg_sleep(0.01)")
   done
   q -d "$DB" "${burst[@]}" >/dev/null
-  rl_wait 10 delivered 33 || fail "the 30 events of the burst were not delivered"
-  rl_wait 10 acked || fail "the burst was not acknowledged"
+  rl_wait 10 rl_delivered tasks 33 || fail "the 30 events of the burst were not delivered"
+  rl_wait 10 rl_none_pending || fail "the burst was not acknowledged"
   acks=$(( $(q -d "$DB" -c "SELECT max(ack_id) FROM taskevents.relay_acks") - a0 ))
   [ "$acks" -le 8 ] || fail "30 commits 10 ms apart cost $acks acknowledgements"
   wakeups=$(metric taskevents_relay_wakeups_total)
@@ -89,11 +87,11 @@ rl_relay poll --dev-mock-kafka --db "dbname=$DB user=wake_poller" --metrics-addr
 rl_wait 10 rl_log_has poll '"became leader"' || fail "no leader (poll)"
 KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/poll.log" | jq -r .bootstrap_servers)
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'poll', 'task ' || g FROM generate_series(1, 5) g"
-rl_wait 10 delivered 5 || fail "poll mode: events not delivered"
+rl_wait 10 rl_delivered tasks 5 || fail "poll mode: events not delivered"
 rl_wait 10 rl_log_has poll '"wakeup mode","mode":"poll"' || fail "the relay did not say it polls"
 [ "$(metric taskevents_relay_wakeup_mode)" = 2 ] || fail "/metrics does not say poll"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('poll', 'later')"
-rl_wait 10 delivered 6 || fail "poll mode: a later event not delivered"
+rl_wait 10 rl_delivered tasks 6 || fail "poll mode: a later event not delivered"
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "exit status (poll)"
 q -d "$DB" -c "DROP OWNED BY wake_poller" -c "DROP ROLE wake_poller" >/dev/null
 pass "poll: a role without relay_wait() polls, says so in the log and /metrics, and delivers every event"

@@ -28,7 +28,6 @@ metric() { rl_metric "127.0.0.1:$metrics_port" "$1"; }
 retries_logged() { [ "$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")" -ge "$1" ]; }
 call_retries_logged() { [ "$(grep '"database call failed, will retry"' "$WORK/relay.log" | grep -c "\"call\":\"$1\"")" -ge "$2" ]; }
 dead_letters_recorded() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.dead_letters")" -ge "$1" ]; }
-delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
 newest_renewal() {
   q -d "$DB" -c "SELECT coalesce(max(renewal_id), 0) FROM taskevents.relay_leases WHERE consumer = 'default'"
 }
@@ -41,7 +40,7 @@ rl_relay relay --dev-mock-kafka --metrics-addr "127.0.0.1:$metrics_port" --lease
 rl_wait 10 rl_log_has relay '"became leader"' || fail "no leader"
 KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/relay.log" | jq -r .bootstrap_servers)
 rl_write 20
-rl_wait 20 delivered 20 || fail "the first 20 events were not delivered"
+rl_wait 20 rl_delivered tasks 20 || fail "the first 20 events were not delivered"
 epoch=$(q -d "$DB" -c "SELECT epoch FROM taskevents.relay_consumers WHERE consumer = 'default'")
 
 # the DBA's session, kept open on a coprocess
@@ -55,7 +54,7 @@ before=${line#locked }
 rl_wait 10 retries_logged 2 || fail "no renewal failed and was retried while relay_leases was locked"
 # still leading: events committed now are delivered while the lock is held
 rl_write 30
-rl_wait 20 delivered 50 || fail "events written while the renewals failed were not delivered"
+rl_wait 20 rl_delivered tasks 50 || fail "events written while the renewals failed were not delivered"
 retries_logged 2 || fail "lost the retry lines"
 [ "$(metric taskevents_relay_leader)" = 1 ] || fail "/metrics: no longer the leader"
 echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
@@ -72,7 +71,7 @@ rl_wait 10 call_retries_logged relay_tick/relay_fetch 2 || fail "no tick failed 
 [ "$(metric taskevents_relay_leader)" = 1 ] || fail "/metrics: no longer the leader while the ticks failed"
 echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
 read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
-rl_wait 20 delivered 70 || fail "the events written while the ticks failed were not delivered after the lock"
+rl_wait 20 rl_delivered tasks 70 || fail "the events written while the ticks failed were not delivered after the lock"
 
 # 3. dead_letters locked: an event that is not a CloudEvent is produced to
 # tasks-dlq, and its record waits
@@ -86,7 +85,7 @@ rl_wait 10 call_retries_logged relay_dead_letter 2 || fail "no dead-letter recor
 echo "COMMIT; SELECT 'released';" >&"${DBA[1]}"
 read -r -t 10 line <&"${DBA[0]}" && [ "$line" = released ] || fail "the DBA session did not commit: $line"
 rl_wait 20 dead_letters_recorded 1 || fail "the dead letter was not recorded after the lock"
-rl_wait 20 delivered 80 || fail "the events written while the record failed were not delivered"
+rl_wait 20 rl_delivered tasks 80 || fail "the events written while the record failed were not delivered"
 echo '\q' >&"${DBA[1]}"
 
 ! rl_log_has relay '"leadership lost"' || fail "the relay stood down: $(grep '"leadership lost"' "$WORK/relay.log")"

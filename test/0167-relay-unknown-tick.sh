@@ -12,15 +12,13 @@ source "$(dirname "$0")/lib/relay.sh"
 rl_setup unknowntick nokafka
 
 metrics_port=$((KAFKA_PORT + 355))
-delivered() { [ "$(kafka_topic_count tasks)" -ge "$1" ]; }
-acked() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 ]; }
 
 rl_relay gap --dev-mock-kafka --metrics-addr "127.0.0.1:$metrics_port"
 rl_wait 10 rl_log_has gap '"became leader"' || fail "no leader"
 KAFKA_BROKER=$(grep -m1 '"bootstrap_servers"' "$WORK/gap.log" | jq -r .bootstrap_servers)
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('gap', 'before')"
-rl_wait 10 delivered 1 || fail "the first event was not delivered"
-rl_wait 10 acked || fail "the first event was not acknowledged"
+rl_wait 10 rl_delivered tasks 1 || fail "the first event was not delivered"
+rl_wait 10 rl_none_pending || fail "the first event was not acknowledged"
 
 kill -STOP "$RL_PID"
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('gap', 'in the unknown tick')"
@@ -30,8 +28,8 @@ cut=$(q -d "$DB" -c "SELECT taskevents.relay_tick('default', epoch) FROM taskeve
 q -d "$DB" -c "INSERT INTO tasks (user_id, title) VALUES ('gap', 'after')"
 kill -CONT "$RL_PID"
 
-rl_wait 20 delivered 3 || fail "$(kafka_topic_count tasks) of 3 events delivered: the batch of tick $cut was skipped"
-rl_wait 10 acked || fail "not acknowledged"
+rl_wait 20 rl_delivered tasks 3 || fail "$(kafka_topic_count tasks) of 3 events delivered: the batch of tick $cut was skipped"
+rl_wait 10 rl_none_pending || fail "not acknowledged"
 titles=$(kafka_records tasks | jq -r '.payload | fromjson | .data.title' | paste -sd '|')
 [ "$titles" = "before|in the unknown tick|after" ] || fail "delivered in this order: $titles"
 rl_log_has gap '"ticks were cut that this relay has not read' || fail "the relay did not say it read a tick it had not cut"

@@ -75,7 +75,7 @@ rl_wait 20 rl_log_has relay '"became leader"' || fail "no leader"
 kafka_wait_count tasks-dlq 1 20 >/dev/null || fail "malformed row not dead-lettered"
 rl_wait 20 rl_all_delivered tasks || fail "not delivered"
 # let maintain() and the backlog sample run a few times with the work done
-rl_wait 10 test "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 || fail "events still pending"
+rl_wait 10 rl_none_pending || fail "events still pending"
 sleep 1
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "relay exit status"
 rl_log_has relay '"lease released"' || fail "no release"

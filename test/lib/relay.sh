@@ -102,6 +102,12 @@ rl_wait() {
 
 rl_log_has() { grep -qs "$2" "$WORK/$1.log"; }
 
+# rl_delivered TOPIC N: TOPIC holds at least N messages (for rl_wait)
+rl_delivered() { [ "$(kafka_topic_count "$1")" -ge "$2" ]; }
+
+# rl_none_pending: no event of $DB is pending (every one acknowledged)
+rl_none_pending() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.pending_events")" = 0 ]; }
+
 # rl_metric ADDR NAME: the value of metric NAME (with its labels, as
 # /metrics prints them) at ADDR, empty when there is none.  The page is read
 # whole: under pipefail, curl | grep -q fails when grep quits before curl
