@@ -7,7 +7,8 @@
 #     (and after FIRST_SAMPLES - 1 more quiet times);
 #  2. latency at a steady RATE (200) writes/s (pgbench -R), p50/p99/max:
 #     statement start (the event's time) -> consumer, commit (pgbench's log)
-#     -> consumer, and the relay's own histogram over the same window;
+#     -> consumer, the relay's own histogram over the same window and how
+#     often the outbox was read sequentially in it;
 #  3. the same at the highest rate the machine sustains: pgbench unthrottled
 #     with MAX_CLIENTS (4) clients, relay, broker and consumer beside it;
 #  4. drain a backlog of N (1,000,000) task events with `taskevents-relay
@@ -53,6 +54,22 @@ cpu_ticks() { local p s=0; for p in "$@"; do s=$(( s + $(awk '{print $14 + $15}'
 # is not itself a transaction in $DB
 stats() { q -d postgres -c "$1"; }
 lat_lines() { wc -l <"$WORK/lat.txt"; }
+# sequential scans of the outbox partitions so far and the rows they read
+# (the relay's reads are index scans; backends flush these counts about
+# once a second)
+outbox_seqscans() {
+  q -d $DB -c "SELECT coalesce(sum(seq_scan), 0) || ' ' || coalesce(sum(seq_tup_read), 0)
+                 FROM pg_stat_user_tables WHERE schemaname = 'taskevents' AND relname LIKE 'outbox\_%'"
+}
+# seqscan_report BEFORE AFTER: the scans between two outbox_seqscans
+# (AFTER is taken when pgbench ends, before the benchmark counts the outbox
+# itself)
+seqscan_report() {
+  local a b n r
+  read -r a b <<<"$1"
+  read -r n r <<<"$2"
+  echo "  outbox read sequentially $((n - a)) times in the phase ($((r - b)) rows)"
+}
 # wait until the consumer has seen at least $1 messages (at most 30 s)
 wait_lines() { local t=0; until [ "$(lat_lines)" -ge "$1" ] || [ $t -ge 300 ]; do sleep 0.1; t=$((t + 1)); done; }
 outbox_count() { q -d $DB -c "SELECT count(*) FROM taskevents.outbox_events WHERE topic = 'tasks'"; }
@@ -240,21 +257,27 @@ done
 # 2. steady RATE
 skip=$(lat_lines); oc=$(outbox_count)
 hist_mark
+seq0=$(outbox_seqscans)
 pgbench -n -f "$WORK/ins.sql" -D k=0 -l --log-prefix="$WORK/rate" -R "$RATE" -T "$SECS" -c 2 -j 2 $DB >"$WORK/pgbench.log" 2>&1
+seq1=$(outbox_seqscans)
 wait_lines $((skip + $(outbox_count) - oc))
 percentiles "$skip" "latency at $RATE writes/s"
 commit_latency rate
 relay_hist
+seqscan_report "$seq0" "$seq1"
 
 # 3. as fast as the machine goes with everything running
 skip=$(lat_lines); oc=$(outbox_count)
 hist_mark
+seq0=$(outbox_seqscans)
 pgbench -n -f "$WORK/ins.sql" -D k=0 -l --log-prefix="$WORK/max" -T "$SECS" -c "$MAX_CLIENTS" -j 2 $DB >"$WORK/pgbench-max.log" 2>&1
+seq1=$(outbox_seqscans)
 wait_lines $((skip + $(outbox_count) - oc))
 rate=$(grep -o 'tps = [0-9.]*' "$WORK/pgbench-max.log" | head -1 | cut -d' ' -f3)
 percentiles "$skip" "latency at the highest rate, ${rate%.*} writes/s ($MAX_CLIENTS unthrottled clients)"
 commit_latency max
 relay_hist
+seqscan_report "$seq0" "$seq1"
 kill $CPID 2>/dev/null || true; pkill -P $CPID 2>/dev/null || true
 kill -TERM $RPID; wait $RPID || true
 RPID=

@@ -152,13 +152,21 @@ $$;
 -- in progress at it has committed; then the newer rows by the id index, a
 -- static statement whose kept plan is that index scan (ORDER BY id LIMIT
 -- 1, no sort); then the rows of the transactions that were in progress,
--- planned for their ids each time (a generic plan of "txid = ANY ($1)"
--- may pick a sequential scan of the whole outbox).  jit = off: a plan with
--- a disabled sort costs more than jit_above_cost, and compiling it took
--- 50-70 ms (the sort of the snapshot's xids below).
+-- by the (txid, id) index, planned for their ids each time.  No plan here
+-- may read the outbox sequentially, whatever its statistics say
+-- (enable_seqscan = off): an outbox partition that has not been analyzed
+-- since it filled (autovacuum is behind, or it was just rotated) made
+-- "txid = ANY (...)" a sequential scan that expected to find a row at
+-- once and read the whole partition, at every tick that had to look for
+-- a transaction that was in progress at the tick before, which is most
+-- ticks with several writers (bench/relay/README.md, 4 Dec: 1,688 scans
+-- reading 64 million rows in 30 s).  jit = off: a plan with a disabled
+-- sort costs more than jit_above_cost, and compiling it took 50-70 ms (the
+-- sort of the snapshot's xids below).
 CREATE FUNCTION @extschema@.relay_tick(consumer text, epoch bigint) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off
+SET enable_seqscan = off
 SET enable_sort = off
 SET jit = off
 AS $$
@@ -458,10 +466,15 @@ COMMENT ON VIEW @extschema@.pending_events IS
 
 -- Backlog of one consumer, for the relay's metrics.  Only rows with a txid
 -- at or above the done snapshot's xmin can be pending, so the txid index
--- bounds the scan by the backlog, not by the size of the outbox.
+-- bounds the scan by the backlog, not by the size of the outbox: by that
+-- index whatever the statistics say (enable_seqscan = off; a partition
+-- not yet analyzed was read whole at every sample, as relay_tick's was),
+-- and jit = off for the plans that have only a sequential scan left.
 CREATE FUNCTION @extschema@.relay_backlog(consumer text,
                                           OUT pending bigint, OUT oldest_pending timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
     pos record;
