@@ -10,7 +10,8 @@
 # report, from the relay's histogram), outbox heap and index size
 # (pg_relation_size / pg_indexes_size over the partitions), dead tuples
 # (pg_stat_user_tables.n_dead_tup of the outbox partitions and of the relay's
-# tick/ack tables) and the tasks table's size, to a CSV and a markdown
+# state: relay_consumers and the partitions of relay_ticks, relay_acks and
+# relay_leases) and the tasks table's size, to a CSV and a markdown
 # summary under bench/soak/results/.  Targets (issue 5):
 #   held throughput >= 0.9 x plain throughput;
 #   held outbox size <= 2 x its steady size (median of the plain phase's
@@ -88,7 +89,8 @@ sizes() {
     (SELECT sum(pg_indexes_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = 'taskevents' AND c.relname ~ '^outbox_[0-9]+$'),
     (SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'taskevents' AND relname ~ '^outbox_[0-9]+$'),
-    (SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'taskevents' AND relname IN ('relay_ticks', 'relay_acks', 'relay_consumers')),
+    (SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'taskevents'
+        AND (relname ~ '^relay_(ticks|acks|leases)_[0-9]+$' OR relname = 'relay_consumers')),
     (SELECT pg_total_relation_size('public.tasks')),
     (SELECT coalesce(n_dead_tup, 0) FROM pg_stat_user_tables WHERE relid = 'public.tasks'::regclass),
     (SELECT (taskevents.relay_backlog('default')).pending)"
