@@ -4,7 +4,20 @@
  *
  * A broker outage is not a per-event failure: keys.c puts the event back
  * in its queue with no attempt counted and opens the circuit.  While it is
- * open nothing is fetched or sent.  After a backoff (0.5 s doubling to 5 s)
+ * open nothing is fetched or sent.
+ *
+ * No message may time out inside librdkafka: when the broker comes back
+ * between the message.timeout.ms of two messages of one partition, the
+ * idempotent producer skips the first and delivers the second (librdkafka's
+ * INTRODUCTION.md, "Message timeout considerations"), and a later event of
+ * a key would reach the topic first.  So when the oldest message handed to
+ * the producer has had no report for two thirds of message.timeout.ms, the
+ * circuit opens (if it is not open yet) and the relay takes back what the
+ * producer still queues (producer_purge_queue()); keys.c requeues each
+ * behind its key's hold, to go out again in order when the circuit closes.
+ * A shorter outage leaves the messages with librdkafka, which retries them
+ * under the same sequence numbers: the broker drops what it already has,
+ * and no duplicate is made.  After a backoff (0.5 s doubling to 5 s)
  * it goes half-open and probes with a metadata request; it closes when a
  * broker answers or any delivery succeeds, and the keys that were kept
  * waiting are sent again.
@@ -77,8 +90,23 @@ circuit_close(void)
 void
 pipeline_circuit_step(int64_t now)
 {
+	int64_t		oldest;
+	int			timeout_ms = producer_message_timeout_ms();
+
 	if (producer_take_outage())
 		circuit_open("all brokers down");
+	if (timeout_ms > 0 && (oldest = keys_oldest_sent_ms()) > 0 && now - oldest >= (int64_t) timeout_ms * 2 / 3)
+	{
+		int			held;
+
+		circuit_open("no delivery report in time");
+		held = producer_purge_queue();
+		keys_forget_sent();		/* what is left is in requests: no purge takes
+								 * it back */
+		log_warn("deliveries outstanding too long: took back the producer's queue", "{s:I, s:i, s:i}",
+				 "oldest_ms", (json_int_t) (now - oldest), "producer_queue", held,
+				 "message_timeout_ms", timeout_ms);
+	}
 	if (circuit != CIRCUIT_OPEN || now < circuit_until)
 		return;
 	circuit_set(CIRCUIT_HALF_OPEN);

@@ -36,6 +36,13 @@ static struct rlist_head held = RLIST_STATIC_INIT(held);
 /* the keys to pump at the next step, in order */
 static struct rlist_head wake = RLIST_STATIC_INIT(wake);
 
+/*
+ * The events in librdkafka's hands, in the order they were handed over:
+ * the first is the oldest without a report (circuit.c takes the producer's
+ * queue back before it reaches message.timeout.ms).
+ */
+static struct rlist_head sent = RLIST_STATIC_INIT(sent);
+
 static bool producer_full;		/* the last send met a full producer queue */
 static long inflight_total;		/* events handed to the producer, no report
 								 * yet */
@@ -160,6 +167,7 @@ keys_clear(void)
 			key_free(buckets[i]);
 	rlist_init(&held);
 	rlist_init(&wake);
+	rlist_init(&sent);			/* the window zeroed the events' nodes */
 	producer_full = false;
 	inflight_total = 0;
 }
@@ -182,6 +190,29 @@ bool
 keys_producer_full(void)
 {
 	return producer_full;
+}
+
+/* When the oldest message without a report was handed over (0: none). */
+int64_t
+keys_oldest_sent_ms(void)
+{
+	struct rlist_node *n = rlist_first(&sent);
+
+	return n ? rlist_container(event, sent_node, n)->sent_ms : 0;
+}
+
+/*
+ * Stop timing what the producer holds now (its queue was just taken back:
+ * what is left is in requests, and its reports will come); messages sent
+ * from here on are timed afresh.
+ */
+void
+keys_forget_sent(void)
+{
+	struct rlist_node *n;
+
+	while ((n = rlist_first(&sent)) != NULL)
+		rlist_delete(n);
 }
 
 /* How many events are in the producer's hands. */
@@ -289,6 +320,8 @@ send_event(event * e)
 		/* QUEUED -> INFLIGHT */
 		e->state = EV_INFLIGHT;
 		e->sent_at = wall_now();
+		e->sent_ms = mono_ms();
+		rlist_push_tail(&sent, &e->sent_node);
 		e->ks->inflight++;
 		inflight_total++;
 	}
@@ -390,6 +423,7 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 	ks = e->ks;
 	ks->inflight--;
 	inflight_total--;
+	rlist_delete(&e->sent_node);
 	e->state = EV_QUEUED;		/* each branch below sets where it goes */
 	if (st == DELIVERED && !circuit_is_closed())
 		circuit_close();

@@ -72,6 +72,8 @@ typedef struct event
 	db_page    *page;			/* the fetched page; released when resolved */
 	double		created_at;
 	double		sent_at;		/* handed to librdkafka (the last time) */
+	int64_t		sent_ms;		/* the same, on the monotonic clock */
+	struct rlist_node sent_node;	/* keys.c: sent, oldest first */
 	event_state state;
 	bool		marker;			/* end of batch `tick` (no event) */
 	bool		dlq;			/* destination is the dead-letter topic now */
@@ -143,6 +145,8 @@ extern keystate *key_resolve(event * e);
 extern void key_set_hold(keystate *ks, event * e);
 extern keystate *keys_held(void);
 extern keystate *keys_held_next(keystate *ks);
+extern int64_t keys_oldest_sent_ms(void);
+extern void keys_forget_sent(void);
 
 /* retry.c */
 extern void retry_on_failure(event * e, delivery_status st, const char *error);

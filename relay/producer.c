@@ -37,6 +37,7 @@ static atomic_int fatal_seen;
 static atomic_int outage_seen;
 
 static delivery_cb on_delivery;
+static int	message_timeout_ms; /* as configured; 0: none */
 
 static delivery_status classify(rd_kafka_resp_err_t err);
 
@@ -242,6 +243,12 @@ create_producer(const relay_config *cfg, const char *bootstraps, char *errbuf, s
 	{
 		rd_kafka_conf_destroy(conf);
 		return -1;
+	}
+	{
+		char		v[32];
+		size_t		vlen = sizeof(v);
+
+		message_timeout_ms = rd_kafka_conf_get(conf, "message.timeout.ms", v, &vlen) == RD_KAFKA_CONF_OK ? atoi(v) : 0;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
@@ -498,6 +505,29 @@ producer_purge(void)
 {
 	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(rk, 0);
+}
+
+/*
+ * Take back every message librdkafka has not put in a request yet (circuit.c
+ * does, before any can reach message.timeout.ms).  Their reports
+ * (_PURGE_QUEUE) come at the next poll; no poll here, so no report is
+ * handled inside the caller.  Returns how many messages the producer held
+ * before, those in requests included.
+ */
+int
+producer_purge_queue(void)
+{
+	int			held = rd_kafka_outq_len(rk);
+
+	rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE);
+	return held;
+}
+
+/* The producer's message.timeout.ms (0: none), as configured at its start. */
+int
+producer_message_timeout_ms(void)
+{
+	return message_timeout_ms;
 }
 
 /* Half-open circuit probe: does any broker answer a metadata request? */

@@ -308,6 +308,8 @@ extern int	producer_poll(int timeout_ms);
 extern int	producer_report_fd(void);
 extern void producer_poll_reports(void);
 extern void producer_purge(void);
+extern int	producer_purge_queue(void);
+extern int	producer_message_timeout_ms(void);
 extern bool producer_probe(int timeout_ms);
 extern bool producer_take_fatal(char *errbuf, size_t errlen);
 extern bool producer_take_outage(void);

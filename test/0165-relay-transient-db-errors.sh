@@ -11,7 +11,9 @@
 #     succeeds.
 #  2. relay_ticks: every tick fails.  "database call failed, will retry"
 #     (call relay_tick/relay_fetch), its counter; nothing is delivered
-#     while the lock is held, everything once it is gone.
+#     while the lock is held, everything once it is gone.  An ack still
+#     due from step 1 reads relay_ticks too, and may fail and be retried
+#     the same way (call relay_ack: 4 Dec's run met it).
 #  3. dead_letters: a malformed outbox row goes to tasks-dlq but cannot be
 #     recorded (call relay_dead_letter); once the lock is gone it is
 #     recorded once, and produced to tasks-dlq once.
@@ -99,7 +101,7 @@ n=$(grep -c '"lease renewal failed, will retry"' "$WORK/relay.log")
 [ "$(metric taskevents_relay_lease_renewal_retries_total)" = "$n" ] \
   || fail "/metrics counts $(metric taskevents_relay_lease_renewal_retries_total) retries, the log $n"
 grep '"database call failed, will retry"' "$WORK/relay.log" | jq -e -s \
-  'all((.call == "relay_tick/relay_fetch" or .call == "relay_dead_letter") and .sqlstate == "55P03" and .retry_in_ms >= 100)' >/dev/null \
+  'all((.call == "relay_tick/relay_fetch" or .call == "relay_ack" or .call == "relay_dead_letter") and .sqlstate == "55P03" and .retry_in_ms >= 100)' >/dev/null \
   || fail "call retry lines without the call or SQLSTATE 55P03: $(grep -m2 'database call failed' "$WORK/relay.log")"
 [ "$(q -d "$DB" -c "SELECT count(*) || ' ' || string_agg(partition_key || ' ' || (reason LIKE 'invalid cloudevent%')::text, ',') FROM taskevents.dead_letters")" = "1 poison true" ] \
   || fail "dead letters: $(q -d "$DB" -c "SELECT count(*), string_agg(partition_key || ': ' || reason, ', ') FROM taskevents.dead_letters")"
