@@ -111,7 +111,7 @@ SELECT * FROM taskevents.relay_backlog('rp');
 -- nothing in it is pending by a range of the txid index, under the
 -- partition's ACCESS EXCLUSIVE lock: it must not read the partition's rows
 -- (5,000 here, never analyzed; a whole-partition read held the relay's
--- fetch back for 126 ms at 400,000 rows).  Rows read = rows returned by
+-- fetch back for 103 ms at 400,000 rows).  Rows read = rows returned by
 -- sequential scans plus rows fetched by index scans, a difference inside
 -- one transaction (pg_stat_xact_* also holds this backend's earlier, not
 -- yet reported counts); the "is it empty" probe reads 1.

@@ -504,7 +504,7 @@ $$;
 -- of the partition: one statement over the partition and every position
 -- (an OR with a clause on the position alone) read all of it, under the
 -- ACCESS EXCLUSIVE lock the relay's next fetch then waited for (400,000
--- rows: 126 ms, bench/README.md).  By the index whatever the statistics
+-- rows: 103 ms, bench/README.md).  By the index whatever the statistics
 -- say: the partition that just stopped filling is not analyzed yet.
 CREATE FUNCTION @extschema@._outbox_partition_pending(part regclass) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
