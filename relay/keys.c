@@ -198,7 +198,7 @@ keys_oldest_sent_ms(void)
 {
 	struct rlist_node *n = rlist_first(&sent);
 
-	return n ? rlist_container(event, sent_node, n)->sent_ms : 0;
+	return n ? rlist_container(event, sent_node, n)->sent_us / 1000 : 0;
 }
 
 /*
@@ -319,8 +319,7 @@ send_event(event * e)
 	{
 		/* QUEUED -> INFLIGHT */
 		e->state = EV_INFLIGHT;
-		e->sent_at = wall_now();
-		e->sent_ms = mono_ms();
+		e->sent_us = mono_us();
 		rlist_push_tail(&sent, &e->sent_node);
 		e->ks->inflight++;
 		inflight_total++;
@@ -448,7 +447,7 @@ pipeline_on_delivery(uint64_t opaque, delivery_status st, const char *error)
 			double		now = wall_now();
 
 			metrics_observe(&metrics.delivery, now - e->created_at);
-			metrics_observe(&metrics.produce, now - e->sent_at);
+			metrics_observe(&metrics.produce, (mono_us() - e->sent_us) / 1e6);
 		}
 		ks = key_resolve(e);
 	}

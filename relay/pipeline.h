@@ -71,8 +71,8 @@ typedef struct event
 	size_t		payload_len;
 	db_page    *page;			/* the fetched page; released when resolved */
 	double		created_at;
-	double		sent_at;		/* handed to librdkafka (the last time) */
-	int64_t		sent_ms;		/* the same, on the monotonic clock */
+	int64_t		sent_us;		/* handed to librdkafka (the last time),
+								 * mono_us() */
 	struct rlist_node sent_node;	/* keys.c: sent, oldest first */
 	event_state state;
 	bool		marker;			/* end of batch `tick` (no event) */

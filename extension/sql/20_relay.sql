@@ -519,7 +519,7 @@ BEGIN
         IF pos.done_snapshot IS NULL THEN
             RETURN true;    -- a position without its tick holds every row back
         END IF;
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s o
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s o
                          WHERE o.txid OPERATOR(pg_catalog.>=) $1
                            AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, $2))', part)
            INTO pending
@@ -556,17 +556,17 @@ BEGIN
     END IF;
     FOR s IN 0..2 LOOP
         CONTINUE WHEN s = @extschema@._current_slot();
-        part := format('@extschema@.outbox_%s', s);
+        part := pg_catalog.format('@extschema@.outbox_%s', s);
         BEGIN
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
+            EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', part);
             pending := @extschema@._outbox_partition_pending(part::pg_catalog.regclass);
-            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
+            EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO nonempty;
             IF NOT pending AND nonempty THEN
                 FOR hook IN SELECT m.function FROM @extschema@.maintenance_registry m
                              WHERE m.phase = 'before_outbox_truncate' ORDER BY m.position, m.operation LOOP
-                    EXECUTE format('SELECT %s($1)', hook::regproc) USING part::regclass;
+                    EXECUTE pg_catalog.format('SELECT %s($1)', hook::pg_catalog.regproc) USING part::pg_catalog.regclass;
                 END LOOP;
-                EXECUTE format('TRUNCATE %s', part);
+                EXECUTE pg_catalog.format('TRUNCATE %s', part);
                 done := done + 1;
             END IF;
         EXCEPTION WHEN lock_not_available THEN

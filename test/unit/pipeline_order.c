@@ -99,6 +99,11 @@ mono_ms(void)
 {
 	return clock_ms;
 }
+int64_t
+mono_us(void)
+{
+	return clock_ms * 1000;
+}
 double
 wall_now(void)
 {
