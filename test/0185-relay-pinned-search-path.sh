@@ -3,8 +3,9 @@
 # search_path.  The role's path is set (ALTER ROLE ... SET search_path =
 # evil, pg_catalog) to a schema whose objects shadow what the relay's SQL
 # uses: an operator / (float8, int4), a domain named float8, operators =
-# (name, name) and - (timestamptz, timestamptz), make_interval() and
-# to_timestamp().  Each of them records a row in evil.hits and raises a
+# (name, name), - (timestamptz, timestamptz) and >= (xid8, xid8),
+# make_interval(), to_timestamp() and format(text, text) (the last two of
+# them what rotate_outbox's check of a partition would meet).  Each of them records a row in evil.hits and raises a
 # NOTICE when it runs.  First, as a control, the role's own session shows
 # that the trap is live (an unqualified "$4::double precision / 1000" runs
 # evil./).  Then the relay works as that role through every statement it
@@ -48,6 +49,12 @@ CREATE FUNCTION evil.ts_minus(a timestamptz, b timestamptz) RETURNS interval
 CREATE OPERATOR evil.- (FUNCTION = evil.ts_minus, LEFTARG = timestamptz, RIGHTARG = timestamptz);
 CREATE FUNCTION evil.to_timestamp(pg_catalog.float8) RETURNS timestamptz
   LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('to_timestamp(float8)') THEN pg_catalog.to_timestamp(\$1) END \$\$;
+-- the rotation's check of a partition (txid >= xmin, built with format())
+CREATE FUNCTION evil.xid8_ge(a pg_catalog.xid8, b pg_catalog.xid8) RETURNS boolean
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT evil.hit('operator >=(xid8, xid8)') AND a OPERATOR(pg_catalog.>=) b \$\$;
+CREATE OPERATOR evil.>= (FUNCTION = evil.xid8_ge, LEFTARG = pg_catalog.xid8, RIGHTARG = pg_catalog.xid8);
+CREATE FUNCTION evil.format(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.text
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('format(text, text)') THEN pg_catalog.format(\$1, \$2) END \$\$;
 ALTER ROLE $role SET search_path = evil, pg_catalog;
 SQL
 ROLE_DB="dbname=$DB user=$role"
@@ -58,16 +65,24 @@ psql -X -q -At -d "$ROLE_DB" -c "SELECT pg_catalog.make_interval(secs => 5000::d
 [ "$(q -d "$DB" -c "SELECT count(*) FROM evil.hits WHERE what = 'operator /(float8, int4)'")" -ge 1 ] \
   || fail "the trap is not live: evil./ did not run in the role's session; the test would prove nothing"
 grep -q 'evil object ran' "$WORK/control.out" || fail "control: no NOTICE from the evil object"
+psql -X -q -At -d "$ROLE_DB" -c "SELECT '2'::xid8 >= '1'::xid8, format('outbox_%s', '0'::text)" >"$WORK/control2.out" 2>&1 \
+  || fail "control query 2: $(cat "$WORK/control2.out")"
+[ "$(q -d "$DB" -c "SELECT count(DISTINCT what) FROM evil.hits WHERE what IN ('operator >=(xid8, xid8)', 'format(text, text)')")" = 2 ] \
+  || fail "the traps for >= (xid8) and format() are not live in the role's session; the test would prove nothing"
 q -d "$DB" -c "TRUNCATE evil.hits"
 
 rl_write 40 4
 # a row that is no CloudEvent, written by hand (the outbox keeps the text in
-# "event" up to 0.1.0, in "data" with the slot function "_current_slot" later)
+# "event" up to 0.1.0, in "data" with the slot function "_current_slot" later),
+# into the partition before the current one: once it is dead-lettered,
+# rotate_outbox checks that partition's rows and truncates it
 col=$(q -d "$DB" -c "SELECT CASE WHEN EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'taskevents.outbox'::regclass
   AND attname = 'event' AND NOT attisdropped) THEN 'event' ELSE 'data' END")
 slotfn=$(q -d "$DB" -c "SELECT coalesce(to_regproc('taskevents._current_slot')::text, 'taskevents.current_slot')")
 q -d "$DB" -c "INSERT INTO taskevents.outbox (slot, topic, partition_key, $col)
-  VALUES ($slotfn(), 'tasks', 'user1', '{\"specversion\": \"0.3\"}')"
+  VALUES (($slotfn() + 2) % 3, 'tasks', 'user1', '{\"specversion\": \"0.3\"}')"
+old_slot=$(q -d "$DB" -c "SELECT ($slotfn() + 2) % 3")
+old_slot_truncated() { [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox WHERE slot = $old_slot")" = 0 ]; }
 rl_write 20 4
 rl_relay relay --db "$ROLE_DB options='-c search_path=evil,pg_catalog'" \
   --maintain-interval-ms 200 --backlog-interval-ms 200 --reminders-interval-ms 100
@@ -76,6 +91,7 @@ kafka_wait_count tasks-dlq 1 20 >/dev/null || fail "malformed row not dead-lette
 rl_wait 20 rl_all_delivered tasks || fail "not delivered"
 # let maintain() and the backlog sample run a few times with the work done
 rl_wait 10 rl_none_pending || fail "events still pending"
+rl_wait 10 old_slot_truncated || fail "rotate_outbox did not truncate the delivered partition $old_slot"
 sleep 1
 kill -TERM "$RL_PID"; wait "$RL_PID" || fail "relay exit status"
 rl_log_has relay '"lease released"' || fail "no release"
