@@ -19,28 +19,33 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <limits.h>
 
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "tcop/utility.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
 #include "nodes/pg_list.h"
+#include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 #include "utils/xid8.h"
 
@@ -61,11 +66,28 @@ typedef struct OutboxPartitionInfo
 } OutboxPartitionInfo;
 
 static OutboxPartitionInfo Partitions[3];
+
+/*
+ * outbox.earlier of a row of one event: an empty bytea (one byte in the
+ * row; NULL would give every row a null bitmap, 8 bytes with alignment)
+ */
+static Datum
+NoEarlierEvents(void)
+{
+	static bytea *empty = NULL;
+
+	if (empty == NULL)
+	{
+		empty = MemoryContextAlloc(TopMemoryContext, VARHDRSZ);
+		SET_VARSIZE(empty, VARHDRSZ);
+	}
+	return PointerGetDatum(empty);
+}
 static Oid	OutboxSequence = InvalidOid;
 static MemoryContext OutboxContext = NULL;
 
 /* The outbox's columns (see extension/sql/00_outbox.sql). */
-#define OUTBOX_NATTS		12
+#define OUTBOX_NATTS		13
 #define Anum_txid			1
 #define Anum_id				2
 #define Anum_created_at		3
@@ -78,6 +100,7 @@ static MemoryContext OutboxContext = NULL;
 #define Anum_subject		10
 #define Anum_traceparent	11
 #define Anum_data			12
+#define Anum_earlier		13
 
 /*
  * The outbox partition written at this statement's time: partitions take
@@ -99,7 +122,7 @@ CurrentSlot(void)
 /* The types of the outbox's columns, in order. */
 static const Oid OutboxTypes[OUTBOX_NATTS] = {
 	XID8OID, INT8OID, TIMESTAMPTZOID, UUIDOID, INT4OID, INT2OID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID
 };
 
 /*
@@ -290,6 +313,7 @@ EnqueueEvent(const OutboxFacts *f)
 	values[Anum_subject - 1] = TextOrNull(f->subject, &isnull[Anum_subject - 1]);
 	values[Anum_traceparent - 1] = CStringGetTextDatum(f->traceparent ? f->traceparent : "");
 	values[Anum_data - 1] = PointerGetDatum(cstring_to_text_with_len(f->data, f->data_len));
+	values[Anum_earlier - 1] = NoEarlierEvents();
 
 	tup = heap_form_tuple(RelationGetDescr(rel), values, isnull);
 	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
@@ -298,6 +322,378 @@ EnqueueEvent(const OutboxFacts *f)
 	NoteEventWritten();
 	heap_freetuple(tup);
 	table_close(rel, NoLock);	/* the lock is kept until commit, as by INSERT */
+}
+
+/*
+ * The events of a statement, written as few rows.
+ *
+ * The row trigger does not write its event: BufferEvent() draws the id
+ * (after the transaction id, as EnqueueEvent) and appends the event's
+ * facts to a pending row, and the pending row is written when the
+ * statement is done with its triggers (the ExecutorFinish and
+ * ProcessUtility hooks below), when the next event cannot join it, and at
+ * the latest before the transaction commits or prepares.  Events join one
+ * row while their ids follow each other and they share the transaction,
+ * statement time, partition, envelope, topic and traceparent; the row's
+ * columns are the last event's, and column "earlier" holds the events
+ * before it (OUTBOX_EARLIER_LAYOUT in taskevents.h).  So a bulk statement
+ * of one session writes one row, with one entry in each index, for up to
+ * PENDING_ROW_BYTES of events instead of one per event; a statement of
+ * one row writes the row it always did.
+ *
+ * A pending row belongs to the subtransaction that buffered its events:
+ * it is written only while that subtransaction is the current one, its
+ * events are dropped with it when it aborts, and pass to its parent when
+ * it commits (a row written inside a subtransaction that then aborts
+ * would lose events its parent committed).
+ *
+ * The partition is opened (and locked) when the row is written, not when
+ * its first event is buffered.  A rotation that truncates the partition
+ * in between truncates none of these events: they are written into the
+ * emptied partition afterwards, and the next rotation's check finds them
+ * pending, as it finds any later writer's.
+ *
+ * Where no hook surrounds the trigger (the statement during which the
+ * library was loaded, a logical replication apply worker), BufferDepth is
+ * 0 and each event is written at once, as before.
+ */
+typedef struct PendingRow
+{
+	SubTransactionId subxid;
+	int16		slot;
+	int32		envelope;
+	TimestampTz created_at;
+	int64		last_id;
+	int32		nevents;
+	int			last_at;		/* where the last event's record starts */
+	char	   *topic;
+	char	   *traceparent;
+	StringInfoData buf;			/* varlena header, count, records */
+}			PendingRow;
+
+/* bytes of records in one row: the row stays under a page */
+#define PENDING_ROW_BYTES 7200
+#define MAX_PENDING_ROWS 64
+
+static PendingRow PendingRows[MAX_PENDING_ROWS];
+static int	NPendingRows = 0;
+static MemoryContext PendingContext = NULL;
+static int	BufferDepth = 0;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* Take n bytes at *p of a record that ends at end, or fail. */
+static const char *
+TakeBytes(const char **p, const char *end, int64 n)
+{
+	const char *at = *p;
+
+	if (n < 0 || end - at < n)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("outbox row has a malformed \"earlier\" value")));
+	*p += n;
+	return at;
+}
+
+/* A counted string at *p (NULL for the length -1) and its length. */
+static const char *
+TakeCounted(const char **p, const char *end, int *len, bool nullable)
+{
+	uint32		w;
+
+	memcpy(&w, TakeBytes(p, end, 4), 4);
+	w = pg_ntoh32(w);
+	if (w == (uint32) -1 && nullable)
+	{
+		*len = 0;
+		return NULL;
+	}
+	*len = (int) w;
+	return TakeBytes(p, end, w > (uint32) INT_MAX ? -1 : (int64) w);
+}
+
+/*
+ * Read the record at *p (OUTBOX_EARLIER_LAYOUT), which ends before end,
+ * into r, whose strings point into the record (not NUL-terminated), and
+ * advance *p past it.
+ */
+void
+ReadOutboxRecord(const char **p, const char *end, OutboxRecord * r)
+{
+	memcpy(r->event_id.data, TakeBytes(p, end, UUID_LEN), UUID_LEN);
+	r->type = TakeCounted(p, end, &r->type_len, false);
+	r->subject = TakeCounted(p, end, &r->subject_len, true);
+	r->partition_key = TakeCounted(p, end, &r->partition_key_len, true);
+	r->data = TakeCounted(p, end, &r->data_len, false);
+}
+
+static inline void
+AppendCounted(StringInfo buf, const char *s, int len)
+{
+	uint32		w = pg_hton32(s ? (uint32) len : (uint32) -1);
+
+	appendBinaryStringInfo(buf, (char *) &w, 4);
+	if (s)
+		appendBinaryStringInfo(buf, s, len);
+}
+
+/* Append the record of event f (OUTBOX_EARLIER_LAYOUT) to buf. */
+static void
+AppendRecord(StringInfo buf, const OutboxFacts *f)
+{
+	enlargeStringInfo(buf, UUID_LEN + 16 + strlen(f->type) + f->data_len +
+					  (f->subject ? strlen(f->subject) : 0) +
+					  (f->partition_key ? strlen(f->partition_key) : 0));
+	appendBinaryStringInfo(buf, (char *) f->event_id.data, UUID_LEN);
+	AppendCounted(buf, f->type, strlen(f->type));
+	AppendCounted(buf, f->subject, f->subject ? strlen(f->subject) : 0);
+	AppendCounted(buf, f->partition_key, f->partition_key ? strlen(f->partition_key) : 0);
+	AppendCounted(buf, f->data, f->data_len);
+}
+
+/* Write pending row p into its partition. */
+static void
+WritePendingRow(PendingRow * p)
+{
+	Relation	rel = OpenPartition(p->slot);
+	OutboxPartitionInfo *part = &Partitions[p->slot];
+	Datum		values[OUTBOX_NATTS];
+	bool		isnull[OUTBOX_NATTS];
+	OutboxRecord last;
+	const char *at = p->buf.data + p->last_at;
+	HeapTuple	tup;
+
+	ReadOutboxRecord(&at, p->buf.data + p->buf.len, &last);
+	memset(isnull, 0, sizeof(isnull));
+	values[Anum_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[Anum_id - 1] = Int64GetDatum(p->last_id);
+	values[Anum_created_at - 1] = TimestampTzGetDatum(p->created_at);
+	values[Anum_event_id - 1] = UUIDPGetDatum(&last.event_id);
+	values[Anum_envelope - 1] = Int32GetDatum(p->envelope);
+	isnull[Anum_envelope - 1] = (p->envelope == 0);
+	values[Anum_slot - 1] = Int16GetDatum(p->slot);
+	values[Anum_topic - 1] = CStringGetTextDatum(p->topic);
+	values[Anum_partition_key - 1] = last.partition_key ?
+		PointerGetDatum(cstring_to_text_with_len(last.partition_key, last.partition_key_len)) : (Datum) 0;
+	isnull[Anum_partition_key - 1] = (last.partition_key == NULL);
+	values[Anum_type - 1] = PointerGetDatum(cstring_to_text_with_len(last.type, last.type_len));
+	values[Anum_subject - 1] = last.subject ?
+		PointerGetDatum(cstring_to_text_with_len(last.subject, last.subject_len)) : (Datum) 0;
+	isnull[Anum_subject - 1] = (last.subject == NULL);
+	values[Anum_traceparent - 1] = CStringGetTextDatum(p->traceparent);
+	values[Anum_data - 1] = PointerGetDatum(cstring_to_text_with_len(last.data, last.data_len));
+	if (p->nevents > 1)
+	{
+		uint32		n = pg_hton32((uint32) (p->nevents - 1));
+
+		SET_VARSIZE(p->buf.data, p->last_at);
+		memcpy(p->buf.data + VARHDRSZ, &n, 4);
+		values[Anum_earlier - 1] = PointerGetDatum(p->buf.data);
+	}
+	else
+		values[Anum_earlier - 1] = NoEarlierEvents();
+
+	tup = heap_form_tuple(RelationGetDescr(rel), values, isnull);
+	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
+	InsertIndexEntries(part, rel, tup, values, isnull);
+	heap_freetuple(tup);
+	table_close(rel, NoLock);
+}
+
+/* Forget the top pending row. */
+static void
+PopPendingRow(void)
+{
+	PendingRow *p = &PendingRows[--NPendingRows];
+
+	pfree(p->buf.data);
+	pfree(p->topic);
+	pfree(p->traceparent);
+	if (NPendingRows == 0)
+		MemoryContextReset(PendingContext);
+}
+
+/*
+ * Write the pending rows of the current subtransaction (those of its
+ * parents wait until it is over).
+ */
+void
+FlushPendingEvents(void)
+{
+	SubTransactionId cur;
+
+	if (NPendingRows == 0)
+		return;
+	cur = GetCurrentSubTransactionId();
+	while (NPendingRows > 0 && PendingRows[NPendingRows - 1].subxid == cur)
+	{
+		WritePendingRow(&PendingRows[NPendingRows - 1]);
+		PopPendingRow();
+	}
+}
+
+/*
+ * Buffer the event f of a task table's row (see above), or write it at
+ * once when no hook will write it at the end of the statement.
+ */
+void
+BufferEvent(const OutboxFacts *f)
+{
+	SubTransactionId cur = GetCurrentSubTransactionId();
+	int16		slot = CurrentSlot();
+	TimestampTz ts = GetCurrentStatementStartTimestamp();
+	const char *topic = f->envelope != 0 ? "" : f->topic;
+	const char *tp = f->traceparent ? f->traceparent : "";
+	PendingRow *p = NPendingRows > 0 ? &PendingRows[NPendingRows - 1] : NULL;
+	int64		id;
+
+	if (BufferDepth == 0)
+	{
+		EnqueueEvent(f);
+		return;
+	}
+	(void) GetTopFullTransactionId();	/* before the id, as EnqueueEvent */
+	if (!OidIsValid(OutboxSequence))
+		ResolveOutbox();
+	id = nextval_internal(OutboxSequence, false);
+	NoteEventWritten();
+
+	if (p != NULL && p->subxid == cur &&
+		(p->last_id + 1 != id || p->slot != slot || p->envelope != f->envelope ||
+		 p->created_at != ts || strcmp(p->topic, topic) != 0 ||
+		 strcmp(p->traceparent, tp) != 0 ||
+		 p->buf.len + UUID_LEN + 16 + f->data_len > PENDING_ROW_BYTES))
+	{
+		WritePendingRow(p);
+		PopPendingRow();
+		p = NULL;
+	}
+	else if (p != NULL && p->subxid != cur)
+		p = NULL;
+	if (p == NULL)
+	{
+		MemoryContext old;
+
+		if (NPendingRows == MAX_PENDING_ROWS)
+		{
+			/* subtransactions nested this deep: write the event at once */
+			EnqueueEvent(f);
+			return;
+		}
+		if (PendingContext == NULL)
+			PendingContext = AllocSetContextCreate(TopMemoryContext, "taskevents pending events",
+												   ALLOCSET_DEFAULT_SIZES);
+		old = MemoryContextSwitchTo(PendingContext);
+		p = &PendingRows[NPendingRows++];
+		p->subxid = cur;
+		p->slot = slot;
+		p->envelope = f->envelope;
+		p->created_at = ts;
+		p->nevents = 0;
+		p->topic = pstrdup(topic);
+		p->traceparent = pstrdup(tp);
+		initStringInfo(&p->buf);
+		appendBinaryStringInfo(&p->buf, "\0\0\0\0\0\0\0\0", VARHDRSZ + 4);
+		MemoryContextSwitchTo(old);
+	}
+	p->last_id = id;
+	p->last_at = p->buf.len;
+	p->nevents++;
+	AppendRecord(&p->buf, f);
+}
+
+static void
+PendingXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			FlushPendingEvents();
+			/* (a subtransaction's would be; failing beats losing them) */
+			if (NPendingRows > 0)
+				elog(ERROR, "%d rows of pending events are left at commit", NPendingRows);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			NPendingRows = 0;
+			if (PendingContext)
+				MemoryContextReset(PendingContext);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+PendingSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		for (int i = NPendingRows - 1; i >= 0 && PendingRows[i].subxid == mySubid; i--)
+			PendingRows[i].subxid = parentSubid;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (NPendingRows > 0 && PendingRows[NPendingRows - 1].subxid == mySubid)
+			PopPendingRow();
+	}
+}
+
+static void
+PendingExecutorFinish(QueryDesc *queryDesc)
+{
+	BufferDepth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		BufferDepth--;
+	}
+	PG_END_TRY();
+	FlushPendingEvents();
+}
+
+static void
+PendingProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	BufferDepth++;
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		BufferDepth--;
+	}
+	PG_END_TRY();
+	FlushPendingEvents();
+}
+
+/* Install the hooks and callbacks of the pending rows; from _PG_init. */
+void
+InitPendingEvents(void)
+{
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = PendingExecutorFinish;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = PendingProcessUtility;
+	RegisterXactCallback(PendingXactCallback, NULL);
+	RegisterSubXactCallback(PendingSubXactCallback, NULL);
 }
 
 /*
@@ -530,4 +926,111 @@ Datum
 current_slot(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_INT16(CurrentSlot());
+}
+
+/*
+ * The number of records of an outbox row's "earlier" value, checked; they
+ * lie from *records to *end.
+ */
+int32
+OutboxEarlierCount(bytea *earlier, const char **records, const char **end)
+{
+	const char *p = VARDATA_ANY(earlier);
+	uint32		n;
+
+	*end = p + VARSIZE_ANY_EXHDR(earlier);
+	*records = p;
+	if (p == *end)
+		return 0;				/* a row of one event */
+	memcpy(&n, TakeBytes(&p, *end, 4), 4);
+	n = pg_ntoh32(n);
+	/* each record takes at least UUID_LEN + 16 bytes */
+	if (n == 0 || n > (uint32) ((*end - p) / (UUID_LEN + 16)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("outbox row has a malformed \"earlier\" value")));
+	*records = p;
+	return (int32) n;
+}
+
+/*
+ * taskevents._outbox_earlier(earlier bytea) RETURNS integer
+ *
+ * How many events an outbox row holds before its own: 0 for NULL.
+ */
+PG_FUNCTION_INFO_V1(outbox_earlier);
+Datum
+outbox_earlier(PG_FUNCTION_ARGS)
+{
+	const char *records,
+			   *end;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_INT32(0);
+	PG_RETURN_INT32(OutboxEarlierCount(PG_GETARG_BYTEA_PP(0), &records, &end));
+}
+
+static Datum
+TextOrNullLen(const char *s, int len, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? PointerGetDatum(cstring_to_text_with_len(s, len)) : (Datum) 0;
+}
+
+/*
+ * taskevents._outbox_unpack(id bigint, event_id uuid, type text, subject
+ * text, partition_key text, data text, earlier bytea) RETURNS TABLE (id
+ * bigint, event_id uuid, type text, subject text, partition_key text, data
+ * text)
+ *
+ * The events of an outbox row in id order (see "The events of a
+ * statement" above): those of earlier, then the row's own.
+ */
+PG_FUNCTION_INFO_V1(outbox_unpack);
+Datum
+outbox_unpack(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum		values[6];
+	bool		nulls[6];
+	int64		id;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	id = PG_GETARG_INT64(0);
+	if (!PG_ARGISNULL(6))
+	{
+		const char *p,
+				   *end;
+		int32		n = OutboxEarlierCount(PG_GETARG_BYTEA_PP(6), &p, &end);
+
+		for (int32 i = 0; i < n; i++)
+		{
+			OutboxRecord r;
+			pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+
+			ReadOutboxRecord(&p, end, &r);
+			memset(nulls, 0, sizeof(nulls));
+			*uuid = r.event_id;
+			values[0] = Int64GetDatum(id - n + i);
+			values[1] = UUIDPGetDatum(uuid);
+			values[2] = PointerGetDatum(cstring_to_text_with_len(r.type, r.type_len));
+			values[3] = TextOrNullLen(r.subject, r.subject_len, &nulls[3]);
+			values[4] = TextOrNullLen(r.partition_key, r.partition_key_len, &nulls[4]);
+			values[5] = PointerGetDatum(cstring_to_text_with_len(r.data, r.data_len));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		if (p != end)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("outbox row has a malformed \"earlier\" value")));
+	}
+	for (int i = 0; i < 6; i++)
+	{
+		values[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i);
+	}
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	return (Datum) 0;
 }

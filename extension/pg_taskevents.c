@@ -165,6 +165,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("taskevents");
 
 	InitWakeup();
+	InitPendingEvents();
 	InitConfigCache();
 	InitEnvelopeCache();
 	InitRecurrenceCache();

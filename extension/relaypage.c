@@ -71,19 +71,24 @@ static bool PageXactCallbackSet = false;
 static SPIPlanPtr TicksPlan = NULL;
 static SPIPlanPtr PagePlan = NULL;
 
-/* the page query's columns: id, then _event_json()'s nine arguments */
+/*
+ * the page query's columns: id, then _event_json()'s nine arguments, then
+ * the row's earlier events (outbox.earlier)
+ */
 #define PAGE_COLUMNS \
 	"x.id, x.event_id, x.envelope, x.type, x.subject, x.created_at," \
-	" x.topic, x.partition_key, x.traceparent, x.data"
-#define PAGE_NCOLUMNS 10
+	" x.topic, x.partition_key, x.traceparent, x.data, x.earlier"
+#define PAGE_NCOLUMNS 11
 
 typedef struct PageReceiver
 {
 	DestReceiver pub;
 	StringInfo	buf;
 	MemoryContext rowcxt;		/* reset after every row */
+	int64		after_id;		/* the page's events have greater ids */
+	int64		limit;			/* and there are at most this many */
 	int64		last_id;
-	int64		rows;
+	int64		rows;			/* events in the page */
 	int		   *ends;			/* where each chunk ends in buf */
 	int			nchunks;
 	int			maxchunks;
@@ -149,36 +154,19 @@ AppendUint64(StringInfo buf, uint64 v)
 	appendBinaryStringInfo(buf, (char *) &v, sizeof(v));
 }
 
-/* Add one row of the page query to the page. */
-static bool
-PageReceive(TupleTableSlot *slot, DestReceiver *self)
+/* Add the event of id and args (_event_json()'s arguments) to r's page. */
+static void
+AddEvent(PageReceiver *r, int64 id, NullableDatum *args)
 {
-	PageReceiver *r = (PageReceiver *) self;
 	StringInfo	buf = r->buf;
-	NullableDatum args[PAGE_NCOLUMNS - 1];
-	MemoryContext old;
 	const char *topic;
-	int64		id;
 	int			at;
 
-	slot_getallattrs(slot);
-	if (slot->tts_nvalid < PAGE_NCOLUMNS)
-		elog(ERROR, "relay page query returned %d columns", slot->tts_nvalid);
-	if (slot->tts_isnull[0] || slot->tts_isnull[5] || slot->tts_isnull[9])
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("id, time and data of an outbox row must not be null")));
-	id = DatumGetInt64(slot->tts_values[0]);
 	if (r->rows > 0 && id <= r->last_id)
 		elog(ERROR, "relay page rows out of id order: %lld after %lld",
 			 (long long) id, (long long) r->last_id);
 	r->last_id = id;
 	r->rows++;
-	for (int i = 0; i < PAGE_NCOLUMNS - 1; i++)
-	{
-		args[i].value = slot->tts_values[i + 1];
-		args[i].isnull = slot->tts_isnull[i + 1];
-	}
 
 	AppendUint64(buf, (uint64) id);
 	AppendUint64(buf, (uint64) DatumGetTimestampTz(args[4].value));
@@ -187,7 +175,6 @@ PageReceive(TupleTableSlot *slot, DestReceiver *self)
 	 * The counted topic and key, then the event's length, written once the
 	 * event is rendered after it.
 	 */
-	old = MemoryContextSwitchTo(r->rowcxt);
 	topic = OutboxEventTopic(args);
 	{
 		int			toplen = strlen(topic);
@@ -213,11 +200,77 @@ PageReceive(TupleTableSlot *slot, DestReceiver *self)
 		memcpy(buf->data + at, &w, 4);
 		appendStringInfoCharMacro(buf, '\0');
 	}
-	MemoryContextSwitchTo(old);
-	MemoryContextReset(r->rowcxt);
 	if (buf->len - (r->nchunks ? r->ends[r->nchunks - 1] : 0) >= PAGE_CHUNK)
 		EndChunk(r);
-	return true;
+}
+
+static Datum
+TextDatumOrNull(const char *s, int len, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? PointerGetDatum(cstring_to_text_with_len(s, len)) : (Datum) 0;
+}
+
+/*
+ * Add the events of one row of the page query to the page: those with ids
+ * above after_id (a row of a bulk statement's events may have been begun
+ * by the page before), up to the page's limit; false when the page is full,
+ * which ends the query.
+ */
+static bool
+PageReceive(TupleTableSlot *slot, DestReceiver *self)
+{
+	PageReceiver *r = (PageReceiver *) self;
+	NullableDatum args[PAGE_NCOLUMNS - 2];
+	MemoryContext old;
+	int64		id;
+
+	slot_getallattrs(slot);
+	if (slot->tts_nvalid < PAGE_NCOLUMNS)
+		elog(ERROR, "relay page query returned %d columns", slot->tts_nvalid);
+	if (slot->tts_isnull[0] || slot->tts_isnull[5] || slot->tts_isnull[9])
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("id, time and data of an outbox row must not be null")));
+	id = DatumGetInt64(slot->tts_values[0]);
+	for (int i = 0; i < PAGE_NCOLUMNS - 2; i++)
+	{
+		args[i].value = slot->tts_values[i + 1];
+		args[i].isnull = slot->tts_isnull[i + 1];
+	}
+
+	old = MemoryContextSwitchTo(r->rowcxt);
+	if (!slot->tts_isnull[10])
+	{
+		NullableDatum eargs[PAGE_NCOLUMNS - 2];
+		bytea	   *earlier = DatumGetByteaPP(slot->tts_values[10]);
+		const char *p = VARDATA_ANY(earlier);
+		const char *end = p + VARSIZE_ANY_EXHDR(earlier);
+		int32		n = OutboxEarlierCount(earlier, &p, &end);
+
+		memcpy(eargs, args, sizeof(args));
+		for (int32 i = 0; i < n && r->rows < r->limit; i++)
+		{
+			OutboxRecord rec;
+			int64		eid = id - n + i;
+
+			ReadOutboxRecord(&p, end, &rec);
+			if (eid <= r->after_id)
+				continue;
+			eargs[0].value = UUIDPGetDatum(&rec.event_id);
+			eargs[2].value = PointerGetDatum(cstring_to_text_with_len(rec.type, rec.type_len));
+			eargs[3].value = TextDatumOrNull(rec.subject, rec.subject_len, &eargs[3].isnull);
+			eargs[6].value = TextDatumOrNull(rec.partition_key, rec.partition_key_len,
+											 &eargs[6].isnull);
+			eargs[8].value = PointerGetDatum(cstring_to_text_with_len(rec.data, rec.data_len));
+			AddEvent(r, eid, eargs);
+		}
+	}
+	if (r->rows < r->limit && id > r->after_id)
+		AddEvent(r, id, args);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(r->rowcxt);
+	return r->rows < r->limit;
 }
 
 static void
@@ -337,6 +390,14 @@ FetchPage(FunctionCallInfo fcinfo, MemoryContext cxt)
 	slow = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 
 	memset(&r, 0, sizeof(r));
+
+	/*
+	 * The page's lower bound and limit, for its events: a row of a bulk
+	 * statement's events holds several (outbox.earlier), and the query's
+	 * LIMIT counts rows.
+	 */
+	r.after_id = DatumGetInt64(values[1]);
+	r.limit = DatumGetInt32(values[4]);
 	r.pub.receiveSlot = PageReceive;
 	r.pub.rStartup = PageStartup;
 	r.pub.rShutdown = PageShutdown;

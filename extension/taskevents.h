@@ -259,6 +259,37 @@ typedef struct OutboxFacts
 } OutboxFacts;
 
 extern void EnqueueEvent(const OutboxFacts *f);
+extern void BufferEvent(const OutboxFacts *f);
+extern void FlushPendingEvents(void);
+extern void InitPendingEvents(void);
+
+/*
+ * OUTBOX_EARLIER_LAYOUT: outbox.earlier, the events of a row before the
+ * one its columns hold (ids id - n .. id - 1, in order): a uint32 n, then
+ * n records of
+ *		16 bytes	event_id
+ *		uint32		length of type, then type
+ *		uint32		length of subject (-1: NULL), then subject
+ *		uint32		length of partition_key (-1: NULL), then it
+ *		uint32		length of data, then data
+ * every integer in network byte order.  The rest of the columns (txid,
+ * created_at, envelope, slot, topic, traceparent) are the same for all.
+ */
+typedef struct OutboxRecord
+{
+	pg_uuid_t	event_id;
+	const char *type;
+	int			type_len;
+	const char *subject;		/* NULL: none */
+	int			subject_len;
+	const char *partition_key;	/* NULL: none */
+	int			partition_key_len;
+	const char *data;
+	int			data_len;
+}			OutboxRecord;
+
+extern void ReadOutboxRecord(const char **p, const char *end, OutboxRecord * r);
+extern int32 OutboxEarlierCount(bytea *earlier, const char **records, const char **end);
 extern void EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 						   const char *subject, const char *partition_key,
 						   Jsonb *data);

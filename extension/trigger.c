@@ -243,7 +243,7 @@ task_trigger(PG_FUNCTION_ARGS)
 	}
 	f.data = data.data;
 	f.data_len = data.len;
-	EnqueueEvent(&f);
+	BufferEvent(&f);
 	pfree(data.data);
 
 	AfterRowEvent(cfg, trigdata, kind);

@@ -17,11 +17,11 @@ SELECT try($$SELECT taskevents.relay_lease('rp', 'x', 0, '0 seconds')$$);
 
 -- a new consumer starts before everything in the outbox
 SELECT * FROM taskevents.relay_position('rp');
-SELECT count(*) = (SELECT count(*) FROM taskevents.outbox) AS all_pending FROM taskevents.pending_events;
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox_events) AS all_pending FROM taskevents.pending_events;
 
 -- batch 1 is everything committed so far, read in pages in id order
 SELECT taskevents.relay_tick('rp', 1) AS tick;
-SELECT count(*) = (SELECT count(*) FROM taskevents.outbox) AS batch_is_everything
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox_events) AS batch_is_everything
   FROM taskevents.relay_fetch('rp', 1, 0, 1000000);
 SELECT bool_and(id > 0) AND count(*) = 2 AS first_page_of_two
   FROM taskevents.relay_fetch('rp', 1, 0, 2);
@@ -30,7 +30,7 @@ SELECT count(*) AS after_last FROM taskevents.relay_fetch('rp', 1, :last, 100);
 SELECT try($$SELECT * FROM taskevents.relay_fetch('rp', 99, 0, 10)$$);
 -- the relay's page (relay_fetch_page(), bytea chunks) holds exactly the
 -- events consumers get; relay_fetch() reads it back
-SELECT count(*) = (SELECT count(*) FROM taskevents.outbox)
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox_events)
        AND bool_and(f.event = e.event::text AND f.topic = e.topic
                     AND f.partition_key IS NOT DISTINCT FROM e.partition_key
                     AND f.created_at = e.created_at) AS page_is_the_events
@@ -44,9 +44,9 @@ SELECT try($$SELECT * FROM taskevents._relay_page_rows(
                 (SELECT substr(c, 1, 30) FROM taskevents.relay_fetch_page('rp', 1, 0, 2) c))$$);
 
 -- ack half way: pending shrinks by exactly the acked prefix
-SELECT id AS mid FROM taskevents.outbox ORDER BY id OFFSET 2 LIMIT 1 \gset
+SELECT id AS mid FROM taskevents.outbox_events ORDER BY id OFFSET 2 LIMIT 1 \gset
 SELECT taskevents.relay_ack('rp', 1, 1, :mid, false);
-SELECT count(*) = (SELECT count(*) FROM taskevents.outbox WHERE id > :mid) AS pending_after_partial_ack
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox_events WHERE id > :mid) AS pending_after_partial_ack
   FROM taskevents.pending_events;
 SELECT taskevents.relay_ack('rp', 1, 1, :last, true);
 SELECT count(*) AS pending FROM taskevents.pending_events;
@@ -147,7 +147,7 @@ SELECT taskevents.relay_lease('rpchunk', 'relay', 0) AS epoch;
 SELECT taskevents.relay_tick('rpchunk', 1) AS tick;
 SELECT count(*) > 2 AS several_chunks, bool_and(length(c) < 65536) AS each_under_64k
   FROM taskevents.relay_fetch_page('rpchunk', 1, 0, 1000000) c;
-SELECT count(*) = (SELECT count(*) FROM taskevents.outbox)
+SELECT count(*) = (SELECT count(*) FROM taskevents.outbox_events)
        AND bool_and(f.event = e.event::text) AS chunks_are_the_events
   FROM taskevents.relay_fetch('rpchunk', 1, 0, 1000000) f JOIN taskevents.outbox_events e USING (id);
 SELECT bool_and(s.id > s.prev) AS chunks_in_id_order

@@ -76,7 +76,9 @@ SELECT count(*) AS events,
 -- the stored values left out the derived id and user id
 SELECT count(*) AS rows_with_names_left_out
   FROM taskevents.outbox o JOIN taskevents.envelopes v ON v.envelope_id = o.envelope
- WHERE o.id > :mark AND v.columns IS NOT NULL AND v.subject_at = 1 AND v.key_at = 2;
+ CROSS JOIN LATERAL taskevents._outbox_unpack(o.id, o.event_id, o.type, o.subject,
+                                             o.partition_key, o.data, o.earlier) e
+ WHERE e.id > :mark AND v.columns IS NOT NULL AND v.subject_at = 1 AND v.key_at = 2;
 
 -- _event_json() with the table's whole-row envelope: every attribute the
 -- reader escapes (type after the envelope's prefix, subject, partition key,

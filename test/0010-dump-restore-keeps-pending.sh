@@ -50,13 +50,13 @@ pg_dump -Fc -d te_dump_src -f "$work/dump"
 
   q -d te_dump_dst -c "SELECT event->>'id' FROM taskevents.pending_events ORDER BY id" > "$work/pending_dst"
   diff -u "$work/pending_src" "$work/pending_dst" || fail "restored pending events differ"
-  [ "$(q -d te_dump_dst -c "SELECT count(*) FROM taskevents.outbox")" -eq 4 ] \
+  [ "$(q -d te_dump_dst -c "SELECT count(*) FROM taskevents.outbox_events")" -eq 4 ] \
     || fail "delivered events were dumped too"
   [ "$(q -d te_dump_dst -c "SELECT count(*) FROM taskevents.dead_letters WHERE reason = 'test reason'")" -eq 1 ] \
     || fail "dead letter lost"
   [ "$(q -d te_dump_dst -c "SELECT count(*) FROM taskevents.attached_tables WHERE task_table = 'public.tasks'::regclass")" -eq 1 ] \
     || fail "registry lost"
-  future=$(q -d te_dump_dst -c "SELECT count(*) FROM taskevents.outbox WHERE txid >= pg_snapshot_xmax(pg_current_snapshot())")
+  future=$(q -d te_dump_dst -c "SELECT count(*) FROM taskevents.outbox_events WHERE txid >= pg_snapshot_xmax(pg_current_snapshot())")
   [ "$future" -eq 4 ] || fail "expected the restored txids to lie in the new cluster's future (got $future of 4)"
 
   # A new consumer's first batch is exactly the restored events, in order.

@@ -16,7 +16,7 @@ w() { q -d "$DB" -c "DO \$\$ BEGIN FOR i IN 1..2000 LOOP
 w 10 & W1=$!
 w 7
 wait "$W1"
-total=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox")
+total=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events")
 published() { grep -o '"published":[0-9]*' "$WORK/relay.log" | cut -d: -f2; }
 rl_wait 20 rl_none_pending || fail "events still pending"
 sleep 1

@@ -20,7 +20,7 @@ expect() {  # expect SQLSTATE LABEL SQL
   echo "  $2: $1" >>"$WORK/results.txt"
 }
 last_event() { q -d "$DB" -c "SELECT event$1 FROM taskevents.outbox_events ORDER BY id DESC LIMIT 1"; }
-n_events() { q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox"; }
+n_events() { q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events"; }
 
 q -d "$DB" <<'SQL'
 CREATE TABLE public.loose (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id text, title text,

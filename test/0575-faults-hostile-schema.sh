@@ -37,7 +37,7 @@ CREATE SCHEMA taskevents_shadow;
 CREATE TABLE taskevents_shadow.outbox (LIKE taskevents.outbox);
 GRANT ALL ON ALL TABLES IN SCHEMA public TO chk_app;
 SQL
-before=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox")
+before=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events")
 # the application session: temp impostors first, then public, catalog last
 PGOPTIONS="-c search_path=pg_temp,public,taskevents_shadow,pg_catalog" psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -U chk_app <<'SQL' >"$WORK/app.out" 2>&1 || fail "the application's writes failed: $(cat "$WORK/app.out")"
 CREATE TEMP TABLE outbox (LIKE public.outbox);
@@ -49,7 +49,7 @@ UPDATE public.tasks SET completed = true WHERE user_id OPERATOR(pg_catalog.=) 'a
 DELETE FROM public.tasks WHERE user_id OPERATOR(pg_catalog.=) 'app';
 SELECT count(*) FROM outbox;
 SQL
-after=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox")
+after=$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox_events")
 [ $((after - before)) -eq 4 ] || fail "$((after - before)) events reached taskevents.outbox, 4 expected"
 [ "$(q -d "$DB" -c "SELECT string_agg(event->>'type', ',' ORDER BY id) FROM taskevents.outbox_events WHERE partition_key = 'app'")" \
   = "task.created,task.updated,task.completed,task.deleted" ] || fail "wrong events"

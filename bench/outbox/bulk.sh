@@ -54,7 +54,7 @@ rounds_of() {
       lsn2=$(q -d bench -c "SELECT pg_current_wal_lsn()")
       wi=$(q -d bench -c "SELECT round(pg_wal_lsn_diff('$lsn1', '$lsn0') / $rows)")
       wu=$(q -d bench -c "SELECT round(pg_wal_lsn_diff('$lsn2', '$lsn1') / $rows)")
-      events=$(q -d bench -c "SELECT count(*) FROM taskevents.outbox")
+      events=$(q -d bench -c "SELECT count(*) FROM taskevents.outbox_events")
       echo "round $r  $v: INSERT ... SELECT $ins ms ($wi WAL bytes/row), UPDATE $upd ms ($wu WAL bytes/row), $events events"
       sum[$v-ins]=$(awk -v a="${sum[$v-ins]:-0}" -v b="$ins" 'BEGIN { print a + b }')
       sum[$v-upd]=$(awk -v a="${sum[$v-upd]:-0}" -v b="$upd" 'BEGIN { print a + b }')

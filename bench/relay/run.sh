@@ -299,7 +299,7 @@ echo "  average message $(( bytes / N )) bytes"
 # BASELINE_RELAY drain: a new consumer name starts from the outbox's first event
 baseline_drain() {
   # a new consumer name: it starts from the outbox's first event
-  total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox")
+  total=$(q -d $DB -c "SELECT count(*) FROM taskevents.outbox_events")
   t0=$(now_ms)
   /usr/bin/time -f '%M' -o "$WORK/rss-base" "$BASELINE_RELAY" --db "dbname=$DB" --brokers "$KAFKA_BROKER" --metrics-addr 0 \
     --once --consumer baseline ${drain_flags[@]+"${drain_flags[@]}"} 2>"$WORK/relay-base.log"

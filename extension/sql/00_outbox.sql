@@ -88,6 +88,13 @@ COMMENT ON TABLE @extschema@.envelopes IS
 -- The columns are in the order of the row layout (fixed width first, then
 -- the short texts, data last), so that a task event takes no more room
 -- than its facts: about 290 bytes for a 300-byte row of the brief's table.
+-- A row holds one event, or several consecutive ones of one statement
+-- (outbox.c, "The events of a statement"): then the columns are the last
+-- event's, id is its id, and earlier holds the events before it, ids
+-- id - n .. id - 1.  taskevents._outbox_unpack() gives a row's events; the
+-- views and the relay's pages show each event on its own.  The partitions
+-- take rows up to a page whole (toast_tuple_target): a row of a bulk
+-- statement's events is neither compressed nor moved out of line.
 -- The topic of an event with an envelope is the envelope's and is stored
 -- as '' (taskevents._event_topic() reads it; views and the relay get it
 -- whole).
@@ -107,7 +114,8 @@ CREATE TABLE @extschema@.outbox (
     type          text NOT NULL DEFAULT '',
     subject       text,
     traceparent   text NOT NULL DEFAULT '',
-    data          text NOT NULL
+    data          text NOT NULL,
+    earlier       bytea NOT NULL DEFAULT ''
 ) PARTITION BY LIST (slot);
 
 -- CACHE 1: ids are drawn in the order events are written, across
@@ -116,9 +124,9 @@ CREATE SEQUENCE @extschema@.outbox_id_seq AS bigint CACHE 1 OWNED BY @extschema@
 ALTER TABLE @extschema@.outbox
     ALTER COLUMN id SET DEFAULT pg_catalog.nextval('@extschema@.outbox_id_seq'::pg_catalog.regclass);
 
-CREATE TABLE @extschema@.outbox_0 PARTITION OF @extschema@.outbox FOR VALUES IN (0);
-CREATE TABLE @extschema@.outbox_1 PARTITION OF @extschema@.outbox FOR VALUES IN (1);
-CREATE TABLE @extschema@.outbox_2 PARTITION OF @extschema@.outbox FOR VALUES IN (2);
+CREATE TABLE @extschema@.outbox_0 PARTITION OF @extschema@.outbox FOR VALUES IN (0) WITH (toast_tuple_target = 8160);
+CREATE TABLE @extschema@.outbox_1 PARTITION OF @extschema@.outbox FOR VALUES IN (1) WITH (toast_tuple_target = 8160);
+CREATE TABLE @extschema@.outbox_2 PARTITION OF @extschema@.outbox FOR VALUES IN (2) WITH (toast_tuple_target = 8160);
 
 -- Neither index ever holds two equal keys (ids come from the sequence), so
 -- B-tree deduplication would only cost a useless pass over a full leaf page
@@ -141,6 +149,8 @@ COMMENT ON COLUMN @extschema@.outbox.type IS
     'The event type, without its envelope''s type_prefix (created, for task.created).';
 COMMENT ON COLUMN @extschema@.outbox.data IS
     'JSON: the CloudEvent data; the row''s values alone (comma-separated JSON values, in column order, without the subject and partition key the envelope derives) when the envelope has column names; the complete CloudEvent when envelope is NULL.';
+COMMENT ON COLUMN @extschema@.outbox.earlier IS
+    'Empty, or the events of the same statement before this row''s own (ids id - n .. id - 1), packed: taskevents._outbox_unpack() reads them.';
 
 -- How a value of type typ appears in row_to_json(): 'n' a JSON number when
 -- it is one, else a string (the numeric types), 's' a JSON string of its
@@ -171,12 +181,28 @@ RETURNS text
 LANGUAGE C STABLE PARALLEL SAFE
 AS 'MODULE_PATHNAME', 'event_topic';
 
+-- The events of an outbox row, in id order: the row's own when earlier is
+-- empty, else those of earlier, then the row's own.
+CREATE FUNCTION @extschema@._outbox_unpack(id bigint, event_id uuid, type text, subject text,
+                                          partition_key text, data text, earlier bytea)
+RETURNS TABLE (id bigint, event_id uuid, type text, subject text, partition_key text, data text)
+LANGUAGE C IMMUTABLE PARALLEL SAFE ROWS 1
+AS 'MODULE_PATHNAME', 'outbox_unpack';
+
+-- How many events an outbox row holds before its own (0 when earlier is
+-- empty): its events' ids are id - this .. id.
+CREATE FUNCTION @extschema@._outbox_earlier(earlier bytea) RETURNS integer
+LANGUAGE C IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'outbox_earlier';
+
 -- Every event in the outbox as consumers get it (delivered or not).
 CREATE VIEW @extschema@.outbox_events AS
-SELECT o.id, o.txid, o.created_at, @extschema@._event_topic(o.envelope, o.topic) AS topic, o.partition_key,
-       @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at, o.topic,
-                               o.partition_key, o.traceparent, o.data)::pg_catalog.json AS event
-  FROM @extschema@.outbox o;
+SELECT e.id, o.txid, o.created_at, @extschema@._event_topic(o.envelope, o.topic) AS topic, e.partition_key,
+       @extschema@._event_json(e.event_id, o.envelope, e.type, e.subject, o.created_at, o.topic,
+                               e.partition_key, o.traceparent, e.data)::pg_catalog.json AS event
+  FROM @extschema@.outbox o
+ CROSS JOIN LATERAL @extschema@._outbox_unpack(o.id, o.event_id, o.type, o.subject,
+                                              o.partition_key, o.data, o.earlier) e;
 
 COMMENT ON VIEW @extschema@.outbox_events IS
     'Every event in the outbox, delivered or not, as the CloudEvent consumers receive (taskevents.pending_events: the undelivered ones).';

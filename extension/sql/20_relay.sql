@@ -447,16 +447,18 @@ $$;
 
 CREATE VIEW @extschema@.pending_events AS
 WITH pos AS (SELECT * FROM @extschema@._consumer_positions())
-SELECT o.id, o.created_at, @extschema@._event_topic(o.envelope, o.topic) AS topic, o.partition_key,
-       @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at, o.topic,
-                               o.partition_key, o.traceparent, o.data)::pg_catalog.jsonb AS event
+SELECT e.id, o.created_at, @extschema@._event_topic(o.envelope, o.topic) AS topic, e.partition_key,
+       @extschema@._event_json(e.event_id, o.envelope, e.type, e.subject, o.created_at, o.topic,
+                               e.partition_key, o.traceparent, e.data)::pg_catalog.jsonb AS event
   FROM @extschema@.outbox o
+ CROSS JOIN LATERAL @extschema@._outbox_unpack(o.id, o.event_id, o.type, o.subject,
+                                              o.partition_key, o.data, o.earlier) e
  WHERE NOT EXISTS (SELECT 1 FROM pos)
     OR EXISTS (SELECT 1 FROM pos
                 WHERE NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, pos.done_snapshot), false)
                   AND NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, pos.batch_snapshot)
-                                   AND o.id OPERATOR(pg_catalog.<=) pos.cursor_id, false))
- ORDER BY o.id;
+                                   AND e.id OPERATOR(pg_catalog.<=) pos.cursor_id, false))
+ ORDER BY e.id;
 
 COMMENT ON VIEW @extschema@.pending_events IS
     'Committed events not yet delivered to every relay consumer, in delivery order.';
@@ -480,18 +482,21 @@ DECLARE
     pos record;
 BEGIN
     SELECT * INTO pos FROM @extschema@._consumer_positions() p WHERE p.consumer = relay_backlog.consumer;
-    IF NOT FOUND THEN
-        SELECT count(*), min(o.created_at) INTO pending, oldest_pending FROM @extschema@.outbox o;
+    -- (a row holds 1 + _outbox_earlier(earlier) events, ids id - that .. id)
+    IF NOT FOUND OR pos.done_snapshot IS NULL THEN
+        SELECT pg_catalog.sum(1 OPERATOR(pg_catalog.+) @extschema@._outbox_earlier(o.earlier)), min(o.created_at)
+          INTO pending, oldest_pending FROM @extschema@.outbox o;
+        pending := coalesce(pending, 0);
         RETURN;
     END IF;
-    IF pos.done_snapshot IS NULL THEN
-        SELECT count(*), min(o.created_at) INTO pending, oldest_pending FROM @extschema@.outbox o;
-        RETURN;
-    END IF;
-    EXECUTE 'SELECT count(*), min(o.created_at) FROM @extschema@.outbox o
-              WHERE o.txid >= $1
+    EXECUTE 'SELECT count(*), min(o.created_at)
+               FROM @extschema@.outbox o
+              CROSS JOIN LATERAL pg_catalog.generate_series(
+                        o.id OPERATOR(pg_catalog.-) @extschema@._outbox_earlier(o.earlier), o.id) e(id)
+              WHERE o.txid OPERATOR(pg_catalog.>=) $1
                 AND NOT pg_catalog.pg_visible_in_snapshot(o.txid, $2)
-                AND NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, $3) AND o.id <= $4, false)'
+                AND NOT coalesce(pg_catalog.pg_visible_in_snapshot(o.txid, $3)
+                                 AND e.id OPERATOR(pg_catalog.<=) $4, false)'
        INTO pending, oldest_pending
       USING pg_catalog.pg_snapshot_xmin(pos.done_snapshot), pos.done_snapshot, pos.batch_snapshot, pos.cursor_id;
 END;

@@ -69,19 +69,21 @@ BEGIN
         'INSERT INTO @extschema@.analytics_events
                 (event_time, type, topic, partition_key, subject, event_id, source, payload)
          SELECT o.created_at,
-                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''type'' ELSE v.type_prefix || o.type END,
-                @extschema@._event_topic(o.envelope, o.topic), o.partition_key,
-                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''subject'' ELSE o.subject END,
-                CASE WHEN o.envelope IS NOT NULL THEN o.event_id
+                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''type'' ELSE v.type_prefix || x.type END,
+                @extschema@._event_topic(o.envelope, o.topic), x.partition_key,
+                CASE WHEN o.envelope IS NULL THEN e.ev ->> ''subject'' ELSE x.subject END,
+                CASE WHEN o.envelope IS NOT NULL THEN x.event_id
                      WHEN e.ev ->> ''id'' ~ ''^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$''
                      THEN (e.ev ->> ''id'')::uuid END,
                 CASE WHEN o.envelope IS NULL THEN e.ev ->> ''source'' ELSE v.source END,
                 CASE WHEN $1 THEN coalesce(e.ev,
-                                           @extschema@._event_json(o.event_id, o.envelope, o.type, o.subject, o.created_at,
-                                                                   o.topic, o.partition_key, o.traceparent, o.data)::jsonb) -> ''data'' END
+                                           @extschema@._event_json(x.event_id, o.envelope, x.type, x.subject, o.created_at,
+                                                                   o.topic, x.partition_key, o.traceparent, x.data)::jsonb) -> ''data'' END
            FROM %s o
+          CROSS JOIN LATERAL @extschema@._outbox_unpack(o.id, o.event_id, o.type, o.subject,
+                                                       o.partition_key, o.data, o.earlier) x
            LEFT JOIN @extschema@.envelopes v ON v.envelope_id = o.envelope
-          CROSS JOIN LATERAL (SELECT CASE WHEN o.envelope IS NULL THEN o.data::jsonb END AS ev) e', part)
+          CROSS JOIN LATERAL (SELECT CASE WHEN o.envelope IS NULL THEN x.data::jsonb END AS ev) e', part)
         USING st.keep_payload;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
