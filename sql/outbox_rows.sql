@@ -135,6 +135,17 @@ INSERT INTO rows_single (id, user_id, title) SELECT 5000 + g, 'vis', 'v' FROM ge
 SELECT count(*) AS seen_in_own_transaction FROM taskevents.outbox_events WHERE id > :mark;
 COMMIT;
 
+-- a value all rows of a statement share is rendered once (rowjson.c keeps
+-- the last date/time), in the session's time zone of the moment
+SELECT ev_mark() AS mark \gset
+INSERT INTO rows_single (id, user_id, title, due_date)
+SELECT 7000 + g, 'tz', 'tz', '2020-03-01 12:00+00' FROM generate_series(1, 3) g;
+SET TimeZone = 'Asia/Tokyo';
+INSERT INTO rows_single (id, user_id, title, due_date)
+SELECT 7100 + g, 'tz', 'tz', '2020-03-01 12:00+00' FROM generate_series(1, 3) g;
+SET TimeZone = 'UTC';
+SELECT event->'data'->>'due_date' AS due_date, count(*) FROM ev_since(:mark) GROUP BY 1 ORDER BY 1;
+
 -- The relay's pages cut rows anywhere: pages of 7 over a batch of 300
 -- bulk events return each exactly once, in order; pending_events and
 -- relay_backlog() count events, also with an ack that ends inside a row.
@@ -156,7 +167,7 @@ DECLARE
     after bigint := 0;
     got integer;
 BEGIN
-    LOOP
+    FOR page IN 1..100 LOOP     -- 43 pages; a page that does not advance must not loop forever
         INSERT INTO rows_paged (id, event)
         SELECT f.id, f.event FROM taskevents.relay_fetch('rowpages', taskevents.relay_last_tick('rowpages'), after, 7) f
          ORDER BY f.id;
