@@ -371,8 +371,14 @@ typedef struct PendingRow
 	StringInfoData buf;			/* varlena header, count, records */
 }			PendingRow;
 
-/* bytes of records in one row: the row stays under a page */
-#define PENDING_ROW_BYTES 7200
+/*
+ * Bytes of records in one row: the row stays whole in one page.  A page
+ * takes a tuple of 8,160 bytes, and the toaster leaves one alone up to
+ * toast_tuple_target (8,160) less its header; the rest of the row (its
+ * fixed columns, topic, traceparent, the last event's own columns) is at
+ * most a few hundred bytes more than its record.
+ */
+#define PENDING_ROW_BYTES 7700
 #define MAX_PENDING_ROWS 64
 
 static PendingRow PendingRows[MAX_PENDING_ROWS];
@@ -438,13 +444,20 @@ AppendCounted(StringInfo buf, const char *s, int len)
 		appendBinaryStringInfo(buf, s, len);
 }
 
+/* The size of the record of event f (OUTBOX_EARLIER_LAYOUT). */
+static inline int
+RecordSize(const OutboxFacts *f)
+{
+	return UUID_LEN + 16 + strlen(f->type) + f->data_len +
+		(f->subject ? strlen(f->subject) : 0) +
+		(f->partition_key ? strlen(f->partition_key) : 0);
+}
+
 /* Append the record of event f (OUTBOX_EARLIER_LAYOUT) to buf. */
 static void
 AppendRecord(StringInfo buf, const OutboxFacts *f)
 {
-	enlargeStringInfo(buf, UUID_LEN + 16 + strlen(f->type) + f->data_len +
-					  (f->subject ? strlen(f->subject) : 0) +
-					  (f->partition_key ? strlen(f->partition_key) : 0));
+	enlargeStringInfo(buf, RecordSize(f));
 	appendBinaryStringInfo(buf, (char *) f->event_id.data, UUID_LEN);
 	AppendCounted(buf, f->type, strlen(f->type));
 	AppendCounted(buf, f->subject, f->subject ? strlen(f->subject) : 0);
@@ -563,7 +576,7 @@ BufferEvent(const OutboxFacts *f)
 		(p->last_id + 1 != id || p->slot != slot || p->envelope != f->envelope ||
 		 p->created_at != ts || strcmp(p->topic, topic) != 0 ||
 		 strcmp(p->traceparent, tp) != 0 ||
-		 p->buf.len + UUID_LEN + 16 + f->data_len > PENDING_ROW_BYTES))
+		 p->buf.len + RecordSize(f) > PENDING_ROW_BYTES))
 	{
 		WritePendingRow(p);
 		PopPendingRow();

@@ -50,6 +50,12 @@ SELECT count(*) BETWEEN 2 AND 15 AS few_rows,
        sum(1 + taskevents._outbox_earlier(o.earlier)) AS events_in_them,
        bool_and(o.earlier <> '') AS all_shared
   FROM taskevents.outbox o WHERE o.id > :mark AND o.id <= :mid;
+-- filled up to the limit, and kept in the row as they are: not compressed
+-- (nor moved to TOAST, which only a compressed or larger value would be)
+SELECT max(octet_length(o.earlier)) BETWEEN 7000 AND 7700 AS rows_filled,
+       bool_and(pg_column_compression(o.earlier) IS NULL) AS not_compressed,
+       max(pg_column_size(o.*)) < 8160 AS within_a_page
+  FROM taskevents.outbox o WHERE o.id > :mark AND o.id <= :mid;
 SELECT count(*) AS rows_of_single_statements, bool_and(o.earlier = '') AS none_shared
   FROM taskevents.outbox o WHERE o.id > :mid;
 
