@@ -369,7 +369,7 @@ typedef struct PendingRow
 	char	   *topic;
 	char	   *traceparent;
 	StringInfoData buf;			/* varlena header, count, records */
-}			PendingRow;
+} PendingRow;
 
 /*
  * Bytes of records in one row: the row stays whole in one page.  A page
@@ -425,7 +425,7 @@ TakeCounted(const char **p, const char *end, int *len, bool nullable)
  * advance *p past it.
  */
 void
-ReadOutboxRecord(const char **p, const char *end, OutboxRecord * r)
+ReadOutboxRecord(const char **p, const char *end, OutboxRecord *r)
 {
 	memcpy(r->event_id.data, TakeBytes(p, end, UUID_LEN), UUID_LEN);
 	r->type = TakeCounted(p, end, &r->type_len, false);
@@ -467,7 +467,7 @@ AppendRecord(StringInfo buf, const OutboxFacts *f)
 
 /* Write pending row p into its partition. */
 static void
-WritePendingRow(PendingRow * p)
+WritePendingRow(PendingRow *p)
 {
 	Relation	rel = OpenPartition(p->slot);
 	OutboxPartitionInfo *part = &Partitions[p->slot];

@@ -286,9 +286,9 @@ typedef struct OutboxRecord
 	int			partition_key_len;
 	const char *data;
 	int			data_len;
-}			OutboxRecord;
+} OutboxRecord;
 
-extern void ReadOutboxRecord(const char **p, const char *end, OutboxRecord * r);
+extern void ReadOutboxRecord(const char **p, const char *end, OutboxRecord *r);
 extern int32 OutboxEarlierCount(bytea *earlier, const char **records, const char **end);
 extern void EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 						   const char *subject, const char *partition_key,
