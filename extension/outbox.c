@@ -266,62 +266,135 @@ InsertIndexEntries(OutboxPartitionInfo *part, Relation rel, HeapTuple tup,
 	}
 }
 
+/*
+ * The record of event f (OUTBOX_EARLIER_LAYOUT's fields): the strings are
+ * f's.
+ */
+static void
+RecordFromFacts(const OutboxFacts *f, OutboxRecord *r)
+{
+	r->event_id = f->event_id;
+	r->type = f->type;
+	r->type_len = strlen(f->type);
+	r->subject = f->subject;
+	r->subject_len = f->subject ? strlen(f->subject) : 0;
+	r->partition_key = f->partition_key;
+	r->partition_key_len = f->partition_key ? strlen(f->partition_key) : 0;
+	r->data = f->data;
+	r->data_len = f->data_len;
+}
+
 static Datum
-TextOrNull(const char *s, bool *isnull)
+TextOrNull(const char *s, int len, bool *isnull)
 {
 	*isnull = (s == NULL);
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
+	return s ? PointerGetDatum(cstring_to_text_with_len(s, len)) : (Datum) 0;
 }
 
 /*
- * Insert one event into the outbox in the current transaction.
+ * The columns of the event of record r, in the order of OUTBOX_EVENT_*:
+ * event_id (a copy of it in *uuid), type, subject, partition_key, data.
+ */
+void
+OutboxRecordDatums(const OutboxRecord *r, pg_uuid_t *uuid, Datum *values, bool *nulls)
+{
+	*uuid = r->event_id;
+	values[OUTBOX_EVENT_ID] = UUIDPGetDatum(uuid);
+	nulls[OUTBOX_EVENT_ID] = false;
+	values[OUTBOX_EVENT_TYPE] = TextOrNull(r->type, r->type_len, &nulls[OUTBOX_EVENT_TYPE]);
+	values[OUTBOX_EVENT_SUBJECT] = TextOrNull(r->subject, r->subject_len,
+											  &nulls[OUTBOX_EVENT_SUBJECT]);
+	values[OUTBOX_EVENT_KEY] = TextOrNull(r->partition_key, r->partition_key_len,
+										  &nulls[OUTBOX_EVENT_KEY]);
+	values[OUTBOX_EVENT_DATA] = TextOrNull(r->data, r->data_len, &nulls[OUTBOX_EVENT_DATA]);
+}
+
+/*
+ * The id of the next event: the top-level transaction id is assigned
+ * first (see "The outbox" in README.md).
+ */
+static int64
+DrawEventId(void)
+{
+	(void) GetTopFullTransactionId();
+	if (!OidIsValid(OutboxSequence))
+		ResolveOutbox();
+	return nextval_internal(OutboxSequence, false);
+}
+
+/*
+ * Insert one outbox row in the current transaction: the event of record r,
+ * with id and the events before it in earlier (an empty bytea for none).
  *
- * The row goes straight into the current partition with heap_insert() and
+ * The row goes straight into the partition of slot with heap_insert() and
  * its two index entries with index_insert(), without planning or executing
  * an INSERT and without an executor state: per event that is most of the
  * difference between a cheap trigger and one as costly as PL/pgSQL.
  * Everything an INSERT would have checked holds here: no NULL in a NOT NULL
  * column, the row's slot matches its partition, and the outbox has no
  * triggers, rules, foreign keys, check constraints or expression indexes.
- * The transaction id is assigned before the id is drawn from the sequence
- * (see "The outbox" in README.md).  No privilege check: this is the
- * extension writing its own table, which is why application roles need no
- * grant.
+ * No privilege check: this is the extension writing its own table, which
+ * is why application roles need no grant.
  */
-void
-EnqueueEvent(const OutboxFacts *f)
+static void
+InsertOutboxRow(int16 slot, int64 id, TimestampTz created_at, int32 envelope,
+				const char *topic, const char *traceparent,
+				const OutboxRecord *r, Datum earlier)
 {
-	int16		slot = CurrentSlot();
 	Relation	rel = OpenPartition(slot);
 	OutboxPartitionInfo *part = &Partitions[slot];
 	Datum		values[OUTBOX_NATTS];
 	bool		isnull[OUTBOX_NATTS];
+	Datum		ev[OUTBOX_EVENT_NCOLUMNS];
+	bool		evnull[OUTBOX_EVENT_NCOLUMNS];
+	pg_uuid_t	uuid;
 	HeapTuple	tup;
 
+	OutboxRecordDatums(r, &uuid, ev, evnull);
 	memset(isnull, 0, sizeof(isnull));
 	values[Anum_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	values[Anum_id - 1] = Int64GetDatum(nextval_internal(OutboxSequence, false));
-	values[Anum_created_at - 1] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
-	values[Anum_event_id - 1] = UUIDPGetDatum(&f->event_id);
-	values[Anum_envelope - 1] = Int32GetDatum(f->envelope);
-	isnull[Anum_envelope - 1] = (f->envelope == 0);
+	values[Anum_id - 1] = Int64GetDatum(id);
+	values[Anum_created_at - 1] = TimestampTzGetDatum(created_at);
+	values[Anum_event_id - 1] = ev[OUTBOX_EVENT_ID];
+	values[Anum_envelope - 1] = Int32GetDatum(envelope);
+	isnull[Anum_envelope - 1] = (envelope == 0);
 	values[Anum_slot - 1] = Int16GetDatum(slot);
-	/* an envelope has the topic (taskevents._event_topic) */
-	values[Anum_topic - 1] = CStringGetTextDatum(f->envelope != 0 ? "" : f->topic);
-	values[Anum_partition_key - 1] = TextOrNull(f->partition_key, &isnull[Anum_partition_key - 1]);
-	values[Anum_type - 1] = CStringGetTextDatum(f->type);
-	values[Anum_subject - 1] = TextOrNull(f->subject, &isnull[Anum_subject - 1]);
-	values[Anum_traceparent - 1] = CStringGetTextDatum(f->traceparent ? f->traceparent : "");
-	values[Anum_data - 1] = PointerGetDatum(cstring_to_text_with_len(f->data, f->data_len));
-	values[Anum_earlier - 1] = NoEarlierEvents();
+	values[Anum_topic - 1] = CStringGetTextDatum(topic);
+	values[Anum_partition_key - 1] = ev[OUTBOX_EVENT_KEY];
+	isnull[Anum_partition_key - 1] = evnull[OUTBOX_EVENT_KEY];
+	values[Anum_type - 1] = ev[OUTBOX_EVENT_TYPE];
+	values[Anum_subject - 1] = ev[OUTBOX_EVENT_SUBJECT];
+	isnull[Anum_subject - 1] = evnull[OUTBOX_EVENT_SUBJECT];
+	values[Anum_traceparent - 1] = CStringGetTextDatum(traceparent);
+	values[Anum_data - 1] = ev[OUTBOX_EVENT_DATA];
+	values[Anum_earlier - 1] = earlier;
 
 	tup = heap_form_tuple(RelationGetDescr(rel), values, isnull);
 	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
-
 	InsertIndexEntries(part, rel, tup, values, isnull);
-	NoteEventWritten();
 	heap_freetuple(tup);
 	table_close(rel, NoLock);	/* the lock is kept until commit, as by INSERT */
+}
+
+/* The topic column of event f: '' when its envelope has it (_event_topic) */
+static inline const char *
+StoredTopic(const OutboxFacts *f)
+{
+	return f->envelope != 0 ? "" : f->topic;
+}
+
+/* Insert one event into the outbox in the current transaction, at once. */
+void
+EnqueueEvent(const OutboxFacts *f)
+{
+	OutboxRecord r;
+	int64		id = DrawEventId();
+
+	RecordFromFacts(f, &r);
+	InsertOutboxRow(CurrentSlot(), id, GetCurrentStatementStartTimestamp(), f->envelope,
+					StoredTopic(f), f->traceparent ? f->traceparent : "", &r,
+					NoEarlierEvents());
+	NoteEventWritten();
 }
 
 /*
@@ -388,18 +461,12 @@ static int	BufferDepth = 0;
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* Take n bytes at *p of a record that ends at end, or fail. */
-static const char *
-TakeBytes(const char **p, const char *end, int64 n)
+/* Take n bytes at *p of an "earlier" value that ends at end, or fail. */
+static inline const char *
+TakeEarlier(const char **p, const char *end, int64 n)
 {
-	const char *at = *p;
-
-	if (n < 0 || end - at < n)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("outbox row has a malformed \"earlier\" value")));
-	*p += n;
-	return at;
+	return TakeBytes(p, end, n, ERRCODE_DATA_CORRUPTED,
+					 "outbox row has a malformed \"earlier\" value");
 }
 
 /* A counted string at *p (NULL for the length -1) and its length. */
@@ -408,7 +475,7 @@ TakeCounted(const char **p, const char *end, int *len, bool nullable)
 {
 	uint32		w;
 
-	memcpy(&w, TakeBytes(p, end, 4), 4);
+	memcpy(&w, TakeEarlier(p, end, 4), 4);
 	w = pg_ntoh32(w);
 	if (w == (uint32) -1 && nullable)
 	{
@@ -416,7 +483,7 @@ TakeCounted(const char **p, const char *end, int *len, bool nullable)
 		return NULL;
 	}
 	*len = (int) w;
-	return TakeBytes(p, end, w > (uint32) INT_MAX ? -1 : (int64) w);
+	return TakeEarlier(p, end, w > (uint32) INT_MAX ? -1 : (int64) w);
 }
 
 /*
@@ -427,7 +494,7 @@ TakeCounted(const char **p, const char *end, int *len, bool nullable)
 void
 ReadOutboxRecord(const char **p, const char *end, OutboxRecord *r)
 {
-	memcpy(r->event_id.data, TakeBytes(p, end, UUID_LEN), UUID_LEN);
+	memcpy(r->event_id.data, TakeEarlier(p, end, UUID_LEN), UUID_LEN);
 	r->type = TakeCounted(p, end, &r->type_len, false);
 	r->subject = TakeCounted(p, end, &r->subject_len, true);
 	r->partition_key = TakeCounted(p, end, &r->partition_key_len, true);
@@ -444,74 +511,44 @@ AppendCounted(StringInfo buf, const char *s, int len)
 		appendBinaryStringInfo(buf, s, len);
 }
 
-/* The size of the record of event f (OUTBOX_EARLIER_LAYOUT). */
+/* The size of record r in OUTBOX_EARLIER_LAYOUT. */
 static inline int
-RecordSize(const OutboxFacts *f)
+RecordSize(const OutboxRecord *r)
 {
-	return UUID_LEN + 16 + strlen(f->type) + f->data_len +
-		(f->subject ? strlen(f->subject) : 0) +
-		(f->partition_key ? strlen(f->partition_key) : 0);
+	return UUID_LEN + 16 + r->type_len + r->subject_len + r->partition_key_len + r->data_len;
 }
 
-/* Append the record of event f (OUTBOX_EARLIER_LAYOUT) to buf. */
+/* Append record r (OUTBOX_EARLIER_LAYOUT) to buf. */
 static void
-AppendRecord(StringInfo buf, const OutboxFacts *f)
+AppendRecord(StringInfo buf, const OutboxRecord *r)
 {
-	enlargeStringInfo(buf, RecordSize(f));
-	appendBinaryStringInfo(buf, (char *) f->event_id.data, UUID_LEN);
-	AppendCounted(buf, f->type, strlen(f->type));
-	AppendCounted(buf, f->subject, f->subject ? strlen(f->subject) : 0);
-	AppendCounted(buf, f->partition_key, f->partition_key ? strlen(f->partition_key) : 0);
-	AppendCounted(buf, f->data, f->data_len);
+	enlargeStringInfo(buf, RecordSize(r));
+	appendBinaryStringInfo(buf, (char *) r->event_id.data, UUID_LEN);
+	AppendCounted(buf, r->type, r->type_len);
+	AppendCounted(buf, r->subject, r->subject_len);
+	AppendCounted(buf, r->partition_key, r->partition_key_len);
+	AppendCounted(buf, r->data, r->data_len);
 }
 
 /* Write pending row p into its partition. */
 static void
 WritePendingRow(PendingRow *p)
 {
-	Relation	rel = OpenPartition(p->slot);
-	OutboxPartitionInfo *part = &Partitions[p->slot];
-	Datum		values[OUTBOX_NATTS];
-	bool		isnull[OUTBOX_NATTS];
 	OutboxRecord last;
 	const char *at = p->buf.data + p->last_at;
-	HeapTuple	tup;
+	Datum		earlier = NoEarlierEvents();
 
 	ReadOutboxRecord(&at, p->buf.data + p->buf.len, &last);
-	memset(isnull, 0, sizeof(isnull));
-	values[Anum_txid - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	values[Anum_id - 1] = Int64GetDatum(p->last_id);
-	values[Anum_created_at - 1] = TimestampTzGetDatum(p->created_at);
-	values[Anum_event_id - 1] = UUIDPGetDatum(&last.event_id);
-	values[Anum_envelope - 1] = Int32GetDatum(p->envelope);
-	isnull[Anum_envelope - 1] = (p->envelope == 0);
-	values[Anum_slot - 1] = Int16GetDatum(p->slot);
-	values[Anum_topic - 1] = CStringGetTextDatum(p->topic);
-	values[Anum_partition_key - 1] = last.partition_key ?
-		PointerGetDatum(cstring_to_text_with_len(last.partition_key, last.partition_key_len)) : (Datum) 0;
-	isnull[Anum_partition_key - 1] = (last.partition_key == NULL);
-	values[Anum_type - 1] = PointerGetDatum(cstring_to_text_with_len(last.type, last.type_len));
-	values[Anum_subject - 1] = last.subject ?
-		PointerGetDatum(cstring_to_text_with_len(last.subject, last.subject_len)) : (Datum) 0;
-	isnull[Anum_subject - 1] = (last.subject == NULL);
-	values[Anum_traceparent - 1] = CStringGetTextDatum(p->traceparent);
-	values[Anum_data - 1] = PointerGetDatum(cstring_to_text_with_len(last.data, last.data_len));
 	if (p->nevents > 1)
 	{
 		uint32		n = pg_hton32((uint32) (p->nevents - 1));
 
 		SET_VARSIZE(p->buf.data, p->last_at);
 		memcpy(p->buf.data + VARHDRSZ, &n, 4);
-		values[Anum_earlier - 1] = PointerGetDatum(p->buf.data);
+		earlier = PointerGetDatum(p->buf.data);
 	}
-	else
-		values[Anum_earlier - 1] = NoEarlierEvents();
-
-	tup = heap_form_tuple(RelationGetDescr(rel), values, isnull);
-	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
-	InsertIndexEntries(part, rel, tup, values, isnull);
-	heap_freetuple(tup);
-	table_close(rel, NoLock);
+	InsertOutboxRow(p->slot, p->last_id, p->created_at, p->envelope, p->topic,
+					p->traceparent, &last, earlier);
 }
 
 /* Forget the top pending row. */
@@ -556,9 +593,10 @@ BufferEvent(const OutboxFacts *f)
 	SubTransactionId cur = GetCurrentSubTransactionId();
 	int16		slot = CurrentSlot();
 	TimestampTz ts = GetCurrentStatementStartTimestamp();
-	const char *topic = f->envelope != 0 ? "" : f->topic;
+	const char *topic = StoredTopic(f);
 	const char *tp = f->traceparent ? f->traceparent : "";
 	PendingRow *p = NPendingRows > 0 ? &PendingRows[NPendingRows - 1] : NULL;
+	OutboxRecord r;
 	int64		id;
 
 	if (BufferDepth == 0)
@@ -566,24 +604,22 @@ BufferEvent(const OutboxFacts *f)
 		EnqueueEvent(f);
 		return;
 	}
-	(void) GetTopFullTransactionId();	/* before the id, as EnqueueEvent */
-	if (!OidIsValid(OutboxSequence))
-		ResolveOutbox();
-	id = nextval_internal(OutboxSequence, false);
+	id = DrawEventId();
 	NoteEventWritten();
+	RecordFromFacts(f, &r);
 
-	if (p != NULL && p->subxid == cur &&
-		(p->last_id + 1 != id || p->slot != slot || p->envelope != f->envelope ||
-		 p->created_at != ts || strcmp(p->topic, topic) != 0 ||
-		 strcmp(p->traceparent, tp) != 0 ||
-		 p->buf.len + RecordSize(f) > PENDING_ROW_BYTES))
+	if (p != NULL && p->subxid != cur)
+		p = NULL;				/* a parent's: it waits */
+	else if (p != NULL &&
+			 (p->last_id + 1 != id || p->slot != slot || p->envelope != f->envelope ||
+			  p->created_at != ts || strcmp(p->topic, topic) != 0 ||
+			  strcmp(p->traceparent, tp) != 0 ||
+			  p->buf.len + RecordSize(&r) > PENDING_ROW_BYTES))
 	{
 		WritePendingRow(p);
 		PopPendingRow();
 		p = NULL;
 	}
-	else if (p != NULL && p->subxid != cur)
-		p = NULL;
 	if (p == NULL)
 	{
 		MemoryContext old;
@@ -591,7 +627,7 @@ BufferEvent(const OutboxFacts *f)
 		if (NPendingRows == MAX_PENDING_ROWS)
 		{
 			/* subtransactions nested this deep: write the event at once */
-			EnqueueEvent(f);
+			InsertOutboxRow(slot, id, ts, f->envelope, topic, tp, &r, NoEarlierEvents());
 			return;
 		}
 		if (PendingContext == NULL)
@@ -613,7 +649,7 @@ BufferEvent(const OutboxFacts *f)
 	p->last_id = id;
 	p->last_at = p->buf.len;
 	p->nevents++;
-	AppendRecord(&p->buf, f);
+	AppendRecord(&p->buf, &r);
 }
 
 static void
@@ -955,7 +991,7 @@ OutboxEarlierCount(bytea *earlier, const char **records, const char **end)
 	*records = p;
 	if (p == *end)
 		return 0;				/* a row of one event */
-	memcpy(&n, TakeBytes(&p, *end, 4), 4);
+	memcpy(&n, TakeEarlier(&p, *end, 4), 4);
 	n = pg_ntoh32(n);
 	/* each record takes at least UUID_LEN + 16 bytes */
 	if (n == 0 || n > (uint32) ((*end - p) / (UUID_LEN + 16)))
@@ -981,13 +1017,6 @@ outbox_earlier(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT32(0);
 	PG_RETURN_INT32(OutboxEarlierCount(PG_GETARG_BYTEA_PP(0), &records, &end));
-}
-
-static Datum
-TextOrNullLen(const char *s, int len, bool *isnull)
-{
-	*isnull = (s == NULL);
-	return s ? PointerGetDatum(cstring_to_text_with_len(s, len)) : (Datum) 0;
 }
 
 /*
@@ -1021,17 +1050,13 @@ outbox_unpack(PG_FUNCTION_ARGS)
 		for (int32 i = 0; i < n; i++)
 		{
 			OutboxRecord r;
-			pg_uuid_t  *uuid = palloc(sizeof(pg_uuid_t));
+			pg_uuid_t	uuid;
 
+			/* the columns after id are OutboxRecordDatums()' */
 			ReadOutboxRecord(&p, end, &r);
-			memset(nulls, 0, sizeof(nulls));
-			*uuid = r.event_id;
+			OutboxRecordDatums(&r, &uuid, values + 1, nulls + 1);
 			values[0] = Int64GetDatum(id - n + i);
-			values[1] = UUIDPGetDatum(uuid);
-			values[2] = PointerGetDatum(cstring_to_text_with_len(r.type, r.type_len));
-			values[3] = TextOrNullLen(r.subject, r.subject_len, &nulls[3]);
-			values[4] = TextOrNullLen(r.partition_key, r.partition_key_len, &nulls[4]);
-			values[5] = PointerGetDatum(cstring_to_text_with_len(r.data, r.data_len));
+			nulls[0] = false;
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 		if (p != end)

@@ -204,13 +204,6 @@ AddEvent(PageReceiver *r, int64 id, NullableDatum *args)
 		EndChunk(r);
 }
 
-static Datum
-TextDatumOrNull(const char *s, int len, bool *isnull)
-{
-	*isnull = (s == NULL);
-	return s ? PointerGetDatum(cstring_to_text_with_len(s, len)) : (Datum) 0;
-}
-
 /*
  * Add the events of one row of the page query to the page: those with ids
  * above after_id (a row of a bulk statement's events may have been begun
@@ -252,17 +245,23 @@ PageReceive(TupleTableSlot *slot, DestReceiver *self)
 		for (int32 i = 0; i < n && r->rows < r->limit; i++)
 		{
 			OutboxRecord rec;
+			pg_uuid_t	uuid;
+			Datum		ev[OUTBOX_EVENT_NCOLUMNS];
+			bool		evnull[OUTBOX_EVENT_NCOLUMNS];
 			int64		eid = id - n + i;
 
 			ReadOutboxRecord(&p, end, &rec);
 			if (eid <= r->after_id)
 				continue;
-			eargs[0].value = UUIDPGetDatum(&rec.event_id);
-			eargs[2].value = PointerGetDatum(cstring_to_text_with_len(rec.type, rec.type_len));
-			eargs[3].value = TextDatumOrNull(rec.subject, rec.subject_len, &eargs[3].isnull);
-			eargs[6].value = TextDatumOrNull(rec.partition_key, rec.partition_key_len,
-											 &eargs[6].isnull);
-			eargs[8].value = PointerGetDatum(cstring_to_text_with_len(rec.data, rec.data_len));
+			/* the event's own columns in _event_json()'s argument order */
+			OutboxRecordDatums(&rec, &uuid, ev, evnull);
+			eargs[0].value = ev[OUTBOX_EVENT_ID];
+			eargs[2].value = ev[OUTBOX_EVENT_TYPE];
+			eargs[3].value = ev[OUTBOX_EVENT_SUBJECT];
+			eargs[3].isnull = evnull[OUTBOX_EVENT_SUBJECT];
+			eargs[6].value = ev[OUTBOX_EVENT_KEY];
+			eargs[6].isnull = evnull[OUTBOX_EVENT_KEY];
+			eargs[8].value = ev[OUTBOX_EVENT_DATA];
 			AddEvent(r, eid, eargs);
 		}
 	}
@@ -525,17 +524,10 @@ relay_fetch_page(PG_FUNCTION_ARGS)
 }
 
 /* Read n bytes at *p of a page that ends at end, or fail. */
-static const char *
+static inline const char *
 Take(const char **p, const char *end, int64 n)
 {
-	const char *at = *p;
-
-	if (n < 0 || end - at < n)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("relay page is truncated")));
-	*p += n;
-	return at;
+	return TakeBytes(p, end, n, ERRCODE_INVALID_BINARY_REPRESENTATION, "relay page is truncated");
 }
 
 static uint64

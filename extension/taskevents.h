@@ -140,6 +140,8 @@ extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
 extern void EscapeJson(StringInfo buf, const char *str);
 extern bool TableHasLayout(Relation rel, const Oid *types, int natts);
 extern void CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table);
+extern const char *TakeBytes(const char **p, const char *end, int64 n, int sqlerrcode,
+							 const char *message);
 extern void InsertOwnRow(Relation rel, HeapTuple tup, const char *what, const char *name,
 						 const char *detail);
 extern void TextEqualKey(ScanKey key, Relation rel, AttrNumber attnum, const char *value);
@@ -288,7 +290,17 @@ typedef struct OutboxRecord
 	int			data_len;
 } OutboxRecord;
 
+/* the columns of one event of a row, as OutboxRecordDatums() gives them */
+#define OUTBOX_EVENT_ID			0
+#define OUTBOX_EVENT_TYPE		1
+#define OUTBOX_EVENT_SUBJECT	2
+#define OUTBOX_EVENT_KEY		3
+#define OUTBOX_EVENT_DATA		4
+#define OUTBOX_EVENT_NCOLUMNS	5
+
 extern void ReadOutboxRecord(const char **p, const char *end, OutboxRecord *r);
+extern void OutboxRecordDatums(const OutboxRecord *r, pg_uuid_t *uuid, Datum *values,
+							   bool *nulls);
 extern int32 OutboxEarlierCount(bytea *earlier, const char **records, const char **end);
 extern void EmitTableEvent(TableConfig *cfg, const char *topic, const char *type,
 						   const char *subject, const char *partition_key,

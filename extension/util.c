@@ -175,6 +175,24 @@ CheckTableLayout(Relation rel, const Oid *types, int natts, const char *table)
 }
 
 /*
+ * Take n bytes at *p of a value that ends at end and advance *p past them,
+ * or fail with sqlerrcode and message (a truncated or malformed value:
+ * a relay page, an outbox row's "earlier").
+ */
+const char *
+TakeBytes(const char **p, const char *end, int64 n, int sqlerrcode, const char *message)
+{
+	const char *at = *p;
+
+	if (n < 0 || end - at < n)
+		ereport(ERROR,
+				(errcode(sqlerrcode),
+				 errmsg_internal("%s", message)));
+	*p += n;
+	return at;
+}
+
+/*
  * Insert tup into rel, a table of the extension written without SQL (the
  * recurrence claims, a task's first reminder), with the index entries an
  * INSERT makes, through the executor so that partial indexes stay right,
