@@ -55,6 +55,12 @@ CREATE FUNCTION evil.xid8_ge(a pg_catalog.xid8, b pg_catalog.xid8) RETURNS boole
 CREATE OPERATOR evil.>= (FUNCTION = evil.xid8_ge, LEFTARG = pg_catalog.xid8, RIGHTARG = pg_catalog.xid8);
 CREATE FUNCTION evil.format(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.text
   LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('format(text, text)') THEN pg_catalog.format(\$1, \$2) END \$\$;
+-- relay_backlog()'s count of the events of rows a statement shares
+CREATE FUNCTION evil.int84mi(a pg_catalog.int8, b pg_catalog.int4) RETURNS pg_catalog.int8
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT CASE WHEN evil.hit('operator -(int8, int4)') THEN a OPERATOR(pg_catalog.-) b END \$\$;
+CREATE OPERATOR evil.- (FUNCTION = evil.int84mi, LEFTARG = pg_catalog.int8, RIGHTARG = pg_catalog.int4);
+CREATE FUNCTION evil.generate_series(pg_catalog.int8, pg_catalog.int8) RETURNS SETOF pg_catalog.int8
+  LANGUAGE sql SET search_path = pg_catalog AS \$\$ SELECT pg_catalog.generate_series(\$1, \$2) WHERE evil.hit('generate_series(int8, int8)') \$\$;
 ALTER ROLE $role SET search_path = evil, pg_catalog;
 SQL
 ROLE_DB="dbname=$DB user=$role"
@@ -69,6 +75,10 @@ psql -X -q -At -d "$ROLE_DB" -c "SELECT '2'::xid8 >= '1'::xid8, format('outbox_%
   || fail "control query 2: $(cat "$WORK/control2.out")"
 [ "$(q -d "$DB" -c "SELECT count(DISTINCT what) FROM evil.hits WHERE what IN ('operator >=(xid8, xid8)', 'format(text, text)')")" = 2 ] \
   || fail "the traps for >= (xid8) and format() are not live in the role's session; the test would prove nothing"
+psql -X -q -At -d "$ROLE_DB" -c "SELECT count(*) FROM generate_series(10::bigint - 2, 10::bigint)" >"$WORK/control3.out" 2>&1 \
+  || fail "control query 3: $(cat "$WORK/control3.out")"
+[ "$(q -d "$DB" -c "SELECT count(DISTINCT what) FROM evil.hits WHERE what IN ('operator -(int8, int4)', 'generate_series(int8, int8)')")" = 2 ] \
+  || fail "the traps for - (int8, int4) and generate_series() are not live in the role's session; the test would prove nothing"
 q -d "$DB" -c "TRUNCATE evil.hits"
 
 rl_write 40 4
@@ -98,6 +108,14 @@ rl_log_has relay '"lease released"' || fail "no release"
 rl_verify tasks
 [ "$RL_VERIFIED" -eq 60 ] || fail "60 events expected on tasks, got $RL_VERIFIED"
 [ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.dead_letters")" = 1 ] || fail "dead letter not recorded"
+# 12 events of one statement (one outbox row) pending: the role's own call
+# of relay_backlog() counts them per event, through - and generate_series()
+q -d "$DB" -c "INSERT INTO tasks (user_id, title) SELECT 'late', 'late ' || g FROM generate_series(1, 12) g"
+[ "$(q -d "$DB" -c "SELECT count(*) FROM taskevents.outbox o WHERE o.earlier <> ''")" -ge 1 ] \
+  || fail "the 12 events do not share a row: the backlog's per-event count is not exercised"
+backlog=$(psql -X -q -At -d "$ROLE_DB" -c "SELECT pending FROM taskevents.relay_backlog('default')" 2>&1) \
+  || fail "relay_backlog() as the relay's role: $backlog"
+[ "$backlog" = 12 ] || fail "relay_backlog() as the relay's role: $backlog pending, 12 expected"
 hits=$(q -d "$DB" -c "SELECT coalesce(string_agg(DISTINCT what, '; '), '') FROM evil.hits")
 [ -z "$hits" ] || fail "the relay's statements ran hostile objects from its role's search_path: $hits"
 grep -q 'evil object ran' "$WORK/relay.log" && fail "NOTICE of an evil object in the relay log: $(grep -m1 'evil object ran' "$WORK/relay.log")"

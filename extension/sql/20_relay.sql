@@ -484,12 +484,13 @@ BEGIN
     SELECT * INTO pos FROM @extschema@._consumer_positions() p WHERE p.consumer = relay_backlog.consumer;
     -- (a row holds 1 + _outbox_earlier(earlier) events, ids id - that .. id)
     IF NOT FOUND OR pos.done_snapshot IS NULL THEN
-        SELECT pg_catalog.sum(1 OPERATOR(pg_catalog.+) @extschema@._outbox_earlier(o.earlier)), min(o.created_at)
+        SELECT pg_catalog.sum(1 OPERATOR(pg_catalog.+) @extschema@._outbox_earlier(o.earlier)),
+               pg_catalog.min(o.created_at)
           INTO pending, oldest_pending FROM @extschema@.outbox o;
         pending := coalesce(pending, 0);
         RETURN;
     END IF;
-    EXECUTE 'SELECT count(*), min(o.created_at)
+    EXECUTE 'SELECT pg_catalog.count(*), pg_catalog.min(o.created_at)
                FROM @extschema@.outbox o
               CROSS JOIN LATERAL pg_catalog.generate_series(
                         o.id OPERATOR(pg_catalog.-) @extschema@._outbox_earlier(o.earlier), o.id) e(id)
