@@ -34,7 +34,7 @@ rl_wait 10 rl_log_has relay '"level":"warn","msg":"maintenance operation reporte
 failed=$(rl_metric "$metrics" 'taskevents_relay_maintenance_failed_total{operation="fire_reminders"}')
 [ "$failed" = 1 ] || fail "/metrics counts ${failed:-no} failed reminders, not 1"
 [ "$(q -d "$DB" -c "SELECT state FROM taskevents.reminders r JOIN tasks t ON t.id::text = r.task_id WHERE t.title = 'refused'")" = failed ] \
-  || fail "the reminder is not marked failed; a burst of 2,500 fired in 3 batches within ${gap} ms"
+  || fail "the reminder is not marked failed"
 
 # a burst: 2,500 reminders due at once are fired a batch (1,000) after the
 # other, each run right after the one before (an operation that did
