@@ -293,14 +293,13 @@ next_occurrence(PG_FUNCTION_ARGS)
  * is not recurring may hold anything in the interval column.
  */
 void
-CheckRecurrence(TableConfig *cfg, Relation rel, HeapTuple row)
+CheckRecurrence(TableConfig *cfg, Relation rel, TupleTableSlot *row)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	char	   *interval;
 
-	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
+	if (!ColumnIsTrue(row, cfg->is_recurring_attnum))
 		return;
-	interval = ColumnText(row, desc, cfg->recurring_interval_attnum);
+	interval = ColumnText(row, cfg->recurring_interval_attnum);
 	if (interval == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -561,8 +560,7 @@ void
 SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 {
 	Relation	rel = trigdata->tg_relation;
-	TupleDesc	desc = RelationGetDescr(rel);
-	HeapTuple	row = trigdata->tg_newtuple;
+	TupleTableSlot *row = trigdata->tg_newslot;
 	Oid			relid = RelationGetRelid(rel);
 	char	   *task_id;
 	char	   *interval;
@@ -581,16 +579,16 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 	char	   *next_id;
 	Relation	claims;
 
-	if (!ColumnIsTrue(row, desc, cfg->is_recurring_attnum))
+	if (!ColumnIsTrue(row, cfg->is_recurring_attnum))
 		return;
-	interval = ColumnText(row, desc, cfg->recurring_interval_attnum);
+	interval = ColumnText(row, cfg->recurring_interval_attnum);
 	if (interval == NULL)
 		return;					/* refused by CheckRecurrence() already */
 	kind = ParseRecurringInterval(interval);
-	task_id = ColumnText(row, desc, cfg->id_attnum);
+	task_id = ColumnText(row, cfg->id_attnum);
 	if (cfg->due_date_attnum != InvalidAttrNumber)
 	{
-		Datum		d = heap_getattr(row, cfg->due_date_attnum, desc, &due_null);
+		Datum		d = slot_getattr(row, cfg->due_date_attnum, &due_null);
 
 		if (!due_null)
 			due = DatumGetTimestampTz(d);
@@ -648,7 +646,7 @@ SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata)
 				values[i] = TimestampTzGetDatum(next_due);
 				break;
 			case SPAWN_COPY:
-				values[i] = heap_getattr(row, entry->attnums[i], desc, &isnull);
+				values[i] = slot_getattr(row, entry->attnums[i], &isnull);
 				break;
 		}
 		vnulls[i] = isnull ? 'n' : ' ';

@@ -156,12 +156,12 @@ EmitReminderEvent(TableConfig *cfg, const char *type, const ReminderFacts *f,
  * The completion and due date of a task row.
  */
 static void
-ReadDue(TableConfig *cfg, TupleDesc desc, HeapTuple tup, ReminderView *v)
+ReadDue(TableConfig *cfg, TupleTableSlot *row, ReminderView *v)
 {
 	Datum		d;
 
-	v->completed = ColumnIsTrue(tup, desc, cfg->completed_attnum);
-	d = heap_getattr(tup, cfg->due_date_attnum, desc, &v->due_null);
+	v->completed = ColumnIsTrue(row, cfg->completed_attnum);
+	d = slot_getattr(row, cfg->due_date_attnum, &v->due_null);
 	v->due = v->due_null ? 0 : DatumGetTimestampTz(d);
 }
 
@@ -169,23 +169,23 @@ ReadDue(TableConfig *cfg, TupleDesc desc, HeapTuple tup, ReminderView *v)
  * The key and user id of a task row, as text.
  */
 static void
-ReadIds(TableConfig *cfg, TupleDesc desc, HeapTuple tup, ReminderView *v)
+ReadIds(TableConfig *cfg, TupleTableSlot *row, ReminderView *v)
 {
-	v->task_id = ColumnText(tup, desc, cfg->id_attnum);
-	v->user_id = ColumnText(tup, desc, cfg->user_id_attnum);
+	v->task_id = ColumnText(row, cfg->id_attnum);
+	v->user_id = ColumnText(row, cfg->user_id_attnum);
 }
 
 /*
  * Does column attnum hold the same value (binary equal) in both rows?
  */
 static bool
-SameColumn(TupleDesc desc, HeapTuple a, HeapTuple b, AttrNumber attnum)
+SameColumn(TupleTableSlot *a, TupleTableSlot *b, AttrNumber attnum)
 {
-	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	Form_pg_attribute att = TupleDescAttr(a->tts_tupleDescriptor, attnum - 1);
 	bool		anull,
 				bnull;
-	Datum		x = heap_getattr(a, attnum, desc, &anull);
-	Datum		y = heap_getattr(b, attnum, desc, &bnull);
+	Datum		x = slot_getattr(a, attnum, &anull);
+	Datum		y = slot_getattr(b, attnum, &bnull);
 
 	if (anull || bnull)
 		return anull == bnull;
@@ -424,9 +424,10 @@ void
 UpdateReminder(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
 {
 	Relation	rel = trigdata->tg_relation;
-	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			relid = RelationGetRelid(rel);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TupleTableSlot *newrow = kind == TASK_EVENT_CREATED ? trigdata->tg_trigslot :
+		trigdata->tg_newslot;
 	ReminderView oldv,
 				newv;
 	bool		has_old = false,
@@ -450,10 +451,9 @@ UpdateReminder(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
 	 * value as text.
 	 */
 	if (has_old)
-		ReadDue(cfg, desc, trigdata->tg_trigtuple, &oldv);
+		ReadDue(cfg, trigdata->tg_trigslot, &oldv);
 	if (has_new)
-		ReadDue(cfg, desc, kind == TASK_EVENT_CREATED ? trigdata->tg_trigtuple :
-				trigdata->tg_newtuple, &newv);
+		ReadDue(cfg, newrow, &newv);
 
 	/* only a task that is not completed and has a due date has a reminder */
 	old_active = has_old && !oldv.completed && !oldv.due_null;
@@ -464,15 +464,14 @@ UpdateReminder(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
 		oldv.completed == newv.completed &&
 		oldv.due_null == newv.due_null &&
 		(oldv.due_null || oldv.due == newv.due) &&
-		SameColumn(desc, trigdata->tg_trigtuple, trigdata->tg_newtuple, cfg->id_attnum) &&
-		SameColumn(desc, trigdata->tg_trigtuple, trigdata->tg_newtuple, cfg->user_id_attnum))
+		SameColumn(trigdata->tg_trigslot, newrow, cfg->id_attnum) &&
+		SameColumn(trigdata->tg_trigslot, newrow, cfg->user_id_attnum))
 		return;					/* nothing a reminder depends on changed */
 
 	if (has_old)
-		ReadIds(cfg, desc, trigdata->tg_trigtuple, &oldv);
+		ReadIds(cfg, trigdata->tg_trigslot, &oldv);
 	if (has_new)
-		ReadIds(cfg, desc, kind == TASK_EVENT_CREATED ? trigdata->tg_trigtuple :
-				trigdata->tg_newtuple, &newv);
+		ReadIds(cfg, newrow, &newv);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -70,8 +70,6 @@ struct RowJsonPlan
 	char	   *elemalign;
 	RowJsonCategory *elemcategory;
 	FmgrInfo   *elemfunc;
-	Datum	   *values;			/* room to deform a row */
-	bool	   *nulls;
 };
 
 static RowJsonCategory
@@ -145,8 +143,6 @@ MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt)
 	plan->elemalign = MemoryContextAllocZero(cxt, sizeof(char) * Max(desc->natts, 1));
 	plan->elemcategory = MemoryContextAllocZero(cxt, sizeof(RowJsonCategory) * Max(desc->natts, 1));
 	plan->elemfunc = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * Max(desc->natts, 1));
-	plan->values = MemoryContextAllocZero(cxt, sizeof(Datum) * Max(desc->natts, 1));
-	plan->nulls = MemoryContextAllocZero(cxt, sizeof(bool) * Max(desc->natts, 1));
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -197,8 +193,6 @@ FreeRowJsonPlan(RowJsonPlan *plan)
 	pfree(plan->elemalign);
 	pfree(plan->elemcategory);
 	pfree(plan->elemfunc);
-	pfree(plan->values);
-	pfree(plan->nulls);
 	pfree(plan);
 }
 
@@ -352,30 +346,30 @@ AppendValue(StringInfo buf, RowJsonPlan *plan, int i, Datum value, bool isnull)
 }
 
 /*
- * Append the values of row tup (of descriptor desc) to buf, comma-separated
- * and each exactly as row_to_json() renders it, leaving out the columns
- * skip1 and skip2 (attribute numbers, 0 for none: the subject and partition
- * key the reader derives, see JsonDerivable).  row_to_json(tup) is "{"
+ * Append the values of the row in slot to buf, comma-separated and each
+ * exactly as row_to_json() renders it, leaving out the columns skip1 and
+ * skip2 (attribute numbers, 0 for none: the subject and partition key the
+ * reader derives, see JsonDerivable).  row_to_json(row) is "{"
  * then, for each column, its JSON-escaped name, ":" and its value,
  * comma-separated, then "}".
  */
 void
-AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup, TupleDesc desc,
+AppendRowValues(StringInfo buf, RowJsonPlan *plan, TupleTableSlot *slot,
 				AttrNumber skip1, AttrNumber skip2)
 {
 	int			i;
 	bool		first = true;
 
-	Assert(plan->natts == desc->natts);
-	heap_deform_tuple(tup, desc, plan->values, plan->nulls);
-	for (i = 0; i < desc->natts; i++)
+	Assert(plan->natts == slot->tts_tupleDescriptor->natts);
+	slot_getallattrs(slot);
+	for (i = 0; i < plan->natts; i++)
 	{
 		if (plan->skip[i] || i + 1 == skip1 || i + 1 == skip2)
 			continue;
 		if (!first)
 			appendStringInfoChar(buf, ',');
 		first = false;
-		AppendValue(buf, plan, i, plan->values[i], plan->nulls[i]);
+		AppendValue(buf, plan, i, slot->tts_values[i], slot->tts_isnull[i]);
 	}
 }
 

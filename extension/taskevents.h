@@ -39,6 +39,7 @@
 #include "lib/stringinfo.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -132,8 +133,8 @@ typedef struct RoleContext
 	int			save_nestlevel;
 } RoleContext;
 
-extern char *ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
-extern bool ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum);
+extern char *ColumnText(TupleTableSlot *slot, AttrNumber attnum);
+extern bool ColumnIsTrue(TupleTableSlot *slot, AttrNumber attnum);
 extern int64 SpiGetInt8(HeapTuple tup, TupleDesc desc, int col);
 extern TimestampTz SpiGetTimestamp(HeapTuple tup, TupleDesc desc, int col);
 extern Datum DatumArray(Datum *elems, bool *nulls, int n, Oid elemtype);
@@ -184,8 +185,8 @@ typedef struct DerivedValue
 
 extern RowJsonPlan *MakeRowJsonPlan(TupleDesc desc, MemoryContext cxt);
 extern void FreeRowJsonPlan(RowJsonPlan *plan);
-extern void AppendRowValues(StringInfo buf, RowJsonPlan *plan, HeapTuple tup,
-							TupleDesc desc, AttrNumber skip1, AttrNumber skip2);
+extern void AppendRowValues(StringInfo buf, RowJsonPlan *plan, TupleTableSlot *slot,
+							AttrNumber skip1, AttrNumber skip2);
 extern char JsonDerivable(Oid typid);
 extern bool AppendRowObject(StringInfo buf, char **escaped_names,
 							const int *name_lens, int nnames,
@@ -325,7 +326,7 @@ extern bool NextOccurrence(RecurrenceKind kind, pg_tz *tz,
 						   TimestampTz after, bool after_null,
 						   TimestampTz anchor, bool anchor_null,
 						   TimestampTz *result);
-extern void CheckRecurrence(TableConfig *cfg, Relation rel, HeapTuple row);
+extern void CheckRecurrence(TableConfig *cfg, Relation rel, TupleTableSlot *row);
 extern void SpawnNextInstance(TableConfig *cfg, TriggerData *trigdata);
 extern void InitRecurrenceCache(void);
 

@@ -59,26 +59,23 @@ ValuesEqual(Form_pg_attribute att, Datum a, Datum b)
  * task.updated event.
  */
 static bool
-RowChanged(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup,
-		   TableConfig *cfg)
+RowChanged(TupleTableSlot *oldslot, TupleTableSlot *newslot, TableConfig *cfg)
 {
+	TupleDesc	desc = oldslot->tts_tupleDescriptor;
 	int			i;
 
+	slot_getallattrs(oldslot);
+	slot_getallattrs(newslot);
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		bool		oldnull,
-					newnull;
-		Datum		oldval,
-					newval;
+		bool		oldnull = oldslot->tts_isnull[i];
 
 		if (att->attisdropped || att->attnum == cfg->reminder_sent_at_attnum)
 			continue;
-		oldval = heap_getattr(oldtup, i + 1, desc, &oldnull);
-		newval = heap_getattr(newtup, i + 1, desc, &newnull);
-		if (oldnull != newnull)
+		if (oldnull != newslot->tts_isnull[i])
 			return true;
-		if (!oldnull && !ValuesEqual(att, oldval, newval))
+		if (!oldnull && !ValuesEqual(att, oldslot->tts_values[i], newslot->tts_values[i]))
 			return true;
 	}
 	return false;
@@ -120,9 +117,9 @@ AfterRowEvent(TableConfig *cfg, TriggerData *trigdata, TaskEventKind kind)
 	Relation	rel = trigdata->tg_relation;
 
 	if (kind == TASK_EVENT_CREATED)
-		CheckRecurrence(cfg, rel, trigdata->tg_trigtuple);
+		CheckRecurrence(cfg, rel, trigdata->tg_trigslot);
 	else if (kind == TASK_EVENT_UPDATED || kind == TASK_EVENT_COMPLETED)
-		CheckRecurrence(cfg, rel, trigdata->tg_newtuple);
+		CheckRecurrence(cfg, rel, trigdata->tg_newslot);
 
 	UpdateReminder(cfg, trigdata, kind);
 
@@ -143,6 +140,7 @@ task_trigger(PG_FUNCTION_ARGS)
 	TableConfig *cfg;
 	TaskEventKind kind;
 	HeapTuple	row;
+	TupleTableSlot *slot;		/* the row, read through it */
 	OutboxFacts f;
 	StringInfoData data;
 	bool		isnull;
@@ -169,6 +167,8 @@ task_trigger(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("taskevents.task_trigger() must be fired AFTER ... FOR EACH ROW")));
+	if (trigdata->tg_trigslot == NULL)
+		elog(ERROR, "taskevents.task_trigger() was called without the row's slot");
 
 	desc = RelationGetDescr(rel);
 	cfg = GetTableConfig(rel);
@@ -177,15 +177,20 @@ task_trigger(PG_FUNCTION_ARGS)
 	{
 		kind = TASK_EVENT_CREATED;
 		row = trigdata->tg_trigtuple;
+		slot = trigdata->tg_trigslot;
 	}
 	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
 		kind = TASK_EVENT_DELETED;
 		row = trigdata->tg_trigtuple;
+		slot = trigdata->tg_trigslot;
 	}
 	else
 	{
 		row = trigdata->tg_newtuple;
+		slot = trigdata->tg_newslot;
+		if (slot == NULL)
+			elog(ERROR, "taskevents.task_trigger() was called without the new row's slot");
 
 		/*
 		 * fire_due_reminders() setting reminder_sent_at is bookkeeping, not a
@@ -193,16 +198,16 @@ task_trigger(PG_FUNCTION_ARGS)
 		 * touched another column (say updated_at).
 		 */
 		if (IsReminderBookkeepingUpdate(RelationGetRelid(rel)) ||
-			!RowChanged(desc, trigdata->tg_trigtuple, row, cfg))
+			!RowChanged(trigdata->tg_trigslot, slot, cfg))
 			return PointerGetDatum(NULL);
-		if (!ColumnIsTrue(trigdata->tg_trigtuple, desc, cfg->completed_attnum) &&
-			ColumnIsTrue(row, desc, cfg->completed_attnum))
+		if (!ColumnIsTrue(trigdata->tg_trigslot, cfg->completed_attnum) &&
+			ColumnIsTrue(slot, cfg->completed_attnum))
 			kind = TASK_EVENT_COMPLETED;
 		else
 			kind = TASK_EVENT_UPDATED;
 	}
 
-	d = heap_getattr(row, cfg->user_id_attnum, desc, &isnull);
+	d = slot_getattr(slot, cfg->user_id_attnum, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
@@ -223,14 +228,14 @@ task_trigger(PG_FUNCTION_ARGS)
 	f.topic = cfg->topic;
 	f.partition_key = user_id;
 	f.type = EventTypeName(kind);
-	d = heap_getattr(row, cfg->id_attnum, desc, &isnull);
+	d = slot_getattr(slot, cfg->id_attnum, &isnull);
 	f.subject = isnull ? NULL : OutputFunctionCall(&cfg->id_out, d);
 	f.traceparent = taskevents_traceparent;
 	initStringInfo(&data);
 	if (cfg->values_envelope != 0)
 	{
 		f.envelope = cfg->values_envelope;
-		AppendRowValues(&data, cfg->rowjson, row, desc,
+		AppendRowValues(&data, cfg->rowjson, slot,
 						cfg->values_skip_subject, cfg->values_skip_key);
 	}
 	else

@@ -50,11 +50,13 @@
 #define TASKEVENTS_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
 
 /*
- * The text form of column attnum of tup (its type's output function), or
- * NULL when the column is not configured or the value is null.
+ * The text form of column attnum of the row in slot (its type's output
+ * function), or NULL when the column is not configured or the value is
+ * null.  The trigger reads its rows through the trigger manager's slots,
+ * so each row is deformed once however many columns are read.
  */
 char *
-ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
+ColumnText(TupleTableSlot *slot, AttrNumber attnum)
 {
 	bool		isnull;
 	Datum		d;
@@ -63,26 +65,27 @@ ColumnText(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
 
 	if (attnum == InvalidAttrNumber)
 		return NULL;
-	d = heap_getattr(tup, attnum, desc, &isnull);
+	d = slot_getattr(slot, attnum, &isnull);
 	if (isnull)
 		return NULL;
-	getTypeOutputInfo(TupleDescAttr(desc, attnum - 1)->atttypid,
+	getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1)->atttypid,
 					  &typoutput, &typisvarlena);
 	return OidOutputFunctionCall(typoutput, d);
 }
 
 /*
- * Is boolean column attnum of tup configured, not null and true?
+ * Is boolean column attnum of the row in slot configured, not null and
+ * true?
  */
 bool
-ColumnIsTrue(HeapTuple tup, TupleDesc desc, AttrNumber attnum)
+ColumnIsTrue(TupleTableSlot *slot, AttrNumber attnum)
 {
 	bool		isnull;
 	Datum		d;
 
 	if (attnum == InvalidAttrNumber)
 		return false;
-	d = heap_getattr(tup, attnum, desc, &isnull);
+	d = slot_getattr(slot, attnum, &isnull);
 	return !isnull && DatumGetBool(d);
 }
 
