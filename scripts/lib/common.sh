@@ -20,6 +20,11 @@ PGTE_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-client-15 build
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# run_kept LOG COMMAND...: run COMMAND, its output shown as it runs and kept
+# in LOG; repeat_tail LINES LOG WHAT: repeat the end of a failed LOG, so that
+# the tail of a long log (CI's) says what failed (scripts/test, scripts/ci)
+run_kept() { local kept=$1; shift; "$@" > >(tee "$kept") 2>&1; }
+repeat_tail() { echo; echo "--- $3 failed; its last $1 lines:"; tail -n "$1" "$2"; }
 
 # Install whatever Debian package is missing (needs root, or sudo).
 ensure_packages() {
